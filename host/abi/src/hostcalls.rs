@@ -1,0 +1,505 @@
+//! The `env.proxy_*` host functions, linked once per [`crate::Runtime`].
+//!
+//! Each function is registered through [`Registry::define`], which records
+//! its name: a module importing a `proxy_*` function that is not registered
+//! here still links, to a stub answering [`Status::Unimplemented`].
+
+use std::collections::HashSet;
+
+use wasmtime::{Caller, Engine, IntoFunc, Linker};
+
+use crate::abi::{BufferType, LogLevel, MapType, Status};
+use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
+use crate::stream::LocalResponse;
+use crate::vm::HostState;
+use crate::wasi;
+
+/// The host functions weft links, by (module, name).
+#[derive(Default)]
+pub(crate) struct Registry {
+    names: HashSet<(String, String)>,
+}
+
+impl Registry {
+    pub(crate) fn contains(&self, module: &str, name: &str) -> bool {
+        self.names.contains(&(module.to_string(), name.to_string()))
+    }
+
+    /// Links `func` as `module.name` and records it.
+    pub(crate) fn define<Params, Args>(
+        &mut self,
+        linker: &mut Linker<HostState>,
+        module: &str,
+        name: &str,
+        func: impl IntoFunc<HostState, Params, Args>,
+    ) -> wasmtime::Result<()> {
+        linker.func_wrap(module, name, func)?;
+        self.names.insert((module.to_string(), name.to_string()));
+        Ok(())
+    }
+}
+
+/// Builds the linker with every host function weft serves.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Registry)> {
+    let mut linker = Linker::new(engine);
+    let mut reg = Registry::default();
+    let l = &mut linker;
+    let env = "env";
+
+    reg.define(
+        l,
+        env,
+        "proxy_log",
+        |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            status(log(&mut c, level, ptr, len))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_log_level",
+        |mut c: Caller<'_, HostState>, ret: i32| status(get_log_level(&mut c, ret)),
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_current_time_nanoseconds",
+        |mut c: Caller<'_, HostState>, ret: i32| status(get_current_time(&mut c, ret)),
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_buffer_bytes",
+        |mut c: Caller<'_, HostState>,
+         buffer: i32,
+         start: i32,
+         max: i32,
+         ret_ptr: i32,
+         ret_len: i32| {
+            status(get_buffer_bytes(
+                &mut c, buffer, start, max, ret_ptr, ret_len,
+            ))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_header_map_pairs",
+        |mut c: Caller<'_, HostState>, map: i32, ret_ptr: i32, ret_len: i32| {
+            status(get_header_map_pairs(&mut c, map, ret_ptr, ret_len))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_set_header_map_pairs",
+        |mut c: Caller<'_, HostState>, map: i32, ptr: i32, len: i32| {
+            status(set_header_map_pairs(&mut c, map, ptr, len))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_header_map_size",
+        |mut c: Caller<'_, HostState>, map: i32, ret: i32| {
+            status(get_header_map_size(&mut c, map, ret))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_header_map_value",
+        |mut c: Caller<'_, HostState>, map: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| {
+            status(get_header_map_value(&mut c, map, kp, kl, ret_ptr, ret_len))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_add_header_map_value",
+        |mut c: Caller<'_, HostState>, map: i32, kp: i32, kl: i32, vp: i32, vl: i32| {
+            status(modify_map(
+                &mut c,
+                map,
+                kp,
+                kl,
+                Some((vp, vl)),
+                MapEdit::Add,
+            ))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_replace_header_map_value",
+        |mut c: Caller<'_, HostState>, map: i32, kp: i32, kl: i32, vp: i32, vl: i32| {
+            status(modify_map(
+                &mut c,
+                map,
+                kp,
+                kl,
+                Some((vp, vl)),
+                MapEdit::Replace,
+            ))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_remove_header_map_value",
+        |mut c: Caller<'_, HostState>, map: i32, kp: i32, kl: i32| {
+            status(modify_map(&mut c, map, kp, kl, None, MapEdit::Remove))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_send_local_response",
+        |mut c: Caller<'_, HostState>,
+         code: i32,
+         dp: i32,
+         dl: i32,
+         bp: i32,
+         bl: i32,
+         hp: i32,
+         hl: i32,
+         grpc: i32| {
+            status(send_local_response(
+                &mut c,
+                code,
+                (dp, dl),
+                (bp, bl),
+                (hp, hl),
+                grpc,
+            ))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_property",
+        |mut c: Caller<'_, HostState>, pp: i32, pl: i32, ret_ptr: i32, ret_len: i32| {
+            status(get_property(&mut c, pp, pl, ret_ptr, ret_len))
+        },
+    )?;
+
+    for module in wasi::MODULES {
+        wasi::define(&mut reg, l, module)?;
+    }
+    Ok((linker, reg))
+}
+
+fn log(c: &mut Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> Result<(), HostError> {
+    let level = LogLevel::from_abi(level).ok_or(Status::BadArgument)?;
+    let (mem, state) = split(c)?;
+    let message = String::from_utf8_lossy(slice(mem, ptr, len)?);
+    emit_log(&state.plugin.name, level, &message);
+    Ok(())
+}
+
+/// Writes a guest's log line to the host log, tagged with the plugin.
+pub(crate) fn emit_log(plugin: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Trace => tracing::trace!(target: "weft::filter", plugin, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "weft::filter", plugin, "{message}"),
+        LogLevel::Info => tracing::info!(target: "weft::filter", plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "weft::filter", plugin, "{message}"),
+        LogLevel::Error | LogLevel::Critical => {
+            tracing::error!(target: "weft::filter", plugin, "{message}")
+        }
+    }
+}
+
+fn get_log_level(c: &mut Caller<'_, HostState>, ret: i32) -> Result<(), HostError> {
+    // The guest is told the level the host log would keep, so that it does
+    // not format lines that would be dropped.
+    use tracing::level_filters::LevelFilter;
+    let level = match LevelFilter::current() {
+        LevelFilter::TRACE => LogLevel::Trace,
+        LevelFilter::DEBUG => LogLevel::Debug,
+        LevelFilter::INFO => LogLevel::Info,
+        LevelFilter::WARN => LogLevel::Warn,
+        _ => LogLevel::Error,
+    };
+    let (mem, _) = split(c)?;
+    write_u32(mem, ret, level as u32)?;
+    Ok(())
+}
+
+fn get_current_time(c: &mut Caller<'_, HostState>, ret: i32) -> Result<(), HostError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let (mem, _) = split(c)?;
+    write_u64(mem, ret, now)?;
+    Ok(())
+}
+
+fn get_buffer_bytes(
+    c: &mut Caller<'_, HostState>,
+    buffer: i32,
+    start: i32,
+    max: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<(), HostError> {
+    let buffer = BufferType::from_abi(buffer).ok_or(Status::BadArgument)?;
+    let plugin = c.data().plugin.clone();
+    let bytes: &[u8] = match buffer {
+        BufferType::PluginConfiguration => &plugin.configuration,
+        BufferType::VmConfiguration => &plugin.vm_configuration,
+        // Bodies, call-out responses and TCP data arrive with the full ABI.
+        _ => return Err(Status::Unimplemented.into()),
+    };
+    let start = start as u32 as usize;
+    if start > bytes.len() {
+        return Err(Status::BadArgument.into());
+    }
+    let end = start.saturating_add(max as u32 as usize).min(bytes.len());
+    let part = &bytes[start..end];
+    give(c, part.len(), ret_ptr, ret_len, |dst, _| {
+        dst.copy_from_slice(part)
+    })
+}
+
+fn map_type(map: i32) -> Result<MapType, Status> {
+    MapType::from_abi(map).ok_or(Status::BadArgument)
+}
+
+fn get_header_map_pairs(
+    c: &mut Caller<'_, HostState>,
+    map: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<(), HostError> {
+    let map = map_type(map)?;
+    // First pass: the serialised size (count, lengths, then each key and
+    // value NUL-terminated), so the guest allocates once.
+    let (mut count, mut len) = (0usize, 4usize);
+    c.data().stream.visit_map(map, &mut |k, v| {
+        count += 1;
+        len += 8 + k.len() + 1 + v.len() + 1;
+    })?;
+    give(c, len, ret_ptr, ret_len, |dst, state| {
+        // The map cannot change between the two passes: the guest is not
+        // running while the host fills its memory.
+        dst[..4].copy_from_slice(&(count as u32).to_le_bytes());
+        let mut sizes = 4;
+        let mut data = 4 + count * 8;
+        let _ = state.stream.visit_map(map, &mut |k, v| {
+            dst[sizes..sizes + 4].copy_from_slice(&(k.len() as u32).to_le_bytes());
+            dst[sizes + 4..sizes + 8].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            sizes += 8;
+            for part in [k, v] {
+                dst[data..data + part.len()].copy_from_slice(part);
+                dst[data + part.len()] = 0;
+                data += part.len() + 1;
+            }
+        });
+    })
+}
+
+/// A header pair as the guest serialised it.
+pub(crate) type Pair<'a> = (&'a [u8], &'a [u8]);
+
+/// Parses the serialised pairs format: a u32 count, count (key length,
+/// value length) u32 pairs, then each key and value followed by a NUL.
+pub(crate) fn parse_pairs(bytes: &[u8]) -> Result<Vec<Pair<'_>>, Status> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = read_u32(bytes, 0)? as usize;
+    let header = count
+        .checked_mul(8)
+        .and_then(|n| n.checked_add(4))
+        .ok_or(Status::ParseFailure)?;
+    if header > bytes.len() {
+        return Err(Status::ParseFailure);
+    }
+    let mut pairs = Vec::with_capacity(count);
+    let mut data = header;
+    for i in 0..count {
+        let klen = read_u32(bytes, 4 + i * 8)? as usize;
+        let vlen = read_u32(bytes, 8 + i * 8)? as usize;
+        let key = bytes.get(data..data + klen).ok_or(Status::ParseFailure)?;
+        data += klen + 1;
+        let value = bytes.get(data..data + vlen).ok_or(Status::ParseFailure)?;
+        data += vlen + 1;
+        if data > bytes.len() {
+            return Err(Status::ParseFailure);
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+fn set_header_map_pairs(
+    c: &mut Caller<'_, HostState>,
+    map: i32,
+    ptr: i32,
+    len: i32,
+) -> Result<(), HostError> {
+    let map = map_type(map)?;
+    let (mem, state) = split(c)?;
+    let pairs = parse_pairs(slice(mem, ptr, len)?)?;
+    state.stream.set_map_pairs(map, &pairs)?;
+    Ok(())
+}
+
+fn get_header_map_size(c: &mut Caller<'_, HostState>, map: i32, ret: i32) -> Result<(), HostError> {
+    let map = map_type(map)?;
+    let mut len = 4usize;
+    c.data()
+        .stream
+        .visit_map(map, &mut |k, v| len += 8 + k.len() + 1 + v.len() + 1)?;
+    let (mem, _) = split(c)?;
+    write_u32(mem, ret, len as u32)?;
+    Ok(())
+}
+
+fn get_header_map_value(
+    c: &mut Caller<'_, HostState>,
+    map: i32,
+    kp: i32,
+    kl: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<(), HostError> {
+    let map = map_type(map)?;
+    let (mem, state) = split(c)?;
+    let key = slice(mem, kp, kl)?;
+    let mut scratch = std::mem::take(&mut state.scratch);
+    scratch.clear();
+    match state.stream.map_value(map, key)? {
+        Some(value) => scratch.extend_from_slice(value),
+        None => {
+            state.scratch = scratch;
+            return Err(Status::NotFound.into());
+        }
+    }
+    let result = give(c, scratch.len(), ret_ptr, ret_len, |dst, _| {
+        dst.copy_from_slice(&scratch)
+    });
+    c.data_mut().scratch = scratch;
+    result
+}
+
+enum MapEdit {
+    Add,
+    Replace,
+    Remove,
+}
+
+fn modify_map(
+    c: &mut Caller<'_, HostState>,
+    map: i32,
+    kp: i32,
+    kl: i32,
+    value: Option<(i32, i32)>,
+    edit: MapEdit,
+) -> Result<(), HostError> {
+    let map = map_type(map)?;
+    let (mem, state) = split(c)?;
+    let key = slice(mem, kp, kl)?;
+    let value = match value {
+        Some((vp, vl)) => slice(mem, vp, vl)?,
+        None => &[],
+    };
+    match edit {
+        MapEdit::Add => state.stream.add_map_value(map, key, value)?,
+        MapEdit::Replace => state.stream.replace_map_value(map, key, value)?,
+        MapEdit::Remove => state.stream.remove_map_value(map, key)?,
+    }
+    Ok(())
+}
+
+fn send_local_response(
+    c: &mut Caller<'_, HostState>,
+    code: i32,
+    details: (i32, i32),
+    body: (i32, i32),
+    headers: (i32, i32),
+    grpc_status: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let headers = parse_pairs(slice(mem, headers.0, headers.1)?)?
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    let response = LocalResponse {
+        status: code as u32,
+        details: slice(mem, details.0, details.1)?.to_vec(),
+        body: slice(mem, body.0, body.1)?.to_vec(),
+        headers,
+        grpc_status,
+    };
+    state.stream.send_local_response(response)?;
+    Ok(())
+}
+
+fn get_property(
+    c: &mut Caller<'_, HostState>,
+    pp: i32,
+    pl: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    // A property path is its segments, each followed by a NUL.
+    let path = slice(mem, pp, pl)?;
+    let path = path.strip_suffix(&[0]).unwrap_or(path);
+    let plugin = state.plugin.clone();
+    let value: &[u8] = match path {
+        b"plugin_name" => plugin.name.as_bytes(),
+        b"plugin_root_id" => plugin.root_id.as_bytes(),
+        b"plugin_vm_id" => plugin.vm_id.as_bytes(),
+        _ => return Err(Status::NotFound.into()),
+    };
+    give(c, value.len(), ret_ptr, ret_len, |dst, _| {
+        dst.copy_from_slice(value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serialise(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend(*k);
+            out.push(0);
+            out.extend(*v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn pairs_round_trip() {
+        let pairs: Vec<(&[u8], &[u8])> = vec![(b"a", b"1"), (b"", b""), (b"key", b"value")];
+        assert_eq!(parse_pairs(&serialise(&pairs)).unwrap(), pairs);
+        assert_eq!(parse_pairs(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn truncated_pairs_are_a_parse_failure() {
+        let bytes = serialise(&[(b"key", b"value")]);
+        for cut in 1..bytes.len() {
+            assert_eq!(
+                parse_pairs(&bytes[..cut]),
+                Err(Status::ParseFailure),
+                "cut at {cut}"
+            );
+        }
+        // A count that would overflow the header size.
+        assert_eq!(
+            parse_pairs(&u32::MAX.to_le_bytes()),
+            Err(Status::ParseFailure)
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Loading a module: compile, detect the ABI version, resolve imports.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::{ExternType, FuncType, InstancePre, Linker, Module, Val, ValType};
+
+use crate::abi::{AbiVersion, Status};
+use crate::runtime::Runtime;
+use crate::vm::HostState;
+use crate::wasi;
+
+/// Why a module could not be loaded. Each variant names the module.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read module {}: {source}", path.display())]
+    Read {
+        /// The module file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly module.
+    #[error("module {module} is not valid WebAssembly: {message}")]
+    Compile {
+        /// The module's name (its path).
+        module: String,
+        /// wasmtime's reason.
+        message: String,
+    },
+    /// No `proxy_abi_version_*` export.
+    #[error(
+        "module {module} exports no proxy_abi_version_0_2_1 / _0_2_0 / _0_1_0 marker: it was not built with a proxy-wasm SDK (Rust: the proxy-wasm crate; other languages: export one of these empty functions)"
+    )]
+    NoAbiVersion {
+        /// The module's name.
+        module: String,
+    },
+    /// A required export is missing or has the wrong kind.
+    #[error("module {module} does not export {export}, which every proxy-wasm module must")]
+    MissingExport {
+        /// The module's name.
+        module: String,
+        /// The export.
+        export: &'static str,
+    },
+    /// The module imports things no proxy-wasm host provides.
+    #[error("module {module} imports what weft does not provide: {}", imports.join("; "))]
+    UnknownImports {
+        /// The module's name.
+        module: String,
+        /// Each unknown import, with a hint where one is known.
+        imports: Vec<String>,
+    },
+    /// Linking failed (e.g. a host function imported with the wrong signature).
+    #[error("module {module} cannot be linked: {message}")]
+    Link {
+        /// The module's name.
+        module: String,
+        /// wasmtime's reason.
+        message: String,
+    },
+}
+
+/// A compiled proxy-wasm module, ready to instantiate on any thread.
+/// Cloning is cheap.
+#[derive(Clone)]
+pub struct PluginModule {
+    pub(crate) inner: Arc<ModuleInner>,
+}
+
+pub(crate) struct ModuleInner {
+    pub(crate) name: String,
+    pub(crate) abi: AbiVersion,
+    pub(crate) pre: InstancePre<HostState>,
+}
+
+impl PluginModule {
+    /// Reads and compiles a `.wasm` (or `.wat`) file.
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<PluginModule, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        PluginModule::from_bytes(runtime, &path.display().to_string(), &bytes)
+    }
+
+    /// Compiles a module from bytes (binary or text format); `name` is used
+    /// in errors and logs.
+    pub fn from_bytes(
+        runtime: &Runtime,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PluginModule, LoadError> {
+        let module = Module::new(&runtime.engine, bytes).map_err(|e| LoadError::Compile {
+            module: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+
+        let abi = module
+            .exports()
+            .filter_map(|e| AbiVersion::from_export(e.name()))
+            .max()
+            .ok_or_else(|| LoadError::NoAbiVersion {
+                module: name.to_string(),
+            })?;
+        for (export, is_right_kind) in [
+            (
+                "memory",
+                matches!(module.get_export("memory"), Some(ExternType::Memory(_))),
+            ),
+            (
+                "proxy_on_context_create",
+                matches!(
+                    module.get_export("proxy_on_context_create"),
+                    Some(ExternType::Func(_))
+                ),
+            ),
+        ] {
+            if !is_right_kind {
+                return Err(LoadError::MissingExport {
+                    module: name.to_string(),
+                    export,
+                });
+            }
+        }
+
+        let linker = resolve_imports(runtime, name, &module)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Link {
+                module: name.to_string(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(PluginModule {
+            inner: Arc::new(ModuleInner {
+                name: name.to_string(),
+                abi,
+                pre,
+            }),
+        })
+    }
+
+    /// The ABI version the module declares.
+    pub fn abi_version(&self) -> AbiVersion {
+        self.inner.abi
+    }
+
+    /// The name the module was loaded under (its path).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+}
+
+/// Links every import of `module`: weft's host functions where they exist;
+/// for a `proxy_*` function weft does not serve, a stub answering
+/// UNIMPLEMENTED; for another WASI function, a stub answering ENOSYS. Any
+/// other import is an error that lists them all.
+fn resolve_imports(
+    runtime: &Runtime,
+    name: &str,
+    module: &Module,
+) -> Result<Linker<HostState>, LoadError> {
+    let mut linker: Option<Linker<HostState>> = None;
+    let mut unknown = Vec::new();
+    for import in module.imports() {
+        let (m, n) = (import.module(), import.name());
+        if runtime.host_functions.contains(m, n) {
+            continue;
+        }
+        let stub_result = if m == "env" && n.starts_with("proxy_") {
+            Status::Unimplemented as i32
+        } else if wasi::MODULES.contains(&m) {
+            wasi::NOSYS
+        } else {
+            unknown.push(describe_unknown(m, n, &import.ty()));
+            continue;
+        };
+        let ExternType::Func(ty) = import.ty() else {
+            unknown.push(describe_unknown(m, n, &import.ty()));
+            continue;
+        };
+        let l = linker.get_or_insert_with(|| (*runtime.linker).clone());
+        define_stub(l, m, n, ty, stub_result).map_err(|e| LoadError::Link {
+            module: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+    }
+    if !unknown.is_empty() {
+        return Err(LoadError::UnknownImports {
+            module: name.to_string(),
+            imports: unknown,
+        });
+    }
+    Ok(linker.unwrap_or_else(|| (*runtime.linker).clone()))
+}
+
+fn define_stub(
+    l: &mut Linker<HostState>,
+    m: &str,
+    n: &str,
+    ty: FuncType,
+    code: i32,
+) -> wasmtime::Result<()> {
+    let name = n.to_string();
+    l.func_new(m, n, ty.clone(), move |caller, _params, results| {
+        tracing::debug!(
+            target: "weft::filter",
+            plugin = %caller.data().plugin.name,
+            "called {name}, which weft does not implement"
+        );
+        for (slot, ty) in results.iter_mut().zip(ty.results()) {
+            *slot = match ty {
+                ValType::I32 => Val::I32(code),
+                ValType::I64 => Val::I64(code.into()),
+                ValType::F32 => Val::F32(0),
+                ValType::F64 => Val::F64(0),
+                _ => Val::null_func_ref(),
+            };
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn describe_unknown(module: &str, name: &str, ty: &ExternType) -> String {
+    let kind = match ty {
+        ExternType::Func(_) => "function",
+        ExternType::Global(_) => "global",
+        ExternType::Table(_) => "table",
+        ExternType::Memory(_) => "memory",
+        _ => "item",
+    };
+    let hint = match (module, name) {
+        ("env", "memory") => {
+            " (the module imports its memory; link it with its own memory instead, e.g. without --import-memory)"
+        }
+        ("env", _) => {
+            " (an undefined symbol: a function declared but not defined when the module was linked)"
+        }
+        (m, _) if m.starts_with("wasi") => {
+            " (a WASI version weft does not serve; build for wasm32-wasip1 or wasm32-unknown-unknown)"
+        }
+        ("wasi:cli/environment" | "wasi:io/streams", _) => {
+            " (a component-model import; build a core module for wasm32-wasip1)"
+        }
+        _ => "",
+    };
+    format!("{kind} `{module}.{name}`{hint}")
+}

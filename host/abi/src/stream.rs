@@ -1,0 +1,81 @@
+//! The stream a filter sees, as a trait the embedder implements.
+
+use crate::abi::{MapType, Status};
+
+/// A local response a plugin asked for with `proxy_send_local_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// HTTP status code.
+    pub status: u32,
+    /// The "details" string (for logs; Envoy's response code details).
+    pub details: Vec<u8>,
+    /// Response body.
+    pub body: Vec<u8>,
+    /// Extra response headers.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// gRPC status, or -1 for none.
+    pub grpc_status: i32,
+}
+
+/// The HTTP stream a plugin's stream context filters, as the embedder (the
+/// data plane, the test harness, the conformance runner) holds it.
+///
+/// Header maps carry HTTP/2-style pseudo-headers: request headers have
+/// `:method`, `:path`, `:authority` and `:scheme`; response headers have
+/// `:status`. Keys are lower-case. A map that does not exist in the current
+/// phase (response headers while the request is still being filtered)
+/// answers [`Status::NotFound`] to reads and [`Status::BadArgument`] to writes.
+///
+/// The trait extends `Any` so that the embedder can take its own type back
+/// out of the `Box<dyn HttpStream>` it lent to the VM.
+pub trait HttpStream: std::any::Any {
+    /// Calls `visit` with every pair of `map`, in order.
+    fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status>;
+
+    /// The first value of `key` in `map`, if any.
+    fn map_value(&self, map: MapType, key: &[u8]) -> Result<Option<&[u8]>, Status>;
+
+    /// Appends a value for `key`, keeping existing ones.
+    fn add_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status>;
+
+    /// Sets `key` to exactly `value`, replacing existing values (or adding it).
+    fn replace_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status>;
+
+    /// Removes every value of `key`; removing an absent key is not an error.
+    fn remove_map_value(&mut self, map: MapType, key: &[u8]) -> Result<(), Status>;
+
+    /// Replaces the whole map with `pairs`.
+    fn set_map_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Result<(), Status>;
+
+    /// Records a local response; the embedder sends it instead of (or in
+    /// place of) the upstream's once the current callback returns.
+    fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status>;
+}
+
+/// The stream a store holds between callbacks: none. Zero-sized, so boxing
+/// it allocates nothing.
+pub(crate) struct Detached;
+
+impl HttpStream for Detached {
+    fn visit_map(&self, _: MapType, _: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
+        Err(Status::NotFound)
+    }
+    fn map_value(&self, _: MapType, _: &[u8]) -> Result<Option<&[u8]>, Status> {
+        Err(Status::NotFound)
+    }
+    fn add_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn replace_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn remove_map_value(&mut self, _: MapType, _: &[u8]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn set_map_pairs(&mut self, _: MapType, _: &[(&[u8], &[u8])]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn send_local_response(&mut self, _: LocalResponse) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+}

@@ -1,0 +1,474 @@
+//! A VM: one instance of a plugin's module, its root context, its streams.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
+
+use crate::abi::{AbiVersion, Action};
+use crate::module::PluginModule;
+use crate::runtime::EPOCH_TICK;
+use crate::stream::{Detached, HttpStream};
+
+/// A context id, as the guest sees it.
+pub type ContextId = u32;
+
+/// What happens to a request when a plugin fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailurePolicy {
+    /// Answer 503.
+    #[default]
+    FailClosed,
+    /// Skip the plugin.
+    FailOpen,
+}
+
+/// Resource limits of one VM.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginLimits {
+    /// Largest linear memory the VM may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// CPU deadline of one stream callback.
+    pub callback_deadline: Duration,
+    /// CPU deadline of start-up (`_initialize`, `proxy_on_vm_start`,
+    /// `proxy_on_configure`), where filters parse their configuration.
+    pub start_deadline: Duration,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_bytes: 64 << 20,
+            callback_deadline: Duration::from_millis(200),
+            start_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A module plus one configured use of it.
+pub struct Plugin {
+    /// The plugin's name (`plugin_name`), used in every log line and error.
+    pub name: String,
+    /// `plugin_root_id`.
+    pub root_id: String,
+    /// `plugin_vm_id`.
+    pub vm_id: String,
+    /// Bytes handed to `proxy_on_configure`.
+    pub configuration: Vec<u8>,
+    /// Bytes handed to `proxy_on_vm_start`.
+    pub vm_configuration: Vec<u8>,
+    /// What happens to a request when this plugin fails.
+    pub failure_policy: FailurePolicy,
+    /// Resource limits.
+    pub limits: PluginLimits,
+    /// The compiled module.
+    pub module: PluginModule,
+}
+
+/// Why a VM could not start or a callback failed. Each names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The module could not be instantiated or lacks a callback's right type.
+    #[error("plugin `{plugin}`: cannot instantiate: {message}")]
+    Instantiate {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        message: String,
+    },
+    /// The guest trapped (panicked, hit `unreachable`, ran out of memory,
+    /// called `proc_exit`...).
+    #[error("plugin `{plugin}`: {callback} trapped: {message}")]
+    Trap {
+        /// The plugin.
+        plugin: String,
+        /// The callback that was running.
+        callback: &'static str,
+        /// The trap, with the guest's backtrace.
+        message: String,
+    },
+    /// The guest ran past its CPU deadline.
+    #[error(
+        "plugin `{plugin}`: {callback} ran longer than its {deadline:?} deadline and was stopped"
+    )]
+    Timeout {
+        /// The plugin.
+        plugin: String,
+        /// The callback that was running.
+        callback: &'static str,
+        /// The deadline it exceeded.
+        deadline: Duration,
+    },
+    /// `proxy_on_vm_start` or `proxy_on_configure` returned false.
+    #[error(
+        "plugin `{plugin}`: {callback} returned false (the plugin rejected its configuration; its log says why)"
+    )]
+    Rejected {
+        /// The plugin.
+        plugin: String,
+        /// The callback.
+        callback: &'static str,
+    },
+    /// The VM failed earlier and must be recreated.
+    #[error("plugin `{plugin}`: the VM failed earlier and is unusable")]
+    Failed {
+        /// The plugin.
+        plugin: String,
+    },
+}
+
+/// What the host functions of one store see.
+pub(crate) struct HostState {
+    pub(crate) plugin: Arc<Plugin>,
+    pub(crate) memory: Option<Memory>,
+    pub(crate) allocator: Option<TypedFunc<i32, i32>>,
+    /// The stream of the running callback, swapped in for its duration.
+    pub(crate) stream: Box<dyn HttpStream>,
+    /// Reused buffer for values copied out of the stream.
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) created: Instant,
+    limits: StoreLimits,
+}
+
+/// Headers callbacks changed arity between ABI versions.
+enum HeadersFn {
+    /// 0.1.0: (context_id, num_headers).
+    V1(TypedFunc<(i32, i32), i32>),
+    /// 0.2.x: (context_id, num_headers, end_of_stream).
+    V2(TypedFunc<(i32, i32, i32), i32>),
+}
+
+struct Exports {
+    on_context_create: TypedFunc<(i32, i32), ()>,
+    on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    on_configure: Option<TypedFunc<(i32, i32), i32>>,
+    on_request_headers: Option<HeadersFn>,
+    on_response_headers: Option<HeadersFn>,
+    on_done: Option<TypedFunc<i32, i32>>,
+    on_log: Option<TypedFunc<i32, ()>>,
+    on_delete: Option<TypedFunc<i32, ()>>,
+}
+
+/// One instance of a plugin's module with its root context created, started
+/// and configured. Belongs to one thread.
+pub struct Vm {
+    store: Store<HostState>,
+    exports: Exports,
+    root_context: ContextId,
+    next_context: ContextId,
+    failed: bool,
+}
+
+impl Vm {
+    /// Instantiates the plugin's module and brings its root context up:
+    /// `_initialize`, `proxy_on_context_create(root)`, `proxy_on_vm_start`,
+    /// `proxy_on_configure`. Any failure or refusal is an error.
+    pub fn new(plugin: Arc<Plugin>) -> Result<Vm, VmError> {
+        let module = plugin.module.inner.clone();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(plugin.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .instances(1)
+            .build();
+        let name = plugin.name.clone();
+        let start_deadline = plugin.limits.start_deadline;
+        let mut store = Store::new(
+            module.pre.module().engine(),
+            HostState {
+                plugin,
+                memory: None,
+                allocator: None,
+                stream: Box::new(Detached),
+                scratch: Vec::new(),
+                created: Instant::now(),
+                limits,
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(ticks(start_deadline));
+
+        let instantiate = |message: String| VmError::Instantiate {
+            plugin: name.clone(),
+            message,
+        };
+        let instance = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| instantiate(format!("{e:#}")))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| instantiate("no exported memory".into()))?;
+        let allocator = instance
+            .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
+            .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
+            .map_err(|_| {
+                instantiate(
+                    "exports neither proxy_on_memory_allocate nor malloc (i32) -> i32".into(),
+                )
+            })?;
+        store.data_mut().memory = Some(memory);
+        store.data_mut().allocator = Some(allocator);
+
+        macro_rules! optional {
+            ($name:literal) => {
+                match instance.get_func(&mut store, $name) {
+                    None => None,
+                    Some(f) => Some(
+                        f.typed(&store)
+                            .map_err(|e| instantiate(format!("export {}: {e:#}", $name)))?,
+                    ),
+                }
+            };
+        }
+        let headers =
+            |store: &mut Store<HostState>, name: &str| -> Result<Option<HeadersFn>, VmError> {
+                let Some(f) = instance.get_func(&mut *store, name) else {
+                    return Ok(None);
+                };
+                if let Ok(f) = f.typed::<(i32, i32, i32), i32>(&*store) {
+                    return Ok(Some(HeadersFn::V2(f)));
+                }
+                f.typed::<(i32, i32), i32>(&*store)
+                    .map(|f| Some(HeadersFn::V1(f)))
+                    .map_err(|e| instantiate(format!("export {name}: {e:#}")))
+            };
+        let exports = Exports {
+            on_context_create: instance
+                .get_typed_func(&mut store, "proxy_on_context_create")
+                .map_err(|e| instantiate(format!("export proxy_on_context_create: {e:#}")))?,
+            on_vm_start: optional!("proxy_on_vm_start"),
+            on_configure: optional!("proxy_on_configure"),
+            on_request_headers: headers(&mut store, "proxy_on_request_headers")?,
+            on_response_headers: headers(&mut store, "proxy_on_response_headers")?,
+            on_done: optional!("proxy_on_done"),
+            on_log: optional!("proxy_on_log"),
+            on_delete: optional!("proxy_on_delete"),
+        };
+        let initialize = match instance.get_func(&mut store, "_initialize") {
+            Some(f) => Some(f),
+            None => instance.get_func(&mut store, "_start"),
+        };
+
+        let mut vm = Vm {
+            store,
+            exports,
+            root_context: 1,
+            next_context: 2,
+            failed: false,
+        };
+        if let Some(init) = initialize {
+            let init = init
+                .typed::<(), ()>(&vm.store)
+                .map_err(|e| instantiate(format!("export _initialize: {e:#}")))?;
+            vm.call("_initialize", start_deadline, |store| init.call(store, ()))?;
+        }
+        let root = vm.root_context as i32;
+        let create = vm.exports.on_context_create.clone();
+        vm.call("proxy_on_context_create", start_deadline, |store| {
+            create.call(store, (root, 0))
+        })?;
+        for (callback, size, func) in [
+            (
+                "proxy_on_vm_start",
+                vm.store.data().plugin.vm_configuration.len(),
+                vm.exports.on_vm_start.clone(),
+            ),
+            (
+                "proxy_on_configure",
+                vm.store.data().plugin.configuration.len(),
+                vm.exports.on_configure.clone(),
+            ),
+        ] {
+            let Some(func) = func else { continue };
+            let accepted = vm.call(callback, start_deadline, |store| {
+                func.call(store, (root, size as i32))
+            })?;
+            if accepted == 0 {
+                return Err(VmError::Rejected {
+                    plugin: vm.plugin_name().to_string(),
+                    callback,
+                });
+            }
+        }
+        Ok(vm)
+    }
+
+    /// The plugin this VM runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.store.data().plugin
+    }
+
+    fn plugin_name(&self) -> &str {
+        &self.store.data().plugin.name
+    }
+
+    /// The ABI version of the module.
+    pub fn abi_version(&self) -> AbiVersion {
+        self.store.data().plugin.module.abi_version()
+    }
+
+    /// True once a callback trapped or timed out: the VM must be replaced.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Bytes of linear memory the guest has.
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store))
+    }
+
+    /// Creates a stream context (`proxy_on_context_create(id, root)`).
+    pub fn create_stream_context(&mut self) -> Result<ContextId, VmError> {
+        let id = self.next_context;
+        self.next_context = self.next_context.wrapping_add(1).max(2);
+        let (root, create) = (
+            self.root_context as i32,
+            self.exports.on_context_create.clone(),
+        );
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        self.call("proxy_on_context_create", deadline, |store| {
+            create.call(store, (id as i32, root))
+        })?;
+        Ok(id)
+    }
+
+    /// `proxy_on_request_headers`. A module without the callback continues.
+    pub fn on_request_headers(
+        &mut self,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        num_headers: usize,
+        end_of_stream: bool,
+    ) -> Result<Action, VmError> {
+        self.headers_callback(true, context, stream, num_headers, end_of_stream)
+    }
+
+    /// `proxy_on_response_headers`. A module without the callback continues.
+    pub fn on_response_headers(
+        &mut self,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        num_headers: usize,
+        end_of_stream: bool,
+    ) -> Result<Action, VmError> {
+        self.headers_callback(false, context, stream, num_headers, end_of_stream)
+    }
+
+    fn headers_callback(
+        &mut self,
+        request: bool,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        num_headers: usize,
+        end_of_stream: bool,
+    ) -> Result<Action, VmError> {
+        let (callback, func) = if request {
+            ("proxy_on_request_headers", &self.exports.on_request_headers)
+        } else {
+            (
+                "proxy_on_response_headers",
+                &self.exports.on_response_headers,
+            )
+        };
+        let func = match func {
+            None => return Ok(Action::Continue),
+            Some(HeadersFn::V1(f)) => HeadersFn::V1(f.clone()),
+            Some(HeadersFn::V2(f)) => HeadersFn::V2(f.clone()),
+        };
+        let (ctx, n, eos) = (context as i32, num_headers as i32, end_of_stream as i32);
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        let action = self.with_stream(stream, |vm| {
+            vm.call(callback, deadline, |store| match &func {
+                HeadersFn::V1(f) => f.call(store, (ctx, n)),
+                HeadersFn::V2(f) => f.call(store, (ctx, n, eos)),
+            })
+        })?;
+        Ok(Action::from_abi(action))
+    }
+
+    /// Ends a stream context: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    pub fn finish_stream(
+        &mut self,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+    ) -> Result<(), VmError> {
+        let ctx = context as i32;
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        let (done, log, delete) = (
+            self.exports.on_done.clone(),
+            self.exports.on_log.clone(),
+            self.exports.on_delete.clone(),
+        );
+        self.with_stream(stream, |vm| {
+            if let Some(done) = done {
+                // A plugin that answers false wants to finish later with
+                // proxy_done; delayed finalisation lands with the full ABI,
+                // so the host carries on at once.
+                vm.call("proxy_on_done", deadline, |store| done.call(store, ctx))?;
+            }
+            if let Some(log) = log {
+                vm.call("proxy_on_log", deadline, |store| log.call(store, ctx))?;
+            }
+            if let Some(delete) = delete {
+                vm.call("proxy_on_delete", deadline, |store| delete.call(store, ctx))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` with `stream` visible to the host functions.
+    fn with_stream<R>(
+        &mut self,
+        stream: &mut Box<dyn HttpStream>,
+        f: impl FnOnce(&mut Vm) -> R,
+    ) -> R {
+        std::mem::swap(&mut self.store.data_mut().stream, stream);
+        let result = f(self);
+        std::mem::swap(&mut self.store.data_mut().stream, stream);
+        result
+    }
+
+    /// Calls into the guest with a CPU deadline; a trap or timeout marks the
+    /// VM failed.
+    fn call<R>(
+        &mut self,
+        callback: &'static str,
+        deadline: Duration,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, VmError> {
+        if self.failed {
+            return Err(VmError::Failed {
+                plugin: self.plugin_name().to_string(),
+            });
+        }
+        self.store.set_epoch_deadline(ticks(deadline));
+        f(&mut self.store).map_err(|err| {
+            self.failed = true;
+            let plugin = self.plugin_name().to_string();
+            let error = if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                VmError::Timeout {
+                    plugin,
+                    callback,
+                    deadline,
+                }
+            } else {
+                VmError::Trap {
+                    plugin,
+                    callback,
+                    message: format!("{err:?}"),
+                }
+            };
+            tracing::error!(target: "weft::filter", "{error}");
+            error
+        })
+    }
+}
+
+/// Epoch ticks for a deadline, rounded up, plus one because the current tick
+/// may end at any moment.
+fn ticks(deadline: Duration) -> u64 {
+    (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+}

@@ -1,0 +1,167 @@
+//! The `weft` command. Thin: it parses arguments, sets up logging and wires
+//! the host crates together.
+
+mod echo;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use weft_abi::Runtime;
+use weft_proxy::Proxy;
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "A programmable L7 proxy whose behaviour runs as proxy-wasm filters"
+)]
+struct Cli {
+    /// Log filter (tracing syntax, e.g. `info` or `weft=debug`); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the data plane.
+    Proxy {
+        /// The proxy configuration file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run an upstream that answers every request with a JSON description of
+    /// it (method, path, headers, body): for demos and tests.
+    Echo {
+        /// Address to listen on; port 0 picks a free one (printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a proxy configuration, including loading and configuring its
+    /// plugins, without starting anything.
+    Check {
+        /// The proxy configuration file (YAML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    match cli.command {
+        Command::Proxy { config } => proxy(&config),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => check(&file),
+        Command::Echo { listen } => match echo::run(listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(&format!("echo: {err:#}")),
+        },
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Exit status for a configuration that was refused.
+const BAD_CONFIG: u8 = 2;
+
+fn load(file: &std::path::Path) -> Result<(weft_config::ProxyConfig, Runtime), ExitCode> {
+    let config = weft_config::load_proxy_config(file).map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::from(BAD_CONFIG)
+    })?;
+    let runtime = Runtime::new().map_err(|err| fail(&err.to_string()))?;
+    Ok((config, runtime))
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    let (config, runtime) = match load(file) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    match weft_proxy::load_plugins(&config, &runtime) {
+        Ok(plugins) => {
+            println!(
+                "{}: ok ({} listener(s), {} cluster(s), {} plugin(s))",
+                file.display(),
+                config.listeners.len(),
+                config.clusters.len(),
+                plugins.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {}: {err}", file.display());
+            ExitCode::from(BAD_CONFIG)
+        }
+    }
+}
+
+fn proxy(file: &std::path::Path) -> ExitCode {
+    let (config, runtime) = match load(file) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let proxy = match Proxy::start(&config, &runtime) {
+        Ok(proxy) => proxy,
+        Err(err) => {
+            eprintln!("error: {}: {err}", file.display());
+            return ExitCode::from(BAD_CONFIG);
+        }
+    };
+    {
+        // Tests and scripts read the bound addresses from here.
+        let mut out = std::io::stdout().lock();
+        for listener in proxy.listeners() {
+            let _ = writeln!(
+                out,
+                "listening: {} http://{}",
+                listener.name, listener.address
+            );
+        }
+        let _ = out.flush();
+    }
+    if let Err(err) = wait_for_signal() {
+        return fail(&format!("cannot wait for signals: {err}"));
+    }
+    tracing::info!("shutting down");
+    proxy.shutdown();
+    ExitCode::SUCCESS
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result,
+            _ = term.recv() => Ok(()),
+        }
+    })
+}

@@ -1,0 +1,18 @@
+//! weft's configuration.
+//!
+//! A proxy configuration is YAML parsed into the typed structs of this crate
+//! ([`ProxyConfig`] and what it holds), then checked by [`ProxyConfig::validate`].
+//! Every error is a [`ConfigError`] that names the file, the field (as a path
+//! such as `plugins[0].module`, with line and column where YAML gives them)
+//! and what is wrong, so that a bad file is refused before anything starts.
+
+#![warn(missing_docs)]
+
+mod error;
+mod proxy;
+
+pub use error::ConfigError;
+pub use proxy::{
+    Cluster, FailurePolicy, Listener, Plugin, PluginConfiguration, ProxyConfig, load_proxy_config,
+    parse_proxy_config,
+};

@@ -1,0 +1,234 @@
+//! The filter chain: a worker's plugin VMs and how one stream runs through them.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft_abi::{Action, ContextId, FailurePolicy, HttpStream, LocalResponse, Plugin, Vm, VmError};
+
+use crate::worker::Worker;
+
+/// A plugin's VM on one worker, recreated with backoff after a failure.
+pub(crate) struct PluginSlot {
+    plugin: Arc<Plugin>,
+    vm: Option<Vm>,
+    /// Bumped on every new VM, so that contexts of a VM that failed are
+    /// never finished on its replacement.
+    generation: u64,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl PluginSlot {
+    pub(crate) fn new(plugin: Arc<Plugin>) -> PluginSlot {
+        PluginSlot {
+            plugin,
+            vm: None,
+            generation: 0,
+            retry_at: None,
+            backoff: MIN_BACKOFF,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// Brings the VM up ahead of the first request. A failure is logged and
+    /// retried, with backoff, when requests arrive.
+    pub(crate) fn warm(&mut self) {
+        let _ = self.vm();
+    }
+
+    /// The working VM, creating one if there is none (or the last failed)
+    /// and the backoff allows.
+    fn vm(&mut self) -> Result<(&mut Vm, u64), VmError> {
+        if self.vm.as_ref().is_some_and(Vm::is_failed) {
+            self.vm = None;
+            self.retry_at
+                .get_or_insert_with(|| Instant::now() + MIN_BACKOFF);
+        }
+        if self.vm.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(VmError::Failed {
+                    plugin: self.plugin.name.clone(),
+                });
+            }
+            match Vm::new(self.plugin.clone()) {
+                Ok(vm) => {
+                    self.vm = Some(vm);
+                    self.generation += 1;
+                    self.retry_at = None;
+                    self.backoff = MIN_BACKOFF;
+                    tracing::info!(plugin = %self.plugin.name, generation = self.generation, "VM started");
+                }
+                Err(err) => {
+                    tracing::error!("{err}; retrying in {:?}", self.backoff);
+                    self.retry_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    return Err(err);
+                }
+            }
+        }
+        match &mut self.vm {
+            Some(vm) => Ok((vm, self.generation)),
+            None => Err(VmError::Failed {
+                plugin: self.plugin.name.clone(),
+            }),
+        }
+    }
+}
+
+/// A stream context: which plugin, which VM generation, which id.
+#[derive(Clone, Copy)]
+pub(crate) struct ActiveContext {
+    plugin: usize,
+    generation: u64,
+    context: ContextId,
+}
+
+/// Why a phase stopped before the upstream (or the client) got the message.
+pub(crate) enum Stop {
+    /// A plugin answered with a local response.
+    Local(LocalResponse),
+    /// A fail-closed plugin failed.
+    Failed { plugin: String },
+    /// A plugin paused the stream; nothing in this build can resume it.
+    Paused { plugin: String },
+}
+
+/// Which headers callback a phase runs.
+#[derive(Clone, Copy)]
+pub(crate) enum Phase {
+    RequestHeaders,
+    ResponseHeaders,
+}
+
+/// Runs `phase` over the stream's plugins: the request phase in chain order
+/// (creating each plugin's stream context first), the response phase in
+/// reverse over the contexts that exist.
+pub(crate) fn run_headers(
+    worker: &Worker,
+    chain: &[usize],
+    active: &mut Vec<ActiveContext>,
+    stream: &mut Box<dyn HttpStream>,
+    phase: Phase,
+    header_count: usize,
+    end_of_stream: bool,
+) -> Result<(), Stop> {
+    let order: Vec<usize> = match phase {
+        Phase::RequestHeaders => chain.to_vec(),
+        Phase::ResponseHeaders => active.iter().rev().map(|a| a.plugin).collect(),
+    };
+    for plugin in order {
+        let slot = &worker.plugins[plugin];
+        let outcome = {
+            let mut slot = slot.borrow_mut();
+            call(
+                &mut slot,
+                plugin,
+                active,
+                stream,
+                phase,
+                header_count,
+                end_of_stream,
+            )
+        };
+        match outcome {
+            Ok(Action::Continue) => {}
+            Ok(Action::Pause) => {
+                return Err(Stop::Paused {
+                    plugin: slot.borrow().name().to_string(),
+                });
+            }
+            Err(err) => {
+                let slot = slot.borrow();
+                active.retain(|a| a.plugin != plugin);
+                match slot.plugin.failure_policy {
+                    FailurePolicy::FailOpen => {
+                        tracing::warn!(
+                            "{err}; plugin is fail-open, so the request goes on without it"
+                        );
+                    }
+                    FailurePolicy::FailClosed => {
+                        tracing::warn!("{err}; plugin is fail-closed, so the request is refused");
+                        return Err(Stop::Failed {
+                            plugin: slot.name().to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(local) = local_response(stream) {
+            return Err(Stop::Local(local));
+        }
+    }
+    Ok(())
+}
+
+fn call(
+    slot: &mut PluginSlot,
+    plugin: usize,
+    active: &mut Vec<ActiveContext>,
+    stream: &mut Box<dyn HttpStream>,
+    phase: Phase,
+    header_count: usize,
+    end_of_stream: bool,
+) -> Result<Action, VmError> {
+    let (vm, generation) = slot.vm()?;
+    match phase {
+        Phase::RequestHeaders => {
+            let context = vm.create_stream_context()?;
+            active.push(ActiveContext {
+                plugin,
+                generation,
+                context,
+            });
+            vm.on_request_headers(context, stream, header_count, end_of_stream)
+        }
+        Phase::ResponseHeaders => {
+            let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
+                return Ok(Action::Continue);
+            };
+            if ctx.generation != generation {
+                // The VM this stream started on failed and was replaced:
+                // the new one has never heard of this context.
+                return Ok(Action::Continue);
+            }
+            vm.on_response_headers(ctx.context, stream, header_count, end_of_stream)
+        }
+    }
+}
+
+fn local_response(stream: &mut Box<dyn HttpStream>) -> Option<LocalResponse> {
+    crate::worker::proxy_stream(stream).and_then(|s| s.local_response.take())
+}
+
+/// Ends a stream's contexts (`on_done`, `on_log`, `on_delete`) once its
+/// response has been sent or abandoned.
+pub(crate) struct Finish {
+    pub(crate) worker: Rc<Worker>,
+    pub(crate) active: Vec<ActiveContext>,
+    pub(crate) stream: Box<dyn HttpStream>,
+}
+
+impl Finish {
+    pub(crate) fn run(mut self) {
+        for ctx in &self.active {
+            let slot: &RefCell<PluginSlot> = &self.worker.plugins[ctx.plugin];
+            let mut slot = slot.borrow_mut();
+            if slot.generation != ctx.generation {
+                continue;
+            }
+            if let Some(vm) = slot.vm.as_mut().filter(|vm| !vm.is_failed())
+                && let Err(err) = vm.finish_stream(ctx.context, &mut self.stream)
+            {
+                tracing::warn!("{err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! weft's data plane.
+//!
+//! [`Proxy::start`] turns a validated [`weft_config::ProxyConfig`] into
+//! running workers: it loads every plugin's module once, proves each plugin
+//! starts and accepts its configuration on a canary VM, binds each listener
+//! once per worker with SO_REUSEPORT, then starts the worker threads. Each
+//! worker owns its VMs and upstream connection pools (see `worker`).
+
+mod body;
+mod chain;
+mod cluster;
+mod stream;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+use weft_abi::{LoadError, Plugin, PluginLimits, PluginModule, Runtime, Vm, VmError};
+use weft_config::{FailurePolicy, ProxyConfig};
+
+pub use body::ResponseBody;
+
+/// Why the proxy could not start. Each names the config field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A plugin's module failed to load.
+    #[error("plugins[{index}] (`{name}`): {source}")]
+    Module {
+        /// Index in `plugins`.
+        index: usize,
+        /// The plugin's name.
+        name: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// A plugin failed to start or refused its configuration.
+    #[error("plugins[{index}] (`{name}`): {source}")]
+    Plugin {
+        /// Index in `plugins`.
+        index: usize,
+        /// The plugin's name.
+        name: String,
+        /// Why.
+        source: VmError,
+    },
+    /// A listener could not be bound.
+    #[error("listeners[{index}] (`{name}`): cannot listen on {address}: {source}")]
+    Bind {
+        /// Index in `listeners`.
+        index: usize,
+        /// The listener's name.
+        name: String,
+        /// The address.
+        address: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be spawned.
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A listener's name and the address it is bound to (port 0 resolved).
+#[derive(Debug, Clone)]
+pub struct BoundListener {
+    /// The listener's name.
+    pub name: String,
+    /// The bound address.
+    pub address: SocketAddr,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    listeners: Vec<BoundListener>,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Loads and checks every plugin of `config`: each module compiles and links,
+/// and each plugin starts and accepts its configuration on a canary VM.
+pub fn load_plugins(
+    config: &ProxyConfig,
+    runtime: &Runtime,
+) -> Result<Vec<Arc<Plugin>>, StartError> {
+    let mut plugins = Vec::with_capacity(config.plugins.len());
+    for (index, p) in config.plugins.iter().enumerate() {
+        let module =
+            PluginModule::load(runtime, &p.module).map_err(|source| StartError::Module {
+                index,
+                name: p.name.clone(),
+                source,
+            })?;
+        let plugin = Arc::new(Plugin {
+            name: p.name.clone(),
+            root_id: p.root_id.clone(),
+            vm_id: p.vm_id.clone(),
+            configuration: p.configuration.to_bytes(),
+            vm_configuration: Vec::new(),
+            failure_policy: match p.failure_policy {
+                FailurePolicy::FailClosed => weft_abi::FailurePolicy::FailClosed,
+                FailurePolicy::FailOpen => weft_abi::FailurePolicy::FailOpen,
+            },
+            limits: PluginLimits::default(),
+            module,
+        });
+        Vm::new(plugin.clone()).map_err(|source| StartError::Plugin {
+            index,
+            name: p.name.clone(),
+            source,
+        })?;
+        tracing::info!(
+            plugin = %p.name,
+            module = %p.module.display(),
+            abi = %plugin.module.abi_version(),
+            "plugin loaded"
+        );
+        plugins.push(plugin);
+    }
+    Ok(plugins)
+}
+
+impl Proxy {
+    /// Starts the proxy described by `config` (already validated).
+    pub fn start(config: &ProxyConfig, runtime: &Runtime) -> Result<Proxy, StartError> {
+        let plugins = load_plugins(config, runtime)?;
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+        // Each listener is bound once per worker; the first bind resolves
+        // port 0, the others reuse that port.
+        let mut sockets: Vec<Vec<(worker::ListenerRoute, std::net::TcpListener)>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        let mut bound = Vec::new();
+        for (index, listener) in config.listeners.iter().enumerate() {
+            let route = worker::ListenerRoute {
+                name: listener.name.clone(),
+                chain: listener
+                    .filters
+                    .iter()
+                    .filter_map(|f| config.plugins.iter().position(|p| &p.name == f))
+                    .collect(),
+                cluster: config
+                    .clusters
+                    .iter()
+                    .position(|c| c.name == listener.cluster)
+                    .unwrap_or_default(),
+            };
+            let mut address = listener.address;
+            for per_worker in &mut sockets {
+                let socket = bind(address).map_err(|source| StartError::Bind {
+                    index,
+                    name: listener.name.clone(),
+                    address,
+                    source,
+                })?;
+                if address.port() == 0 {
+                    address = socket.local_addr().map_err(|source| StartError::Bind {
+                        index,
+                        name: listener.name.clone(),
+                        address,
+                        source,
+                    })?;
+                }
+                per_worker.push((route.clone(), socket));
+            }
+            bound.push(BoundListener {
+                name: listener.name.clone(),
+                address,
+            });
+        }
+
+        let (shutdown, receiver) = watch::channel(false);
+        let mut handles = Vec::with_capacity(workers);
+        for (index, listeners) in sockets.into_iter().enumerate() {
+            let init = worker::WorkerInit {
+                index,
+                plugins: plugins.clone(),
+                clusters: config.clusters.clone(),
+                listeners,
+            };
+            let receiver = receiver.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("weft-worker-{index}"))
+                .spawn(move || {
+                    if let Err(err) = worker::run(init, receiver) {
+                        tracing::error!(worker = index, "worker stopped: {err}");
+                    }
+                })
+                .map_err(StartError::Thread)?;
+            handles.push(handle);
+        }
+        Ok(Proxy {
+            listeners: bound,
+            shutdown,
+            workers: handles,
+        })
+    }
+
+    /// The listeners and the addresses they are bound to.
+    pub fn listeners(&self) -> &[BoundListener] {
+        &self.listeners
+    }
+
+    /// Stops accepting and waits for the workers to exit.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}

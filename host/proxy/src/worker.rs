@@ -1,0 +1,358 @@
+//! A worker: one thread, one current-thread tokio runtime, its own listener
+//! sockets (SO_REUSEPORT), filter VMs and upstream pools. Nothing here is
+//! shared with other workers, so nothing on the request path takes a lock.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::watch;
+use weft_abi::{HttpStream, LocalResponse, Plugin};
+
+use crate::body::ResponseBody;
+use crate::chain::{ActiveContext, Finish, Phase, PluginSlot, Stop, run_headers};
+use crate::cluster::ClusterPool;
+use crate::stream::{ProxyStream, ResponseHead};
+
+/// What a worker thread is started with; all of it can cross threads.
+pub(crate) struct WorkerInit {
+    pub(crate) index: usize,
+    pub(crate) plugins: Vec<Arc<Plugin>>,
+    pub(crate) clusters: Vec<weft_config::Cluster>,
+    pub(crate) listeners: Vec<(ListenerRoute, std::net::TcpListener)>,
+}
+
+/// Where a listener's requests go.
+#[derive(Clone)]
+pub(crate) struct ListenerRoute {
+    pub(crate) name: String,
+    /// Indices into the worker's plugins, in chain order.
+    pub(crate) chain: Vec<usize>,
+    /// Index into the worker's clusters.
+    pub(crate) cluster: usize,
+}
+
+/// A worker's own state.
+pub(crate) struct Worker {
+    pub(crate) plugins: Vec<RefCell<PluginSlot>>,
+    pub(crate) clusters: Vec<ClusterPool>,
+}
+
+/// Runs a worker until `shutdown` turns true.
+pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let worker = Rc::new(Worker {
+            plugins: init.plugins.into_iter().map(|p| RefCell::new(PluginSlot::new(p))).collect(),
+            clusters: init.clusters.iter().map(ClusterPool::new).collect(),
+        });
+        for slot in &worker.plugins {
+            slot.borrow_mut().warm();
+        }
+        let mut accepting = Vec::new();
+        for (route, socket) in init.listeners {
+            let listener = tokio::net::TcpListener::from_std(socket)?;
+            let route = Rc::new(route);
+            let worker = worker.clone();
+            let mut shutdown = shutdown.clone();
+            accepting.push(tokio::task::spawn_local(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((tcp, peer)) => {
+                                let _ = tcp.set_nodelay(true);
+                                tokio::task::spawn_local(serve(tcp, peer, worker.clone(), route.clone()));
+                            }
+                            Err(err) => {
+                                // Out of file descriptors and the like: back off
+                                // briefly instead of spinning.
+                                tracing::warn!(listener = %route.name, "accept failed: {err}");
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        },
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
+            }));
+        }
+        tracing::debug!(worker = init.index, "worker running");
+        for task in accepting {
+            let _ = task.await;
+        }
+        Ok(())
+    })
+}
+
+async fn serve(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    worker: Rc<Worker>,
+    route: Rc<ListenerRoute>,
+) {
+    let service = service_fn(move |request| handle(worker.clone(), route.clone(), request));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(tcp), service);
+    if let Err(err) = connection.await {
+        tracing::debug!(%peer, "downstream connection ended: {err}");
+    }
+}
+
+/// The stream's own type, back out of the box it was lent to VMs in.
+pub(crate) fn proxy_stream(stream: &mut Box<dyn HttpStream>) -> Option<&mut ProxyStream> {
+    let any: &mut dyn Any = stream.as_mut();
+    any.downcast_mut::<ProxyStream>()
+}
+
+async fn handle(
+    worker: Rc<Worker>,
+    route: Rc<ListenerRoute>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let mut stream: Box<dyn HttpStream> = Box::new(ProxyStream::from_request(parts));
+    let mut active = Vec::with_capacity(route.chain.len());
+    let filtered = !route.chain.is_empty();
+
+    if filtered {
+        let count = proxy_stream(&mut stream).map_or(0, |s| s.request_header_count());
+        let end_of_stream = body.is_end_stream();
+        if let Err(stop) = run_headers(
+            &worker,
+            &route.chain,
+            &mut active,
+            &mut stream,
+            Phase::RequestHeaders,
+            count,
+            end_of_stream,
+        ) {
+            return Ok(stopped(stop, finish(&worker, active, stream)));
+        }
+    }
+
+    let Some(state) = proxy_stream(&mut stream) else {
+        return Ok(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal: stream state lost",
+            None,
+        ));
+    };
+    let upstream_request = match state.upstream_request(body, filtered) {
+        Ok(request) => request,
+        Err(reason) => {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                reason,
+                finish(&worker, active, stream),
+            ));
+        }
+    };
+    let cluster = &worker.clusters[route.cluster];
+    let upstream = match cluster.send(upstream_request).await {
+        Ok(upstream) => upstream,
+        Err(err) => {
+            tracing::warn!(cluster = %cluster.name, "{err}");
+            return Ok(error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream connection failed",
+                finish(&worker, active, stream),
+            ));
+        }
+    };
+
+    let (mut parts, body) = upstream.response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if filtered {
+        let Some(state) = proxy_stream(&mut stream) else {
+            return Ok(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal: stream state lost",
+                None,
+            ));
+        };
+        state.response = Some(ResponseHead {
+            status: parts.status,
+            headers: std::mem::take(&mut parts.headers),
+        });
+        let count = state.response_header_count();
+        let end_of_stream = body.is_end_stream();
+        if let Err(stop) = run_headers(
+            &worker,
+            &route.chain,
+            &mut active,
+            &mut stream,
+            Phase::ResponseHeaders,
+            count,
+            end_of_stream,
+        ) {
+            return Ok(stopped(stop, finish(&worker, active, stream)));
+        }
+        if let Some(head) = proxy_stream(&mut stream).and_then(|s| s.response.as_ref()) {
+            // The filters keep seeing the response headers until on_log.
+            parts.status = head.status;
+            parts.headers = head.headers.clone();
+        }
+    }
+    let body = ResponseBody::upstream(
+        body,
+        upstream.endpoint,
+        upstream.sender,
+        finish(&worker, active, stream),
+    );
+    Ok(Response::from_parts(parts, body))
+}
+
+fn finish(
+    worker: &Rc<Worker>,
+    active: Vec<ActiveContext>,
+    stream: Box<dyn HttpStream>,
+) -> Option<Finish> {
+    (!active.is_empty()).then(|| Finish {
+        worker: worker.clone(),
+        active,
+        stream,
+    })
+}
+
+/// The response for a stream a filter stopped.
+fn stopped(stop: Stop, finish: Option<Finish>) -> Response<ResponseBody> {
+    match stop {
+        Stop::Local(local) => local_response(local, finish),
+        Stop::Failed { plugin } => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("filter `{plugin}` failed"),
+            finish,
+        ),
+        Stop::Paused { plugin } => {
+            tracing::error!(
+                plugin,
+                "the filter paused the stream, but this weft build cannot resume it (call-outs and timers are not implemented yet)"
+            );
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("filter `{plugin}` paused the stream"),
+                finish,
+            )
+        }
+    }
+}
+
+fn local_response(local: LocalResponse, finish: Option<Finish>) -> Response<ResponseBody> {
+    let status = u16::try_from(local.status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(ResponseBody::full(local.body, finish));
+    *response.status_mut() = status;
+    for (key, value) in local.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&key),
+            HeaderValue::from_bytes(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// A response the proxy makes itself, saying why in `x-weft-error`.
+fn error_response(
+    status: StatusCode,
+    reason: &str,
+    finish: Option<Finish>,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(format!("{reason}\n"), finish));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if let Ok(value) = HeaderValue::from_str(reason) {
+        headers.insert("x-weft-error", value);
+    }
+    response
+}
+
+/// Headers that describe one connection, not the message: never forwarded.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.remove(header::CONNECTION) {
+        // Headers named in Connection are hop-by-hop too.
+        if let Ok(names) = connection.to_str() {
+            for name in names.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
+        headers.remove(name);
+    }
+}
+
+impl ProxyStream {
+    fn from_request(parts: Parts) -> ProxyStream {
+        let Parts {
+            method,
+            uri,
+            mut headers,
+            ..
+        } = parts;
+        let host = headers.remove(header::HOST);
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| host.and_then(|h| h.to_str().ok().map(str::to_string)))
+            .unwrap_or_default();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        strip_hop_by_hop(&mut headers);
+        ProxyStream {
+            method,
+            scheme: "http",
+            authority,
+            path,
+            request_headers: headers,
+            response: None,
+            local_response: None,
+        }
+    }
+
+    /// The request to send upstream. With `keep`, the headers stay here for
+    /// later callbacks (`on_log` reads them) and the upstream gets a copy.
+    fn upstream_request(
+        &mut self,
+        body: Incoming,
+        keep: bool,
+    ) -> Result<Request<Incoming>, &'static str> {
+        let uri: Uri = self
+            .path
+            .parse()
+            .map_err(|_| "filters produced an invalid :path")?;
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = if keep {
+            self.request_headers.clone()
+        } else {
+            std::mem::take(&mut self.request_headers)
+        };
+        if !self.authority.is_empty() {
+            let host = HeaderValue::from_str(&self.authority).map_err(|_| "invalid :authority")?;
+            request.headers_mut().insert(header::HOST, host);
+        }
+        Ok(request)
+    }
+}
