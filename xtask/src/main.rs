@@ -1,1 +1,134 @@
-fn main() {}
+//! `cargo xtask`: the one task runner for people and CI.
+//!
+//! - `cargo xtask test`: set up, check formatting and lints, build the
+//!   filters, run every test, smoke the demo. `.ci/run` calls exactly this.
+//! - `cargo xtask demo [--once]`: set up, build, run an upstream and a proxy
+//!   with the example filter, show traffic going through it.
+//! - `cargo xtask build-filters`: set up and build every wasm32 crate.
+//! - `cargo xtask setup`: install what is missing (the wasm toolchain).
+//!
+//! Every step says what it does; installing is idempotent.
+
+mod demo;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: the wasm32 toolchain.
+    Setup,
+    /// Build every filter and example (.wasm) into target/filters/.
+    BuildFilters,
+    /// fmt check, clippy -D warnings, build filters, run all tests, smoke the demo.
+    Test,
+    /// Start an upstream, `weft proxy` and the example filter, and show traffic.
+    Demo {
+        /// Exit after the walkthrough (status 0 only if every step worked).
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
+    match cli.command {
+        Task::Setup => setup::wasm_toolchain().map(|_| ()),
+        Task::BuildFilters => build_filters().map(|_| ()),
+        Task::Test => test(),
+        Task::Demo { once } => demo::run(once),
+    }
+}
+
+/// The repository root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// Prints a step heading, so a log of `cargo xtask` reads as a list of steps.
+pub(crate) fn step(what: &str) {
+    println!("\n==> {what}");
+}
+
+/// Runs a command, failing with its command line if it fails.
+pub(crate) fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Where built filters are collected.
+pub(crate) const FILTERS_DIR: &str = "target/filters";
+
+fn build_filters() -> Result<Vec<PathBuf>> {
+    let toolchain = setup::wasm_toolchain()?;
+    step("building filters (wasm32-wasip1, release) from filters/Cargo.toml");
+    let mut build = toolchain.cargo_build();
+    build.args(["--manifest-path", "filters/Cargo.toml", "--workspace", "--release"]);
+    run(&mut build)?;
+
+    let out = Path::new(FILTERS_DIR);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let built = toolchain.target_dir().join("wasm32-wasip1/release");
+    let mut copied = Vec::new();
+    for entry in std::fs::read_dir(&built).with_context(|| format!("cannot list {}", built.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let Some(name) = path.file_name() else { continue };
+            let dest = out.join(name);
+            std::fs::copy(&path, &dest)
+                .with_context(|| format!("cannot copy {} to {}", path.display(), dest.display()))?;
+            let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+            println!("    {} ({} KiB)", dest.display(), size / 1024);
+            copied.push(dest);
+        }
+    }
+    if copied.is_empty() {
+        bail!("the filter build produced no .wasm files in {}", built.display());
+    }
+    Ok(copied)
+}
+
+fn test() -> Result<()> {
+    setup::wasm_toolchain()?;
+
+    step("cargo fmt --check (host workspace and filters workspace)");
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["fmt", "--all", "--check", "--manifest-path", "filters/Cargo.toml"]))?;
+
+    step("cargo clippy --all-targets -- -D warnings");
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+
+    build_filters()?;
+
+    step("cargo test --workspace");
+    run(cargo().args(["test", "--workspace"]))?;
+
+    step("demo smoke run (cargo xtask demo --once)");
+    demo::run(true)?;
+
+    println!("\nall checks passed");
+    Ok(())
+}

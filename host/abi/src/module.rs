@@ -93,6 +93,14 @@ impl PluginModule {
         name: &str,
         bytes: &[u8],
     ) -> Result<PluginModule, LoadError> {
+        if !bytes.starts_with(b"\0asm") && !name.ends_with(".wat") {
+            return Err(LoadError::Compile {
+                module: name.to_string(),
+                message: "the file does not start with the \\0asm magic bytes of a WebAssembly \
+                          binary (text modules must be named *.wat)"
+                    .into(),
+            });
+        }
         let module = Module::new(&runtime.engine, bytes).map_err(|e| LoadError::Compile {
             module: name.to_string(),
             message: format!("{e:#}"),
@@ -239,11 +247,11 @@ fn describe_unknown(module: &str, name: &str, ty: &ExternType) -> String {
         ("env", _) => {
             " (an undefined symbol: a function declared but not defined when the module was linked)"
         }
+        (m, _) if m.starts_with("wasi:") => {
+            " (a component-model import; build a core module for wasm32-wasip1)"
+        }
         (m, _) if m.starts_with("wasi") => {
             " (a WASI version weft does not serve; build for wasm32-wasip1 or wasm32-unknown-unknown)"
-        }
-        ("wasi:cli/environment" | "wasi:io/streams", _) => {
-            " (a component-model import; build a core module for wasm32-wasip1)"
         }
         _ => "",
     };

@@ -86,6 +86,18 @@ impl ConfigError {
             message.truncate(at);
         }
         let field = (!field.is_empty() && field != ".").then_some(field);
+        // serde_yaml also prefixes the path of the enclosing value
+        // ("listeners[0]: unknown field ..."); the field is reported whole
+        // separately, so that prefix goes too.
+        if let Some(field) = &field
+            && let Some((prefix, rest)) = message.split_once(": ")
+            && field.starts_with(prefix)
+        {
+            message = rest.to_string();
+        }
+        if message == "invalid socket address syntax" {
+            message.push_str(": expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080");
+        }
         ConfigError::Parse {
             path,
             field,

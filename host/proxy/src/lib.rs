@@ -37,7 +37,7 @@ pub enum StartError {
         source: LoadError,
     },
     /// A plugin failed to start or refused its configuration.
-    #[error("plugins[{index}] (`{name}`): {source}")]
+    #[error("plugins[{index}]: {source}")]
     Plugin {
         /// Index in `plugins`.
         index: usize,

@@ -1,0 +1,204 @@
+//! What the `weft` binary's integration tests share: a real upstream
+//! written with hyper, the `weft` process, and a small HTTP client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// A compiled filter from `cargo xtask build-filters`.
+pub fn filter(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/filters").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the filters first with `cargo xtask build-filters` (`cargo xtask test` does)",
+        path.display()
+    );
+    path.canonicalize().unwrap()
+}
+
+/// A request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A real HTTP/1.1 upstream on 127.0.0.1:0 that records every request and
+/// answers 200 with `x-upstream: yes` and body `upstream says hi`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let record = record.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req: Request<Incoming>| {
+                            let record = record.clone();
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let body = body.collect().await?.to_bytes();
+                                record.lock().unwrap().push(Seen {
+                                    method: parts.method.to_string(),
+                                    path: parts.uri.to_string(),
+                                    headers: parts.headers,
+                                    body,
+                                });
+                                let mut response = Response::new(Full::new(Bytes::from_static(b"upstream says hi")));
+                                response.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+                                Ok::<_, hyper::Error>(response)
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tcp), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        Upstream {
+            addr,
+            seen,
+            connections,
+            _thread: thread,
+        }
+    }
+}
+
+/// A running `weft` process; killed on drop.
+pub struct Weft {
+    child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Weft {
+    /// Writes `config` to a temporary file and runs `weft proxy` on it.
+    pub fn proxy(config: &str) -> Weft {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("weft.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("weft.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["proxy", "--config"])
+            .arg(&config_path)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Some(addr) = line.trim().strip_prefix("listening: ").and_then(|l| l.rsplit("http://").next()) else {
+            let _ = child.kill();
+            panic!("weft did not start: {}", std::fs::read_to_string(&log).unwrap());
+        };
+        let addr = addr.parse().unwrap();
+        Weft {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Waits until the log contains `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "log never showed {needle:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Weft {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response as the client got it.
+pub struct Got {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+/// Sends one request with hyper's client on a new connection.
+pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Got {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        let mut request = Request::builder().method(method).uri(path).header("host", "test.weft");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Got {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    })
+}
+
+/// Runs `weft ARGS` to completion: (exit code, stdout, stderr).
+pub fn weft(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().unwrap();
+    let mut stderr = String::new();
+    out.stderr.as_slice().read_to_string(&mut stderr).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}

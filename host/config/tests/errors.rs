@@ -1,0 +1,166 @@
+//! Every way a configuration file can be refused, and the message each gives.
+//! Update the snapshots with `UPDATE_EXPECT=1 cargo test -p weft-config`.
+
+use std::path::Path;
+
+use expect_test::{Expect, expect};
+use weft_config::{load_proxy_config, parse_proxy_config};
+
+const VALID: &str = "
+listeners:
+  - name: ingress
+    address: 127.0.0.1:8080
+    cluster: backend
+clusters:
+  - name: backend
+    endpoints: [127.0.0.1:9000]
+";
+
+fn check_parse(text: &str, expect: Expect) {
+    let err = parse_proxy_config(Path::new("weft.yaml"), text).unwrap_err();
+    expect.assert_eq(&err.to_string());
+}
+
+/// Loads `text` from a file in a temporary directory (with `module.wasm`
+/// present there) and snapshots the error, with the directory shown as $DIR.
+fn check_load(text: &str, expect: Expect) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("module.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(&path, text).unwrap();
+    let err = load_proxy_config(&path).unwrap_err();
+    let shown = err.to_string().replace(&dir.path().display().to_string(), "$DIR");
+    expect.assert_eq(&shown);
+}
+
+#[test]
+fn valid_config_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(&path, VALID).unwrap();
+    let config = load_proxy_config(&path).unwrap();
+    assert_eq!(config.listeners[0].cluster, "backend");
+    assert_eq!(config.clusters[0].connect_timeout_ms, 5000);
+}
+
+#[test]
+fn missing_file() {
+    let err = load_proxy_config(Path::new("/nonexistent/weft.yaml")).unwrap_err();
+    expect![[r#"cannot read config file /nonexistent/weft.yaml: No such file or directory (os error 2)"#]]
+        .assert_eq(&err.to_string());
+}
+
+#[test]
+fn unknown_field() {
+    check_parse(
+        "listeners:\n  - name: a\n    adress: 127.0.0.1:1\n    cluster: b\nclusters: []\n",
+        expect!["weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `filters`"],
+    );
+}
+
+#[test]
+fn wrong_type() {
+    check_parse(
+        &format!("workers: two\n{VALID}"),
+        expect![[r#"weft.yaml:1:10: field `workers`: invalid type: string "two", expected usize"#]],
+    );
+}
+
+#[test]
+fn bad_address() {
+    check_parse(
+        &VALID.replace("127.0.0.1:8080", "localhost"),
+        expect!["weft.yaml:4:14: field `listeners[0].address`: invalid socket address syntax: expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080"],
+    );
+}
+
+#[test]
+fn missing_field() {
+    check_parse(
+        "listeners:\n  - name: a\n    address: 127.0.0.1:1\nclusters: []\n",
+        expect!["weft.yaml:2:5: field `listeners[0]`: missing field `cluster`"],
+    );
+}
+
+#[test]
+fn not_yaml() {
+    check_parse(
+        "listeners: [\n",
+        expect!["weft.yaml:2:1: field `listeners`: did not find expected node content"],
+    );
+}
+
+#[test]
+fn bad_failure_policy() {
+    check_parse(
+        &format!("{VALID}plugins:\n  - name: p\n    module: m.wasm\n    failure_policy: sometimes\n"),
+        expect!["weft.yaml:12:21: field `plugins[0].failure_policy`: unknown variant `sometimes`, expected `fail_closed` or `fail_open`"],
+    );
+}
+
+#[test]
+fn unknown_cluster() {
+    check_load(
+        &VALID.replace("cluster: backend", "cluster: backnd"),
+        expect![[r#"$DIR/weft.yaml: field `listeners[0].cluster`: no cluster named `backnd`; known clusters: `backend`"#]],
+    );
+}
+
+#[test]
+fn unknown_filter() {
+    check_load(
+        &VALID.replace("cluster: backend", "cluster: backend\n    filters: [auth]"),
+        expect![[r#"$DIR/weft.yaml: field `listeners[0].filters[0]`: no plugin named `auth`; known plugins: none"#]],
+    );
+}
+
+#[test]
+fn missing_module() {
+    check_load(
+        &format!("{VALID}plugins:\n  - name: p\n    module: missing.wasm\n"),
+        expect![[r#"$DIR/weft.yaml: field `plugins[0].module`: module file $DIR/missing.wasm does not exist (relative paths are resolved against the config file's directory; build the filters with `cargo xtask build-filters`)"#]],
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    check_load(
+        &format!("{VALID}  - name: backend\n    endpoints: [127.0.0.1:9001]\n"),
+        expect![[r#"$DIR/weft.yaml: field `clusters[1].name`: `backend` is used twice; names in `clusters` must be unique"#]],
+    );
+}
+
+#[test]
+fn empty_cluster() {
+    check_load(
+        &VALID.replace("[127.0.0.1:9000]", "[]"),
+        expect![[r#"$DIR/weft.yaml: field `clusters[0].endpoints`: cluster `backend` has no endpoints; list at least one address"#]],
+    );
+}
+
+#[test]
+fn zero_workers() {
+    check_load(
+        &format!("workers: 0\n{VALID}"),
+        expect![[r#"$DIR/weft.yaml: field `workers`: must be at least 1 (omit it for one per CPU)"#]],
+    );
+}
+
+#[test]
+fn plugin_configuration_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.wasm"), b"").unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{VALID}plugins:\n  - name: json\n    module: m.wasm\n    configuration: {{a: 1, b: [x]}}\n  - name: raw\n    module: m.wasm\n    configuration: \"k=v\"\n  - name: none\n    module: m.wasm\n"
+        ),
+    )
+    .unwrap();
+    let config = load_proxy_config(&path).unwrap();
+    assert_eq!(config.plugins[0].configuration.to_bytes(), br#"{"a":1,"b":["x"]}"#);
+    assert_eq!(config.plugins[1].configuration.to_bytes(), b"k=v");
+    assert_eq!(config.plugins[2].configuration.to_bytes(), b"");
+    assert_eq!(config.plugins[0].module, dir.path().join("m.wasm"));
+}
