@@ -35,11 +35,14 @@ pub(crate) fn run(once: bool) -> Result<()> {
     let mut children = Children(Vec::new());
 
     step("starting the upstream: weft echo (answers with what it received)");
-    let (echo, echo_addr) = spawn_listening(&weft, &["echo", "--listen", "127.0.0.1:0"], "echo.log")?;
+    let (echo, echo_addr) =
+        spawn_listening(&weft, &["echo", "--listen", "127.0.0.1:0"], "echo.log")?;
     children.0.push(echo);
     println!("    upstream on http://{echo_addr}");
 
-    step(&format!("starting weft proxy with {EXAMPLE_CONFIG} (listener and upstream moved to free ports)"));
+    step(&format!(
+        "starting weft proxy with {EXAMPLE_CONFIG} (listener and upstream moved to free ports)"
+    ));
     let config_path = write_demo_config(echo_addr)?;
     let (proxy, proxy_addr) = spawn_listening(
         &weft,
@@ -60,12 +63,24 @@ pub(crate) fn run(once: bool) -> Result<()> {
         step(&format!("{method} {path} through the proxy"));
         let response = http(proxy_addr, method, path, body)?;
         println!("{}", indent(&response.head));
-        println!("    --- upstream saw ---\n{}", indent(response.body.trim_end()));
+        println!(
+            "    --- upstream saw ---\n{}",
+            indent(response.body.trim_end())
+        );
         if response.status != 200 {
-            bail!("{method} {path}: expected status 200, got {}", response.status);
+            bail!(
+                "{method} {path}: expected status 200, got {}",
+                response.status
+            );
         }
-        if !response.head.lines().any(|l| l.eq_ignore_ascii_case("x-hello: world")) {
-            bail!("{method} {path}: the response lacks the `x-hello: world` header the filter adds");
+        if !response
+            .head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("x-hello: world"))
+        {
+            bail!(
+                "{method} {path}: the response lacks the `x-hello: world` header the filter adds"
+            );
         }
         let wanted = "hello-rust: request #";
         let lines = wait_for_log(&log, &mut log_seen, wanted, path)?;
@@ -104,7 +119,8 @@ fn write_demo_config(upstream: SocketAddr) -> Result<PathBuf> {
             .with_context(|| format!("module {} of {EXAMPLE_CONFIG}", plugin.module.display()))?;
     }
     let path = Path::new(DEMO_DIR).join("weft.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&config)?).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, serde_yaml::to_string(&config)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!("    config: {}", path.display());
     Ok(path)
 }
@@ -113,7 +129,8 @@ fn write_demo_config(upstream: SocketAddr) -> Result<PathBuf> {
 /// `listening: NAME http://ADDR` line it prints.
 fn spawn_listening(weft: &Path, args: &[&str], log: &str) -> Result<(Child, SocketAddr)> {
     let log_path = Path::new(DEMO_DIR).join(log);
-    let log_file = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log_file = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut child = Command::new(weft)
         .args(args)
         .stdout(Stdio::piped())
@@ -181,12 +198,18 @@ fn wait_for_log(log: &Path, seen: &mut usize, wanted: &str, path: &str) -> Resul
             return Ok(new.trim_end().to_string());
         }
         if Instant::now() > deadline {
-            bail!("the proxy log {} shows no `{wanted}... {path}` line from the filter", log.display());
+            bail!(
+                "the proxy log {} shows no `{wanted}... {path}` line from the filter",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -86,17 +86,26 @@ fn build_filters() -> Result<Vec<PathBuf>> {
     let toolchain = setup::wasm_toolchain()?;
     step("building filters (wasm32-wasip1, release) from filters/Cargo.toml");
     let mut build = toolchain.cargo_build();
-    build.args(["--manifest-path", "filters/Cargo.toml", "--workspace", "--release"]);
+    build.args([
+        "--manifest-path",
+        "filters/Cargo.toml",
+        "--workspace",
+        "--release",
+    ]);
     run(&mut build)?;
 
     let out = Path::new(FILTERS_DIR);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let built = toolchain.target_dir().join("wasm32-wasip1/release");
     let mut copied = Vec::new();
-    for entry in std::fs::read_dir(&built).with_context(|| format!("cannot list {}", built.display()))? {
+    for entry in
+        std::fs::read_dir(&built).with_context(|| format!("cannot list {}", built.display()))?
+    {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "wasm") {
-            let Some(name) = path.file_name() else { continue };
+            let Some(name) = path.file_name() else {
+                continue;
+            };
             let dest = out.join(name);
             std::fs::copy(&path, &dest)
                 .with_context(|| format!("cannot copy {} to {}", path.display(), dest.display()))?;
@@ -106,7 +115,10 @@ fn build_filters() -> Result<Vec<PathBuf>> {
         }
     }
     if copied.is_empty() {
-        bail!("the filter build produced no .wasm files in {}", built.display());
+        bail!(
+            "the filter build produced no .wasm files in {}",
+            built.display()
+        );
     }
     Ok(copied)
 }
@@ -116,10 +128,23 @@ fn test() -> Result<()> {
 
     step("cargo fmt --check (host workspace and filters workspace)");
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["fmt", "--all", "--check", "--manifest-path", "filters/Cargo.toml"]))?;
+    run(cargo().args([
+        "fmt",
+        "--all",
+        "--check",
+        "--manifest-path",
+        "filters/Cargo.toml",
+    ]))?;
 
     step("cargo clippy --all-targets -- -D warnings");
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
 
     build_filters()?;
 

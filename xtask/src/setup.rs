@@ -35,7 +35,8 @@ impl WasmToolchain {
     pub(crate) fn cargo_build(&self) -> Command {
         match self {
             WasmToolchain::Rustup => {
-                let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+                let mut cmd =
+                    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
                 cmd.args(["build", "--target", TARGET, "--target-dir"])
                     .arg(self.target_dir());
                 cmd
@@ -48,7 +49,13 @@ impl WasmToolchain {
                     .env("RUSTFLAGS", "-L /usr/lib/wasm32-wasi")
                     .env_remove("RUSTUP_TOOLCHAIN")
                     .env_remove("RUSTDOC")
-                    .args(["build", "--target", TARGET, "-Zbuild-std=std,panic_abort", "--target-dir"])
+                    .args([
+                        "build",
+                        "--target",
+                        TARGET,
+                        "-Zbuild-std=std,panic_abort",
+                        "--target-dir",
+                    ])
                     .arg(self.target_dir());
                 cmd
             }
@@ -95,12 +102,17 @@ fn rustup_target() -> bool {
         println!("    rustup not found");
         return false;
     };
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TARGET) {
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
         println!("    rustup target {TARGET}: installed");
         return true;
     }
     println!("    rustup target {TARGET}: missing, installing with `rustup target add {TARGET}`");
-    let added = Command::new("rustup").args(["target", "add", TARGET]).status();
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     match added {
         Ok(status) if status.success() => {
             println!("    rustup target {TARGET}: installed");
@@ -125,7 +137,11 @@ fn debian() -> Result<WasmToolchain> {
 }
 
 fn names(packages: &[(&str, &str)]) -> String {
-    packages.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
+    packages
+        .iter()
+        .map(|(p, _)| *p)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `apt-get install` with sudo when not root.

@@ -26,11 +26,17 @@ fn config(dir: &Path, module: &Path, configuration: &str) -> std::path::PathBuf 
 /// and snapshots stderr with the directory shown as $DIR.
 fn check_refused(args: &[&str], file: &Path, expect: Expect) {
     let file = file.display().to_string();
-    let args: Vec<&str> = args.iter().map(|a| if *a == "$FILE" { file.as_str() } else { a }).collect();
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "$FILE" { file.as_str() } else { a })
+        .collect();
     let (code, stdout, stderr) = weft(&args);
     assert_eq!(code, 2, "stdout: {stdout}\nstderr: {stderr}");
     let dir = Path::new(&file).parent().unwrap().display().to_string();
-    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let error: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(error.len(), 1, "exactly one error line:\n{stderr}");
     expect.assert_eq(&error[0].replace(&dir, "$DIR"));
 }
@@ -38,10 +44,17 @@ fn check_refused(args: &[&str], file: &Path, expect: Expect) {
 #[test]
 fn good_config_checks_ok() {
     let dir = tempfile::tempdir().unwrap();
-    let file = config(dir.path(), &filter("hello_rust.wasm"), "{header: x-a, value: b}");
+    let file = config(
+        dir.path(),
+        &filter("hello_rust.wasm"),
+        "{header: x-a, value: b}",
+    );
     let (code, stdout, stderr) = weft(&["config", "check", &file.display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.ends_with("ok (1 listener(s), 1 cluster(s), 1 plugin(s))\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("ok (1 listener(s), 1 cluster(s), 1 plugin(s))\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -50,7 +63,9 @@ fn missing_config_file() {
     check_refused(
         &["proxy", "--config", "$FILE"],
         &dir.path().join("absent.yaml"),
-        expect!["error: cannot read config file $DIR/absent.yaml: No such file or directory (os error 2)"],
+        expect![
+            "error: cannot read config file $DIR/absent.yaml: No such file or directory (os error 2)"
+        ],
     );
 }
 
@@ -62,7 +77,9 @@ fn unknown_field_is_located() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect!["error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`"],
+        expect![
+            "error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`"
+        ],
     );
 }
 
@@ -75,7 +92,9 @@ fn module_that_is_not_wasm() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect![[r#"error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/junk.wasm is not valid WebAssembly: the file does not start with the \0asm magic bytes of a WebAssembly binary (text modules must be named *.wat)"#]],
+        expect![[
+            r#"error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/junk.wasm is not valid WebAssembly: the file does not start with the \0asm magic bytes of a WebAssembly binary (text modules must be named *.wat)"#
+        ]],
     );
 }
 
@@ -88,7 +107,9 @@ fn module_without_abi_marker() {
     check_refused(
         &["proxy", "--config", "$FILE"],
         &file,
-        expect!["error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/plain.wat exports no proxy_abi_version_0_2_1 / _0_2_0 / _0_1_0 marker: it was not built with a proxy-wasm SDK (Rust: the proxy-wasm crate; other languages: export one of these empty functions)"],
+        expect![
+            "error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/plain.wat exports no proxy_abi_version_0_2_1 / _0_2_0 / _0_1_0 marker: it was not built with a proxy-wasm SDK (Rust: the proxy-wasm crate; other languages: export one of these empty functions)"
+        ],
     );
 }
 
@@ -111,7 +132,9 @@ fn module_with_unknown_imports() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect!["error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/imports.wat imports what weft does not provide: function `env.printf` (an undefined symbol: a function declared but not defined when the module was linked); function `wasi:io/streams.read` (a component-model import; build a core module for wasm32-wasip1)"],
+        expect![
+            "error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/imports.wat imports what weft does not provide: function `env.printf` (an undefined symbol: a function declared but not defined when the module was linked); function `wasi:io/streams.read` (a component-model import; build a core module for wasm32-wasip1)"
+        ],
     );
 }
 
@@ -122,9 +145,14 @@ fn plugin_that_rejects_its_configuration() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect!["error: $DIR/weft.yaml: plugins[0]: plugin `p`: proxy_on_configure returned false (the plugin rejected its configuration; its log says why)"],
+        expect![
+            "error: $DIR/weft.yaml: plugins[0]: plugin `p`: proxy_on_configure returned false (the plugin rejected its configuration; its log says why)"
+        ],
     );
     // ... and the plugin's own log line says why.
     let (_, _, stderr) = weft(&["config", "check", &file.display().to_string()]);
-    assert!(stderr.contains("hello-rust: invalid plugin configuration: missing field `value`"), "{stderr}");
+    assert!(
+        stderr.contains("hello-rust: invalid plugin configuration: missing field `value`"),
+        "{stderr}"
+    );
 }

@@ -40,8 +40,14 @@ fn forwards_through_the_hello_filter() {
     );
     assert_eq!(got.status, 200);
     assert_eq!(got.body, "upstream says hi");
-    assert_eq!(got.headers["x-hello"], "world", "the filter adds its configured header");
-    assert_eq!(got.headers["x-upstream"], "yes", "upstream headers pass through");
+    assert_eq!(
+        got.headers["x-hello"], "world",
+        "the filter adds its configured header"
+    );
+    assert_eq!(
+        got.headers["x-upstream"], "yes",
+        "upstream headers pass through"
+    );
 
     let seen = upstream.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
@@ -50,14 +56,21 @@ fn forwards_through_the_hello_filter() {
     assert_eq!(req.path, "/submit?x=1");
     assert_eq!(req.body, "the request body");
     assert_eq!(req.headers["x-client"], "test");
-    assert_eq!(req.headers["host"], "test.weft", "Host (:authority) is preserved");
+    assert_eq!(
+        req.headers["host"], "test.weft",
+        "Host (:authority) is preserved"
+    );
     assert_eq!(req.headers["content-type"], "text/plain");
-    assert!(req.headers.get("x-hello").is_none(), "the filter only touches responses");
+    assert!(
+        req.headers.get("x-hello").is_none(),
+        "the filter only touches responses"
+    );
 
     let log = weft.wait_for_log("hello-rust: request #");
     assert!(
-        log.lines()
-            .any(|l| l.contains("hello-rust: request #") && l.contains("POST /submit?x=1") && l.contains("plugin=\"hello\"")),
+        log.lines().any(|l| l.contains("hello-rust: request #")
+            && l.contains("POST /submit?x=1")
+            && l.contains("plugin=\"hello\"")),
         "the filter's log line names the request and the plugin:\n{log}"
     );
 }
@@ -77,14 +90,22 @@ fn many_requests_reuse_upstream_connections_across_workers() {
     assert!(paths.contains(&"/n/0") && paths.contains(&"/n/49"));
     // Requests are sequential, so each worker needs one upstream connection
     // at most, returned to its pool when each response ends.
-    let connections = upstream.connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(connections <= 2, "{connections} upstream connections for 50 sequential requests");
+    let connections = upstream
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        connections <= 2,
+        "{connections} upstream connections for 50 sequential requests"
+    );
 }
 
 #[test]
 fn unreachable_upstream_is_a_502_with_a_reason() {
     // Bind and drop a listener: nothing listens on that port afterwards.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let weft = Weft::proxy(&hello_config(dead, 1));
     let got = send(weft.addr, "GET", "/", &[], "");
     assert_eq!(got.status, 502);

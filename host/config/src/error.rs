@@ -96,7 +96,8 @@ impl ConfigError {
             message = rest.to_string();
         }
         if message == "invalid socket address syntax" {
-            message.push_str(": expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080");
+            message
+                .push_str(": expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080");
         }
         ConfigError::Parse {
             path,

@@ -29,7 +29,9 @@ fn check_load(text: &str, expect: Expect) {
     let path = dir.path().join("weft.yaml");
     std::fs::write(&path, text).unwrap();
     let err = load_proxy_config(&path).unwrap_err();
-    let shown = err.to_string().replace(&dir.path().display().to_string(), "$DIR");
+    let shown = err
+        .to_string()
+        .replace(&dir.path().display().to_string(), "$DIR");
     expect.assert_eq(&shown);
 }
 
@@ -46,15 +48,19 @@ fn valid_config_loads() {
 #[test]
 fn missing_file() {
     let err = load_proxy_config(Path::new("/nonexistent/weft.yaml")).unwrap_err();
-    expect![[r#"cannot read config file /nonexistent/weft.yaml: No such file or directory (os error 2)"#]]
-        .assert_eq(&err.to_string());
+    expect![[
+        r#"cannot read config file /nonexistent/weft.yaml: No such file or directory (os error 2)"#
+    ]]
+    .assert_eq(&err.to_string());
 }
 
 #[test]
 fn unknown_field() {
     check_parse(
         "listeners:\n  - name: a\n    adress: 127.0.0.1:1\n    cluster: b\nclusters: []\n",
-        expect!["weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `filters`"],
+        expect![
+            "weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `filters`"
+        ],
     );
 }
 
@@ -70,7 +76,9 @@ fn wrong_type() {
 fn bad_address() {
     check_parse(
         &VALID.replace("127.0.0.1:8080", "localhost"),
-        expect!["weft.yaml:4:14: field `listeners[0].address`: invalid socket address syntax: expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080"],
+        expect![
+            "weft.yaml:4:14: field `listeners[0].address`: invalid socket address syntax: expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080"
+        ],
     );
 }
 
@@ -93,8 +101,12 @@ fn not_yaml() {
 #[test]
 fn bad_failure_policy() {
     check_parse(
-        &format!("{VALID}plugins:\n  - name: p\n    module: m.wasm\n    failure_policy: sometimes\n"),
-        expect!["weft.yaml:12:21: field `plugins[0].failure_policy`: unknown variant `sometimes`, expected `fail_closed` or `fail_open`"],
+        &format!(
+            "{VALID}plugins:\n  - name: p\n    module: m.wasm\n    failure_policy: sometimes\n"
+        ),
+        expect![
+            "weft.yaml:12:21: field `plugins[0].failure_policy`: unknown variant `sometimes`, expected `fail_closed` or `fail_open`"
+        ],
     );
 }
 
@@ -102,7 +114,9 @@ fn bad_failure_policy() {
 fn unknown_cluster() {
     check_load(
         &VALID.replace("cluster: backend", "cluster: backnd"),
-        expect![[r#"$DIR/weft.yaml: field `listeners[0].cluster`: no cluster named `backnd`; known clusters: `backend`"#]],
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].cluster`: no cluster named `backnd`; known clusters: `backend`"#
+        ]],
     );
 }
 
@@ -110,7 +124,9 @@ fn unknown_cluster() {
 fn unknown_filter() {
     check_load(
         &VALID.replace("cluster: backend", "cluster: backend\n    filters: [auth]"),
-        expect![[r#"$DIR/weft.yaml: field `listeners[0].filters[0]`: no plugin named `auth`; known plugins: none"#]],
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].filters[0]`: no plugin named `auth`; known plugins: none"#
+        ]],
     );
 }
 
@@ -118,7 +134,9 @@ fn unknown_filter() {
 fn missing_module() {
     check_load(
         &format!("{VALID}plugins:\n  - name: p\n    module: missing.wasm\n"),
-        expect![[r#"$DIR/weft.yaml: field `plugins[0].module`: module file $DIR/missing.wasm does not exist (relative paths are resolved against the config file's directory; build the filters with `cargo xtask build-filters`)"#]],
+        expect![[
+            r#"$DIR/weft.yaml: field `plugins[0].module`: module file $DIR/missing.wasm does not exist (relative paths are resolved against the config file's directory; build the filters with `cargo xtask build-filters`)"#
+        ]],
     );
 }
 
@@ -126,7 +144,9 @@ fn missing_module() {
 fn duplicate_names() {
     check_load(
         &format!("{VALID}  - name: backend\n    endpoints: [127.0.0.1:9001]\n"),
-        expect![[r#"$DIR/weft.yaml: field `clusters[1].name`: `backend` is used twice; names in `clusters` must be unique"#]],
+        expect![[
+            r#"$DIR/weft.yaml: field `clusters[1].name`: `backend` is used twice; names in `clusters` must be unique"#
+        ]],
     );
 }
 
@@ -134,7 +154,9 @@ fn duplicate_names() {
 fn empty_cluster() {
     check_load(
         &VALID.replace("[127.0.0.1:9000]", "[]"),
-        expect![[r#"$DIR/weft.yaml: field `clusters[0].endpoints`: cluster `backend` has no endpoints; list at least one address"#]],
+        expect![[
+            r#"$DIR/weft.yaml: field `clusters[0].endpoints`: cluster `backend` has no endpoints; list at least one address"#
+        ]],
     );
 }
 
@@ -142,7 +164,9 @@ fn empty_cluster() {
 fn zero_workers() {
     check_load(
         &format!("workers: 0\n{VALID}"),
-        expect![[r#"$DIR/weft.yaml: field `workers`: must be at least 1 (omit it for one per CPU)"#]],
+        expect![[
+            r#"$DIR/weft.yaml: field `workers`: must be at least 1 (omit it for one per CPU)"#
+        ]],
     );
 }
 
@@ -159,7 +183,10 @@ fn plugin_configuration_bytes() {
     )
     .unwrap();
     let config = load_proxy_config(&path).unwrap();
-    assert_eq!(config.plugins[0].configuration.to_bytes(), br#"{"a":1,"b":["x"]}"#);
+    assert_eq!(
+        config.plugins[0].configuration.to_bytes(),
+        br#"{"a":1,"b":["x"]}"#
+    );
     assert_eq!(config.plugins[1].configuration.to_bytes(), b"k=v");
     assert_eq!(config.plugins[2].configuration.to_bytes(), b"");
     assert_eq!(config.plugins[0].module, dir.path().join("m.wasm"));

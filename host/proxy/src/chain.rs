@@ -138,6 +138,11 @@ pub(crate) fn run_headers(
                 end_of_stream,
             )
         };
+        // A local response wins over whatever the callback returned: filters
+        // usually send one and then pause.
+        if let Some(local) = local_response(stream) {
+            return Err(Stop::Local(local));
+        }
         match outcome {
             Ok(Action::Continue) => {}
             Ok(Action::Pause) => {
@@ -162,9 +167,6 @@ pub(crate) fn run_headers(
                     }
                 }
             }
-        }
-        if let Some(local) = local_response(stream) {
-            return Err(Stop::Local(local));
         }
     }
     Ok(())

@@ -20,7 +20,9 @@ use hyper_util::rt::TokioIo;
 
 /// A compiled filter from `cargo xtask build-filters`.
 pub fn filter(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/filters").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/filters")
+        .join(name);
     assert!(
         path.is_file(),
         "{} is missing: build the filters first with `cargo xtask build-filters` (`cargo xtask test` does)",
@@ -58,7 +60,10 @@ impl Upstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = connections.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
@@ -77,8 +82,12 @@ impl Upstream {
                                     headers: parts.headers,
                                     body,
                                 });
-                                let mut response = Response::new(Full::new(Bytes::from_static(b"upstream says hi")));
-                                response.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+                                let mut response = Response::new(Full::new(Bytes::from_static(
+                                    b"upstream says hi",
+                                )));
+                                response
+                                    .headers_mut()
+                                    .insert("x-upstream", "yes".parse().unwrap());
                                 Ok::<_, hyper::Error>(response)
                             }
                         });
@@ -121,10 +130,19 @@ impl Weft {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("listening: ").and_then(|l| l.rsplit("http://").next()) else {
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(addr) = line
+            .trim()
+            .strip_prefix("listening: ")
+            .and_then(|l| l.rsplit("http://").next())
+        else {
             let _ = child.kill();
-            panic!("weft did not start: {}", std::fs::read_to_string(&log).unwrap());
+            panic!(
+                "weft did not start: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
         };
         let addr = addr.parse().unwrap();
         Weft {
@@ -148,7 +166,10 @@ impl Weft {
             if log.contains(needle) {
                 return log;
             }
-            assert!(Instant::now() < deadline, "log never showed {needle:?}:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -169,17 +190,33 @@ pub struct Got {
 }
 
 /// Sends one request with hyper's client on a new connection.
-pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Got {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Got {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let mut request = Request::builder().method(method).uri(path).header("host", "test.weft");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "test.weft");
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let request = request.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
         let response = sender.send_request(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -193,7 +230,10 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
 
 /// Runs `weft ARGS` to completion: (exit code, stdout, stderr).
 pub fn weft(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .unwrap();
     let mut stderr = String::new();
     out.stderr.as_slice().read_to_string(&mut stderr).unwrap();
     (

@@ -1,0 +1,425 @@
+//! weft-abi against WAT modules: each case names the ABI behaviour it checks.
+//! Real wasmtime, no mocks of the runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_abi::{
+    Action, FailurePolicy, HttpStream, LocalResponse, MapType, Plugin, PluginLimits, PluginModule,
+    Runtime, Status, Vm, VmError,
+};
+
+/// A header-map stream for tests: request and response maps as lists.
+#[derive(Default)]
+struct TestStream {
+    request: Vec<(Vec<u8>, Vec<u8>)>,
+    response: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    local: Option<LocalResponse>,
+}
+
+impl TestStream {
+    fn map(&self, map: MapType) -> Result<&Vec<(Vec<u8>, Vec<u8>)>, Status> {
+        match map {
+            MapType::HttpRequestHeaders => Ok(&self.request),
+            MapType::HttpResponseHeaders => self.response.as_ref().ok_or(Status::NotFound),
+            _ => Err(Status::NotFound),
+        }
+    }
+    fn map_mut(&mut self, map: MapType) -> Result<&mut Vec<(Vec<u8>, Vec<u8>)>, Status> {
+        match map {
+            MapType::HttpRequestHeaders => Ok(&mut self.request),
+            MapType::HttpResponseHeaders => self.response.as_mut().ok_or(Status::BadArgument),
+            _ => Err(Status::BadArgument),
+        }
+    }
+}
+
+impl HttpStream for TestStream {
+    fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
+        for (k, v) in self.map(map)? {
+            visit(k, v);
+        }
+        Ok(())
+    }
+    fn map_value(&self, map: MapType, key: &[u8]) -> Result<Option<&[u8]>, Status> {
+        Ok(self
+            .map(map)?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice()))
+    }
+    fn add_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
+        self.map_mut(map)?.push((key.to_vec(), value.to_vec()));
+        Ok(())
+    }
+    fn replace_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
+        self.remove_map_value(map, key)?;
+        self.add_map_value(map, key, value)
+    }
+    fn remove_map_value(&mut self, map: MapType, key: &[u8]) -> Result<(), Status> {
+        self.map_mut(map)?.retain(|(k, _)| k != key);
+        Ok(())
+    }
+    fn set_map_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Result<(), Status> {
+        *self.map_mut(map)? = pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        Ok(())
+    }
+    fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status> {
+        self.local = Some(response);
+        Ok(())
+    }
+}
+
+fn stream(request: &[(&str, &str)]) -> Box<dyn HttpStream> {
+    Box::new(TestStream {
+        request: request
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect(),
+        ..TestStream::default()
+    })
+}
+
+fn inspect(stream: &mut Box<dyn HttpStream>) -> &mut TestStream {
+    let any: &mut dyn std::any::Any = stream.as_mut();
+    any.downcast_mut::<TestStream>().unwrap()
+}
+
+fn header<'a>(stream: &'a mut Box<dyn HttpStream>, key: &str) -> Option<String> {
+    inspect(stream)
+        .request
+        .iter()
+        .find(|(k, _)| k == key.as_bytes())
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+fn plugin(runtime: &Runtime, wat: &str, configuration: &str, limits: PluginLimits) -> Arc<Plugin> {
+    let module = PluginModule::from_bytes(runtime, "test.wat", wat.as_bytes()).unwrap();
+    Arc::new(Plugin {
+        name: "test".into(),
+        root_id: "root".into(),
+        vm_id: "vm".into(),
+        configuration: configuration.as_bytes().to_vec(),
+        vm_configuration: Vec::new(),
+        failure_policy: FailurePolicy::FailClosed,
+        limits,
+        module,
+    })
+}
+
+/// Imports, memory, a bump allocator (or `$alloc_body` instead), the ABI
+/// marker, and `$status` which records a status as header `key: NN`.
+fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
+    format!(
+        r#"(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get_value (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (global $initialized (mut i32) (i32.const 0))
+  (data (i32.const 100) "x-in")
+  (data (i32.const 110) "x-out")
+  (data (i32.const 120) "x-status")
+  (data (i32.const 140) "plugin_name")
+  (func (export "proxy_abi_version_{abi}"))
+  (func (export "_initialize") (global.set $initialized (i32.const 1)))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32) {alloc_body})
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func $status (param $code i32)
+    (i32.store8 (i32.const 300) (i32.add (i32.const 48) (i32.div_u (local.get $code) (i32.const 10))))
+    (i32.store8 (i32.const 301) (i32.add (i32.const 48) (i32.rem_u (local.get $code) (i32.const 10))))
+    (drop (call $add (i32.const 0) (i32.const 120) (i32.const 8) (i32.const 300) (i32.const 2))))
+  {funcs})"#
+    )
+}
+
+const BUMP: &str = "(local $p i32) (local.set $p (global.get $heap)) \
+    (global.set $heap (i32.add (global.get $heap) (local.get $size))) (local.get $p)";
+
+/// on_configure: reads the configuration, logs it, accepts it if non-empty
+/// and `_initialize` ran first.
+const CONFIGURE: &str = r#"
+  (func (export "proxy_on_configure") (param $root i32) (param $size i32) (result i32)
+    (drop (call $get_buffer (i32.const 7) (i32.const 0) (local.get $size) (i32.const 200) (i32.const 204)))
+    (drop (call $log (i32.const 2) (i32.load (i32.const 200)) (i32.load (i32.const 204))))
+    (i32.and (global.get $initialized) (i32.gt_u (local.get $size) (i32.const 0))))"#;
+
+fn headers_fn(body: &str) -> String {
+    format!(
+        r#"(func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32) {body})"#
+    )
+}
+
+#[test]
+fn configure_reads_plugin_configuration_after_initialize() {
+    let runtime = Runtime::new().unwrap();
+    let wat = module("0_2_1", BUMP, CONFIGURE);
+    assert!(
+        Vm::new(plugin(
+            &runtime,
+            &wat,
+            "some config",
+            PluginLimits::default()
+        ))
+        .is_ok()
+    );
+    match Vm::new(plugin(&runtime, &wat, "", PluginLimits::default())) {
+        Err(VmError::Rejected { callback, .. }) => assert_eq!(callback, "proxy_on_configure"),
+        other => panic!(
+            "empty configuration must be rejected, got {:?}",
+            other.err()
+        ),
+    }
+}
+
+#[test]
+fn header_value_is_read_and_added() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(call $status (call $get_value (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 200) (i32.const 204)))
+               (drop (call $add (i32.const 0) (i32.const 110) (i32.const 5) (i32.load (i32.const 200)) (i32.load (i32.const 204))))
+               (i32.const 0)"#
+        )
+    );
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap();
+    let mut s = stream(&[("x-in", "copied")]);
+    let ctx = vm.create_stream_context().unwrap();
+    assert_eq!(
+        vm.on_request_headers(ctx, &mut s, 1, true).unwrap(),
+        Action::Continue
+    );
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("00"));
+    assert_eq!(header(&mut s, "x-out").as_deref(), Some("copied"));
+
+    // A missing header is NOT_FOUND in ABI 0.2.x.
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("01"));
+}
+
+#[test]
+fn unimplemented_proxy_import_links_and_answers_unimplemented() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn("(call $status (call $set_tick (i32.const 1000))) (i32.const 0)")
+    );
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap();
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("12"));
+}
+
+#[test]
+fn plugin_name_property() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(call $status (call $get_property (i32.const 140) (i32.const 11) (i32.const 200) (i32.const 204)))
+               (drop (call $add (i32.const 0) (i32.const 110) (i32.const 5) (i32.load (i32.const 200)) (i32.load (i32.const 204))))
+               (i32.const 0)"#
+        )
+    );
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap();
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("00"));
+    assert_eq!(header(&mut s, "x-out").as_deref(), Some("test"));
+}
+
+#[test]
+fn out_of_bounds_pointers_are_invalid_memory_access() {
+    let runtime = Runtime::new().unwrap();
+    // Key pointer past the end of the 64 KiB memory.
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(call $status (call $get_value (i32.const 0) (i32.const 65530) (i32.const 100) (i32.const 200) (i32.const 204)))
+               (i32.const 0)"#
+        )
+    );
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap();
+    let mut s = stream(&[("x-in", "v")]);
+    let ctx = vm.create_stream_context().unwrap();
+    vm.on_request_headers(ctx, &mut s, 1, true).unwrap();
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("06"));
+    assert!(
+        !vm.is_failed(),
+        "a bad pointer is the guest's error, not a VM failure"
+    );
+}
+
+#[test]
+fn bogus_allocator_result_is_invalid_memory_access() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(call $status (call $get_value (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 200) (i32.const 204)))
+               (i32.const 0)"#
+        )
+    );
+    // The allocator answers a real address once (the configuration read
+    // in on_configure), then a pointer far outside memory.
+    let alloc = "(if (result i32) (i32.eq (global.get $heap) (i32.const 4096)) \
+                 (then (global.set $heap (i32.const 8192)) (i32.const 4096)) \
+                 (else (i32.const -16)))";
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", alloc, &funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap();
+    let mut s = stream(&[("x-in", "value")]);
+    let ctx = vm.create_stream_context().unwrap();
+    vm.on_request_headers(ctx, &mut s, 1, true).unwrap();
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("06"));
+}
+
+#[test]
+fn infinite_loop_times_out_and_fails_the_vm() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn("(loop $spin (br $spin)) (i32.const 0)")
+    );
+    let limits = PluginLimits {
+        callback_deadline: Duration::from_millis(50),
+        ..PluginLimits::default()
+    };
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        limits,
+    ))
+    .unwrap();
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    match vm.on_request_headers(ctx, &mut s, 0, true) {
+        Err(VmError::Timeout { callback, .. }) => assert_eq!(callback, "proxy_on_request_headers"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(vm.is_failed());
+    assert!(matches!(
+        vm.create_stream_context(),
+        Err(VmError::Failed { .. })
+    ));
+    // The stream came back to the caller intact.
+    assert!(inspect(&mut s).request.is_empty());
+}
+
+#[test]
+fn memory_growth_past_the_cap_traps() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn("(drop (memory.grow (i32.const 64))) (i32.const 0)")
+    );
+    let limits = PluginLimits {
+        memory_bytes: 1 << 20,
+        ..PluginLimits::default()
+    };
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        limits,
+    ))
+    .unwrap();
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    match vm.on_request_headers(ctx, &mut s, 0, true) {
+        Err(VmError::Trap { message, .. }) => assert!(message.contains("memory"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(vm.is_failed());
+}
+
+#[test]
+fn trap_in_configure_fails_start_with_a_backtrace() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = r#"(func $explode (unreachable))
+      (func (export "proxy_on_configure") (param i32 i32) (result i32) (call $explode) (i32.const 1))"#;
+    match Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, funcs),
+        "c",
+        PluginLimits::default(),
+    )) {
+        Err(VmError::Trap {
+            callback, message, ..
+        }) => {
+            assert_eq!(callback, "proxy_on_configure");
+            assert!(message.contains("unreachable"), "{message}");
+            assert!(
+                message.contains("explode"),
+                "the backtrace names the function:\n{message}"
+            );
+        }
+        other => panic!("expected a trap, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn abi_0_1_0_headers_callback_has_two_parameters() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        r#"{CONFIGURE}
+        (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (result i32)
+          (call $status (local.get $n)) (i32.const 1))"#
+    );
+    let p = plugin(
+        &runtime,
+        &module("0_1_0", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    );
+    assert_eq!(p.module.abi_version(), weft_abi::AbiVersion::V0_1_0);
+    let mut vm = Vm::new(p).unwrap();
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    assert_eq!(
+        vm.on_request_headers(ctx, &mut s, 7, false).unwrap(),
+        Action::Pause
+    );
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("07"));
+}

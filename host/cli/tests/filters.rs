@@ -1,0 +1,114 @@
+//! The filter chain inside a real `weft proxy`: local responses, failure
+//! policies and recovery of a crashed VM, with WAT filters.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Upstream, Weft, send};
+
+/// A filter that answers 403 itself when the request has `x-deny`, and
+/// traps (`unreachable`) when it has `x-crash`.
+const GUARD: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response"
+    (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 100) "x-deny")
+  (data (i32.const 110) "x-crash")
+  (data (i32.const 120) "denied by filter")
+  (data (i32.const 200) "\01\00\00\00\0b\00\00\00\03\00\00\00x-denied-by\00wat\00")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size))) (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func $has (param $key i32) (param $len i32) (result i32)
+    (i32.eqz (call $get (i32.const 0) (local.get $key) (local.get $len) (i32.const 300) (i32.const 304))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (call $has (i32.const 110) (i32.const 7)) (then (unreachable)))
+    (if (call $has (i32.const 100) (i32.const 6))
+      (then
+        (drop (call $respond (i32.const 403) (i32.const 0) (i32.const 0)
+          (i32.const 120) (i32.const 16) (i32.const 200) (i32.const 28) (i32.const -1)))
+        (return (i32.const 1))))
+    (i32.const 0)))"#;
+
+fn config(dir: &std::path::Path, upstream: std::net::SocketAddr, policy: &str) -> String {
+    let module = dir.join("guard.wat");
+    std::fs::write(&module, GUARD).unwrap();
+    format!(
+        r#"
+workers: 1
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    cluster: backend
+    filters: [guard]
+clusters:
+  - name: backend
+    endpoints: ["{upstream}"]
+plugins:
+  - name: guard
+    module: {}
+    failure_policy: {policy}
+"#,
+        module.display()
+    )
+}
+
+#[test]
+fn a_filter_answers_locally_and_the_upstream_never_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let weft = Weft::proxy(&config(dir.path(), upstream.addr, "fail_closed"));
+
+    let got = send(weft.addr, "GET", "/secret", &[("x-deny", "1")], "");
+    assert_eq!(got.status, 403);
+    assert_eq!(got.body, "denied by filter");
+    assert_eq!(got.headers["x-denied-by"], "wat");
+    assert!(upstream.seen.lock().unwrap().is_empty());
+
+    let got = send(weft.addr, "GET", "/open", &[], "");
+    assert_eq!(got.status, 200);
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn fail_closed_plugin_that_traps_gives_503_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let weft = Weft::proxy(&config(dir.path(), upstream.addr, "fail_closed"));
+
+    let got = send(weft.addr, "GET", "/", &[("x-crash", "1")], "");
+    assert_eq!(got.status, 503);
+    assert_eq!(got.headers["x-weft-error"], "filter `guard` failed");
+    let log = weft.wait_for_log("proxy_on_request_headers trapped");
+    assert!(
+        log.contains("unreachable"),
+        "the trap is logged with its cause:\n{log}"
+    );
+
+    // Within the backoff the plugin stays failed (and fail-closed)...
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 503);
+    // ...after it, a new VM serves again.
+    std::thread::sleep(Duration::from_millis(250));
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 200, "{}", weft.log());
+    weft.wait_for_log("generation=2");
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn fail_open_plugin_that_traps_lets_the_request_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let weft = Weft::proxy(&config(dir.path(), upstream.addr, "fail_open"));
+
+    let got = send(weft.addr, "GET", "/", &[("x-crash", "1")], "");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "upstream says hi");
+    weft.wait_for_log("plugin is fail-open");
+}
