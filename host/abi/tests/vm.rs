@@ -1,6 +1,8 @@
 //! weft-abi against WAT modules: each case names the ABI behaviour it checks.
 //! Real wasmtime, no mocks of the runtime.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::sync::Arc;
 use std::time::Duration;
 

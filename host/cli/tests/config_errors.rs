@@ -1,6 +1,8 @@
 //! `weft config check` and `weft proxy` refuse bad configuration with one
 //! error naming the file, the field and the problem, and exit with status 2.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod support;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! The filter chain inside a real `weft proxy`: local responses, failure
 //! policies and recovery of a crashed VM, with WAT filters.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! `weft proxy` end to end: a real upstream, the real binary, the compiled
 //! hello-rust filter, real sockets on 127.0.0.1.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod support;
 
 use support::{Upstream, Weft, filter, send};

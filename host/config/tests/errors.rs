@@ -1,6 +1,8 @@
 //! Every way a configuration file can be refused, and the message each gives.
 //! Update the snapshots with `UPDATE_EXPECT=1 cargo test -p weft-config`.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::path::Path;
 
 use expect_test::{Expect, expect};
