@@ -11,23 +11,25 @@ use weft_abi::{
     Runtime, Status, Vm, VmError,
 };
 
+type Map = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A header-map stream for tests: request and response maps as lists.
 #[derive(Default)]
 struct TestStream {
-    request: Vec<(Vec<u8>, Vec<u8>)>,
-    response: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    request: Map,
+    response: Option<Map>,
     local: Option<LocalResponse>,
 }
 
 impl TestStream {
-    fn map(&self, map: MapType) -> Result<&Vec<(Vec<u8>, Vec<u8>)>, Status> {
+    fn map(&self, map: MapType) -> Result<&Map, Status> {
         match map {
             MapType::HttpRequestHeaders => Ok(&self.request),
             MapType::HttpResponseHeaders => self.response.as_ref().ok_or(Status::NotFound),
             _ => Err(Status::NotFound),
         }
     }
-    fn map_mut(&mut self, map: MapType) -> Result<&mut Vec<(Vec<u8>, Vec<u8>)>, Status> {
+    fn map_mut(&mut self, map: MapType) -> Result<&mut Map, Status> {
         match map {
             MapType::HttpRequestHeaders => Ok(&mut self.request),
             MapType::HttpResponseHeaders => self.response.as_mut().ok_or(Status::BadArgument),
@@ -90,7 +92,7 @@ fn inspect(stream: &mut Box<dyn HttpStream>) -> &mut TestStream {
     any.downcast_mut::<TestStream>().unwrap()
 }
 
-fn header<'a>(stream: &'a mut Box<dyn HttpStream>, key: &str) -> Option<String> {
+fn header(stream: &mut Box<dyn HttpStream>, key: &str) -> Option<String> {
     inspect(stream)
         .request
         .iter()
