@@ -41,11 +41,23 @@ enum Task {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run_task(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The chain of causes, without a backtrace: each step already
+            // says what it was doing.
+            eprintln!("\nerror: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task(task: Task) -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
-    match cli.command {
+    match task {
         Task::Setup => setup::wasm_toolchain().map(|_| ()),
         Task::BuildFilters => build_filters().map(|_| ()),
         Task::Test => test(),
@@ -149,11 +161,48 @@ fn test() -> Result<()> {
     build_filters()?;
 
     step("cargo test --workspace");
-    run(cargo().args(["test", "--workspace"]))?;
+    let (passed, failed) = cargo_test()?;
 
     step("demo smoke run (cargo xtask demo --once)");
     demo::run(true)?;
 
     println!("\nall checks passed");
+    println!("{passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs `cargo test --workspace`, echoing its output, and adds up the
+/// `test result:` lines of every test binary.
+fn cargo_test() -> Result<(usize, usize)> {
+    use std::io::BufRead;
+    let mut child = cargo()
+        .args(["test", "--workspace"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(summary) = line.strip_prefix("test result: ") {
+            passed += count(summary, " passed");
+            failed += count(summary, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("cargo test --workspace failed ({status}): {failed} test(s) failed");
+    }
+    Ok((passed, failed))
+}
+
+/// The number before `what` in a summary like `ok. 3 passed; 0 failed; ...`.
+fn count(summary: &str, what: &str) -> usize {
+    summary
+        .split(';')
+        .find_map(|part| part.trim_end().strip_suffix(what))
+        .and_then(|n| n.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

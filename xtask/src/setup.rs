@@ -110,8 +110,10 @@ fn rustup_target() -> bool {
         return true;
     }
     println!("    rustup target {TARGET}: missing, installing with `rustup target add {TARGET}`");
-    let added = Command::new("rustup")
-        .args(["target", "add", TARGET])
+    // A machine that cannot reach rustup's servers may stall rather than
+    // fail; coreutils' timeout bounds the attempt.
+    let added = Command::new("timeout")
+        .args(["300", "rustup", "target", "add", TARGET])
         .status();
     match added {
         Ok(status) if status.success() => {

@@ -34,7 +34,11 @@ impl RootContext for HelloRoot {
         };
         match serde_json::from_slice::<Config>(&bytes) {
             Ok(config) => {
-                log::info!("hello-rust: configured to add {}: {}", config.header, config.value);
+                log::info!(
+                    "hello-rust: configured to add {}: {}",
+                    config.header,
+                    config.value
+                );
                 self.config = Some(config);
                 true
             }

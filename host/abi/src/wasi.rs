@@ -17,7 +17,7 @@ pub(crate) const MODULES: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"
 const SUCCESS: i32 = 0;
 const BADF: i32 = 8;
 const FAULT: i32 = 21;
-const INVAL: i32 = 28;
+const NOTSUP: i32 = 58;
 /// "Function not supported": what the link-time stubs answer.
 pub(crate) const NOSYS: i32 = 52;
 
@@ -58,7 +58,7 @@ pub(crate) fn define(
                 // Monotonic, process and thread CPU time: a monotonic clock
                 // measured from the VM's creation.
                 1..=3 => c.data().created.elapsed().as_nanos() as u64,
-                _ => return Ok(INVAL),
+                _ => return Ok(NOTSUP),
             };
             errno(
                 split(&mut c)
