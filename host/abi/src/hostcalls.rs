@@ -10,6 +10,7 @@ use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
 use crate::abi::{BufferType, LogLevel, MapType, Status};
 use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
+use crate::shared::MetricKind;
 use crate::stream::LocalResponse;
 use crate::vm::HostState;
 use crate::wasi;
@@ -180,6 +181,70 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
         "proxy_get_property",
         |mut c: Caller<'_, HostState>, pp: i32, pl: i32, ret_ptr: i32, ret_len: i32| {
             status(get_property(&mut c, pp, pl, ret_ptr, ret_len))
+        },
+    )?;
+
+    reg.define(
+        l,
+        env,
+        "proxy_get_shared_data",
+        |mut c: Caller<'_, HostState>,
+         kp: i32,
+         kl: i32,
+         ret_ptr: i32,
+         ret_len: i32,
+         ret_cas: i32| {
+            status(get_shared_data(&mut c, (kp, kl), ret_ptr, ret_len, ret_cas))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_set_shared_data",
+        |mut c: Caller<'_, HostState>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| {
+            status(set_shared_data(&mut c, (kp, kl), (vp, vl), cas as u32))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_define_metric",
+        |mut c: Caller<'_, HostState>, kind: i32, np: i32, nl: i32, ret: i32| {
+            status(define_metric(&mut c, kind, (np, nl), ret))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_increment_metric",
+        |mut c: Caller<'_, HostState>, id: i32, offset: i64| {
+            status(
+                c.data_mut()
+                    .metric(id as u32)
+                    .and_then(|m| m.increment(offset))
+                    .map_err(Into::into),
+            )
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_record_metric",
+        |mut c: Caller<'_, HostState>, id: i32, value: i64| {
+            status(
+                c.data_mut()
+                    .metric(id as u32)
+                    .and_then(|m| m.record(value as u64))
+                    .map_err(Into::into),
+            )
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_metric",
+        |mut c: Caller<'_, HostState>, id: i32, ret: i32| {
+            status(get_metric(&mut c, id as u32, ret))
         },
     )?;
 
@@ -458,6 +523,63 @@ fn get_property(
     give(c, value.len(), ret_ptr, ret_len, |dst, _| {
         dst.copy_from_slice(value)
     })
+}
+
+fn get_shared_data(
+    c: &mut Caller<'_, HostState>,
+    key: (i32, i32),
+    ret_ptr: i32,
+    ret_len: i32,
+    ret_cas: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let key = slice(mem, key.0, key.1)?;
+    let mut value = std::mem::take(&mut state.scratch);
+    let cas = state.shared.get(&state.plugin.vm_id, key, &mut value);
+    let result = cas.map_err(HostError::from).and_then(|cas| {
+        give(c, value.len(), ret_ptr, ret_len, |dst, _| {
+            dst.copy_from_slice(&value)
+        })?;
+        let (mem, _) = split(c)?;
+        write_u32(mem, ret_cas, cas)?;
+        Ok(())
+    });
+    c.data_mut().scratch = value;
+    result
+}
+
+fn set_shared_data(
+    c: &mut Caller<'_, HostState>,
+    key: (i32, i32),
+    value: (i32, i32),
+    cas: u32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let key = slice(mem, key.0, key.1)?;
+    let value = slice(mem, value.0, value.1)?;
+    state.shared.set(&state.plugin.vm_id, key, value, cas)?;
+    Ok(())
+}
+
+fn define_metric(
+    c: &mut Caller<'_, HostState>,
+    kind: i32,
+    name: (i32, i32),
+    ret: i32,
+) -> Result<(), HostError> {
+    let kind = MetricKind::from_abi(kind).ok_or(Status::BadArgument)?;
+    let (mem, state) = split(c)?;
+    let name = std::str::from_utf8(slice(mem, name.0, name.1)?).map_err(|_| Status::BadArgument)?;
+    let id = state.shared.define_metric(kind, name)?;
+    write_u32(mem, ret, id)?;
+    Ok(())
+}
+
+fn get_metric(c: &mut Caller<'_, HostState>, id: u32, ret: i32) -> Result<(), HostError> {
+    let value = c.data_mut().metric(id)?.get()?;
+    let (mem, _) = split(c)?;
+    write_u64(mem, ret, value)?;
+    Ok(())
 }
 
 #[cfg(test)]

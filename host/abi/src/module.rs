@@ -7,6 +7,7 @@ use wasmtime::{ExternType, FuncType, InstancePre, Linker, Module, Val, ValType};
 
 use crate::abi::{AbiVersion, Status};
 use crate::runtime::Runtime;
+use crate::shared::SharedState;
 use crate::vm::HostState;
 use crate::wasi;
 
@@ -74,6 +75,7 @@ pub(crate) struct ModuleInner {
     pub(crate) name: String,
     pub(crate) abi: AbiVersion,
     pub(crate) pre: InstancePre<HostState>,
+    pub(crate) shared: Arc<SharedState>,
 }
 
 impl PluginModule {
@@ -146,6 +148,7 @@ impl PluginModule {
                 name: name.to_string(),
                 abi,
                 pre,
+                shared: runtime.shared.clone(),
             }),
         })
     }

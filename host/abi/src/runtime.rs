@@ -8,6 +8,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, Linker};
 
 use crate::hostcalls;
+use crate::shared::{Metric, SharedState};
 use crate::vm::HostState;
 
 /// How often the engine's epoch advances. Callback deadlines are counted in
@@ -32,6 +33,7 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Arc<Linker<HostState>>,
     pub(crate) host_functions: Arc<hostcalls::Registry>,
+    pub(crate) shared: Arc<SharedState>,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -64,9 +66,17 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             host_functions: Arc::new(registry),
+            shared: Arc::default(),
             stop,
             ticker: Some(ticker),
         })
+    }
+}
+
+impl Runtime {
+    /// Every metric plugins have defined, for exporters.
+    pub fn metrics(&self) -> Vec<Arc<Metric>> {
+        self.shared.metrics()
     }
 }
 

@@ -8,6 +8,7 @@ use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 use crate::abi::{AbiVersion, Action};
 use crate::module::PluginModule;
 use crate::runtime::EPOCH_TICK;
+use crate::shared::{Metric, SharedState};
 use crate::stream::{Detached, HttpStream};
 
 /// A context id, as the guest sees it.
@@ -127,7 +128,27 @@ pub(crate) struct HostState {
     /// Reused buffer for values copied out of the stream.
     pub(crate) scratch: Vec<u8>,
     pub(crate) created: Instant,
+    pub(crate) shared: Arc<SharedState>,
+    /// Metrics this VM has used, by id, so updates take no lock.
+    pub(crate) metrics: Vec<Option<Arc<Metric>>>,
     limits: StoreLimits,
+}
+
+impl HostState {
+    /// The metric `id`, from this VM's cache or the shared registry.
+    pub(crate) fn metric(&mut self, id: u32) -> Result<&Metric, crate::abi::Status> {
+        let index = id as usize;
+        if self.metrics.get(index).is_none_or(Option::is_none) {
+            let metric = self.shared.metric(id)?;
+            if self.metrics.len() <= index {
+                self.metrics.resize(index + 1, None);
+            }
+            self.metrics[index] = Some(metric);
+        }
+        self.metrics[index]
+            .as_deref()
+            .ok_or(crate::abi::Status::NotFound)
+    }
 }
 
 /// Headers callbacks changed arity between ABI versions.
@@ -181,6 +202,8 @@ impl Vm {
                 stream: Box::new(Detached),
                 scratch: Vec::new(),
                 created: Instant::now(),
+                shared: module.shared.clone(),
+                metrics: Vec::new(),
                 limits,
             },
         );

@@ -125,6 +125,12 @@ fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
+  (import "env" "proxy_get_shared_data" (func $get_shared (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
+  (import "env" "proxy_record_metric" (func $record_metric (param i32 i64) (result i32)))
+  (import "env" "proxy_get_metric" (func $get_metric (param i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 4096))
   (global $initialized (mut i32) (i32.const 0))
@@ -132,6 +138,7 @@ fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
   (data (i32.const 110) "x-out")
   (data (i32.const 120) "x-status")
   (data (i32.const 140) "plugin_name")
+  (data (i32.const 160) "requests")
   (func (export "proxy_abi_version_{abi}"))
   (func (export "_initialize") (global.set $initialized (i32.const 1)))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32) {alloc_body})
@@ -426,4 +433,79 @@ fn abi_0_1_0_headers_callback_has_two_parameters() {
         Action::Pause
     );
     assert_eq!(header(&mut s, "x-status").as_deref(), Some("07"));
+}
+
+#[test]
+fn shared_data_compare_and_swap_across_vms() {
+    let runtime = Runtime::new().unwrap();
+    // Each request: read x-in's value as the expected CAS digit ('0' = none),
+    // set shared key "x-in" to "v" with it, and record the status.
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(drop (call $get_value (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 200) (i32.const 204)))
+               (call $status (call $set_shared (i32.const 100) (i32.const 4) (i32.const 110) (i32.const 5)
+                 (i32.sub (i32.load8_u (i32.load (i32.const 200))) (i32.const 48))))
+               (drop (call $get_shared (i32.const 100) (i32.const 4) (i32.const 208) (i32.const 212) (i32.const 216)))
+               (i32.store8 (i32.const 302) (i32.add (i32.const 48) (i32.load (i32.const 216))))
+               (drop (call $add (i32.const 0) (i32.const 110) (i32.const 5) (i32.const 302) (i32.const 1)))
+               (i32.const 0)"#
+        )
+    );
+    let p = plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    );
+    let mut worker_a = Vm::new(p.clone()).unwrap();
+    let mut worker_b = Vm::new(p).unwrap();
+    let run = |vm: &mut Vm, cas: &str| {
+        let mut s = stream(&[("x-in", cas)]);
+        let ctx = vm.create_stream_context().unwrap();
+        vm.on_request_headers(ctx, &mut s, 1, true).unwrap();
+        (
+            header(&mut s, "x-status").unwrap(),
+            header(&mut s, "x-out").unwrap(),
+        )
+    };
+    // No CAS: always succeeds; the token starts at 1.
+    assert_eq!(run(&mut worker_a, "0"), ("00".into(), "1".into()));
+    // The other worker's VM sees the same entry and updates it with its token.
+    assert_eq!(run(&mut worker_b, "1"), ("00".into(), "2".into()));
+    // A stale token loses: CAS_MISMATCH, the value keeps token 2.
+    assert_eq!(run(&mut worker_a, "1"), ("08".into(), "2".into()));
+}
+
+#[test]
+fn metrics_defined_by_every_vm_are_one_metric() {
+    let runtime = Runtime::new().unwrap();
+    // on_request_headers: define counter "requests" (id at 400), add 2,
+    // and record the status of get_metric.
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(drop (call $define_metric (i32.const 0) (i32.const 160) (i32.const 8) (i32.const 400)))
+               (drop (call $increment_metric (i32.load (i32.const 400)) (i64.const 2)))
+               (call $status (call $get_metric (i32.load (i32.const 400)) (i32.const 408)))
+               (i32.const 0)"#
+        )
+    );
+    let p = plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    );
+    for _ in 0..2 {
+        let mut vm = Vm::new(p.clone()).unwrap();
+        let mut s = stream(&[]);
+        let ctx = vm.create_stream_context().unwrap();
+        vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+        assert_eq!(header(&mut s, "x-status").as_deref(), Some("00"));
+    }
+    let metrics = runtime.metrics();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0].name, "requests");
+    assert_eq!(metrics[0].read(), weft_abi::MetricValue::Value(4));
 }

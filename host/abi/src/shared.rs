@@ -1,0 +1,330 @@
+//! What VMs share across workers: the key-value store (with
+//! compare-and-swap) and metrics. This is the only cross-worker state the
+//! ABI has; everything else a VM touches is its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::abi::Status;
+
+/// Process-wide state behind the shared-data and metrics host functions.
+#[derive(Default)]
+pub(crate) struct SharedState {
+    data: Mutex<SharedData>,
+    metrics: RwLock<Vec<Arc<Metric>>>,
+}
+
+#[derive(Default)]
+struct SharedData {
+    /// (vm_id, key) → (value, cas).
+    entries: HashMap<(String, Vec<u8>), (Vec<u8>, u32)>,
+    next_cas: u32,
+}
+
+impl SharedState {
+    /// `proxy_get_shared_data`: the value and its CAS token.
+    pub(crate) fn get(&self, vm_id: &str, key: &[u8], out: &mut Vec<u8>) -> Result<u32, Status> {
+        let data = self.data.lock().map_err(|_| Status::InternalFailure)?;
+        let (value, cas) = data
+            .entries
+            .get(&(vm_id.to_string(), key.to_vec()))
+            .ok_or(Status::NotFound)?;
+        out.clear();
+        out.extend_from_slice(value);
+        Ok(*cas)
+    }
+
+    /// `proxy_set_shared_data`: a non-zero `cas` must match the stored
+    /// token of an existing key; every successful set gets a new token.
+    pub(crate) fn set(
+        &self,
+        vm_id: &str,
+        key: &[u8],
+        value: &[u8],
+        cas: u32,
+    ) -> Result<(), Status> {
+        let mut data = self.data.lock().map_err(|_| Status::InternalFailure)?;
+        data.next_cas = data.next_cas.wrapping_add(1).max(1);
+        let next = data.next_cas;
+        match data.entries.get_mut(&(vm_id.to_string(), key.to_vec())) {
+            Some(entry) => {
+                if cas != 0 && cas != entry.1 {
+                    return Err(Status::CasMismatch);
+                }
+                *entry = (value.to_vec(), next);
+            }
+            None => {
+                data.entries
+                    .insert((vm_id.to_string(), key.to_vec()), (value.to_vec(), next));
+            }
+        }
+        Ok(())
+    }
+
+    /// `proxy_define_metric`: the same name and kind always give the same
+    /// metric, so each worker's VM defining it shares one value.
+    pub(crate) fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, Status> {
+        let mut metrics = self.metrics.write().map_err(|_| Status::InternalFailure)?;
+        if let Some((id, metric)) = metrics.iter().enumerate().find(|(_, m)| m.name == name) {
+            return if metric.kind == kind {
+                Ok(id as u32)
+            } else {
+                Err(Status::BadArgument)
+            };
+        }
+        metrics.push(Arc::new(Metric::new(kind, name)));
+        Ok((metrics.len() - 1) as u32)
+    }
+
+    /// The metric with `id`, for a VM to cache.
+    pub(crate) fn metric(&self, id: u32) -> Result<Arc<Metric>, Status> {
+        let metrics = self.metrics.read().map_err(|_| Status::InternalFailure)?;
+        metrics.get(id as usize).cloned().ok_or(Status::NotFound)
+    }
+
+    /// Every metric defined so far.
+    pub(crate) fn metrics(&self) -> Vec<Arc<Metric>> {
+        self.metrics.read().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// The three metric kinds of the ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution of recorded values.
+    Histogram,
+}
+
+impl MetricKind {
+    /// Decodes the ABI number.
+    pub fn from_abi(value: i32) -> Option<MetricKind> {
+        Some(match value {
+            0 => MetricKind::Counter,
+            1 => MetricKind::Gauge,
+            2 => MetricKind::Histogram,
+            _ => return None,
+        })
+    }
+}
+
+/// Upper bounds of histogram buckets: 1-2-5 steps from 1 to 10^9, then +Inf.
+pub const HISTOGRAM_BOUNDS: [u64; 28] = [
+    1,
+    2,
+    5,
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    20_000_000,
+    50_000_000,
+    100_000_000,
+    200_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// One metric a plugin defined. Updates are atomic, so workers never lock.
+pub struct Metric {
+    /// The name the plugin gave it.
+    pub name: String,
+    /// Its kind.
+    pub kind: MetricKind,
+    value: AtomicI64,
+    /// Histogram only: counts per bucket (the last is +Inf), sum and count.
+    buckets: Vec<AtomicU64>,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A point-in-time reading of a metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricValue {
+    /// Counter or gauge value.
+    Value(i64),
+    /// Histogram: cumulative counts per bound of [`HISTOGRAM_BOUNDS`] (then
+    /// +Inf), sum and count.
+    Histogram {
+        /// Cumulative counts, one per bound plus +Inf.
+        cumulative: Vec<u64>,
+        /// Sum of recorded values.
+        sum: u64,
+        /// Number of recorded values.
+        count: u64,
+    },
+}
+
+impl Metric {
+    fn new(kind: MetricKind, name: &str) -> Metric {
+        let buckets = match kind {
+            MetricKind::Histogram => (0..=HISTOGRAM_BOUNDS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Metric {
+            name: name.to_string(),
+            kind,
+            value: AtomicI64::new(0),
+            buckets,
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// `proxy_increment_metric`: counters take non-negative offsets, gauges
+    /// any; histograms are recorded, not incremented.
+    pub(crate) fn increment(&self, offset: i64) -> Result<(), Status> {
+        match self.kind {
+            MetricKind::Counter if offset < 0 => Err(Status::BadArgument),
+            MetricKind::Counter | MetricKind::Gauge => {
+                self.value.fetch_add(offset, Ordering::Relaxed);
+                Ok(())
+            }
+            MetricKind::Histogram => Err(Status::BadArgument),
+        }
+    }
+
+    /// `proxy_record_metric`: adds to a counter, sets a gauge, records a
+    /// histogram value (as Envoy does).
+    pub(crate) fn record(&self, value: u64) -> Result<(), Status> {
+        match self.kind {
+            MetricKind::Counter => {
+                self.value.fetch_add(value as i64, Ordering::Relaxed);
+            }
+            MetricKind::Gauge => self.value.store(value as i64, Ordering::Relaxed),
+            MetricKind::Histogram => {
+                let bucket = HISTOGRAM_BOUNDS.partition_point(|&bound| bound < value);
+                self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+                self.sum.fetch_add(value, Ordering::Relaxed);
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// `proxy_get_metric`: counters and gauges only.
+    pub(crate) fn get(&self) -> Result<u64, Status> {
+        match self.kind {
+            MetricKind::Histogram => Err(Status::BadArgument),
+            _ => Ok(self.value.load(Ordering::Relaxed) as u64),
+        }
+    }
+
+    /// The current value, for exporters.
+    pub fn read(&self) -> MetricValue {
+        match self.kind {
+            MetricKind::Histogram => {
+                let mut total = 0;
+                let cumulative = self
+                    .buckets
+                    .iter()
+                    .map(|b| {
+                        total += b.load(Ordering::Relaxed);
+                        total
+                    })
+                    .collect();
+                MetricValue::Histogram {
+                    cumulative,
+                    sum: self.sum.load(Ordering::Relaxed),
+                    count: self.count.load(Ordering::Relaxed),
+                }
+            }
+            _ => MetricValue::Value(self.value.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_protects_updates() {
+        let shared = SharedState::default();
+        let mut out = Vec::new();
+        assert_eq!(shared.get("vm", b"k", &mut out), Err(Status::NotFound));
+        shared.set("vm", b"k", b"v1", 0).unwrap();
+        let cas = shared.get("vm", b"k", &mut out).unwrap();
+        assert_eq!(out, b"v1");
+        shared.set("vm", b"k", b"v2", cas).unwrap();
+        assert_eq!(
+            shared.set("vm", b"k", b"v3", cas),
+            Err(Status::CasMismatch),
+            "stale token"
+        );
+        shared.get("vm", b"k", &mut out).unwrap();
+        assert_eq!(out, b"v2");
+        assert_eq!(
+            shared.get("other-vm", b"k", &mut out),
+            Err(Status::NotFound),
+            "scoped by VM id"
+        );
+    }
+
+    #[test]
+    fn metrics_by_kind() {
+        let shared = SharedState::default();
+        let c = shared.define_metric(MetricKind::Counter, "c").unwrap();
+        assert_eq!(
+            shared.define_metric(MetricKind::Counter, "c").unwrap(),
+            c,
+            "same name, same metric"
+        );
+        assert_eq!(
+            shared.define_metric(MetricKind::Gauge, "c"),
+            Err(Status::BadArgument)
+        );
+        let counter = shared.metric(c).unwrap();
+        counter.increment(2).unwrap();
+        counter.record(3).unwrap();
+        assert_eq!(counter.increment(-1), Err(Status::BadArgument));
+        assert_eq!(counter.get().unwrap(), 5);
+
+        let h = shared
+            .metric(shared.define_metric(MetricKind::Histogram, "h").unwrap())
+            .unwrap();
+        for v in [1, 3, 3, 2_000_000_000] {
+            h.record(v).unwrap();
+        }
+        assert_eq!(h.get(), Err(Status::BadArgument));
+        let MetricValue::Histogram {
+            cumulative,
+            sum,
+            count,
+        } = h.read()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (cumulative[0], cumulative[2], *cumulative.last().unwrap()),
+            (1, 3, 4)
+        );
+        assert_eq!(
+            cumulative[HISTOGRAM_BOUNDS.len() - 1],
+            3,
+            "the last value is above every bound"
+        );
+        assert_eq!((sum, count), (2_000_000_007, 4));
+    }
+}
