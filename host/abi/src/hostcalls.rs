@@ -5,6 +5,7 @@
 //! here still links, to a stub answering [`Status::Unimplemented`].
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
@@ -66,6 +67,16 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
         env,
         "proxy_get_current_time_nanoseconds",
         |mut c: Caller<'_, HostState>, ret: i32| status(get_current_time(&mut c, ret)),
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_set_tick_period_milliseconds",
+        |mut c: Caller<'_, HostState>, period: i32| {
+            let period = period as u32;
+            c.data_mut().tick_period = (period > 0).then(|| Duration::from_millis(period.into()));
+            Ok(Status::Ok as i32)
+        },
     )?;
     reg.define(
         l,

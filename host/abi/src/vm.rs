@@ -129,6 +129,8 @@ pub(crate) struct HostState {
     pub(crate) scratch: Vec<u8>,
     pub(crate) created: Instant,
     pub(crate) shared: Arc<SharedState>,
+    /// Set by `proxy_set_tick_period_milliseconds`; `None` when disabled.
+    pub(crate) tick_period: Option<Duration>,
     /// Metrics this VM has used, by id, so updates take no lock.
     pub(crate) metrics: Vec<Option<Arc<Metric>>>,
     limits: StoreLimits,
@@ -168,6 +170,7 @@ struct Exports {
     on_done: Option<TypedFunc<i32, i32>>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_delete: Option<TypedFunc<i32, ()>>,
+    on_tick: Option<TypedFunc<i32, ()>>,
 }
 
 /// One instance of a plugin's module with its root context created, started
@@ -203,6 +206,7 @@ impl Vm {
                 scratch: Vec::new(),
                 created: Instant::now(),
                 shared: module.shared.clone(),
+                tick_period: None,
                 metrics: Vec::new(),
                 limits,
             },
@@ -266,6 +270,7 @@ impl Vm {
             on_done: optional!("proxy_on_done"),
             on_log: optional!("proxy_on_log"),
             on_delete: optional!("proxy_on_delete"),
+            on_tick: optional!("proxy_on_tick"),
         };
         let initialize = match instance.get_func(&mut store, "_initialize") {
             Some(f) => Some(f),
@@ -341,6 +346,26 @@ impl Vm {
             .data()
             .memory
             .map_or(0, |m| m.data_size(&self.store))
+    }
+
+    /// The timer period the plugin asked for with
+    /// `proxy_set_tick_period_milliseconds`, if any. The embedder calls
+    /// [`Vm::on_tick`] at that period.
+    pub fn tick_period(&self) -> Option<Duration> {
+        self.store
+            .data()
+            .tick_period
+            .filter(|_| self.exports.on_tick.is_some())
+    }
+
+    /// `proxy_on_tick` on the root context.
+    pub fn on_tick(&mut self) -> Result<(), VmError> {
+        let Some(tick) = self.exports.on_tick.clone() else {
+            return Ok(());
+        };
+        let root = self.root_context as i32;
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        self.call("proxy_on_tick", deadline, |store| tick.call(store, root))
     }
 
     /// Creates a stream context (`proxy_on_context_create(id, root)`).

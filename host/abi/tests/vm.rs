@@ -125,6 +125,7 @@ fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
+  (import "env" "proxy_not_in_any_abi" (func $unknown (param i32) (result i32)))
   (import "env" "proxy_get_shared_data" (func $get_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
@@ -229,7 +230,7 @@ fn unimplemented_proxy_import_links_and_answers_unimplemented() {
     let runtime = Runtime::new().unwrap();
     let funcs = format!(
         "{CONFIGURE}{}",
-        headers_fn("(call $status (call $set_tick (i32.const 1000))) (i32.const 0)")
+        headers_fn("(call $status (call $unknown (i32.const 1000))) (i32.const 0)")
     );
     let mut vm = Vm::new(plugin(
         &runtime,
@@ -508,4 +509,33 @@ fn metrics_defined_by_every_vm_are_one_metric() {
     assert_eq!(metrics.len(), 1);
     assert_eq!(metrics[0].name, "requests");
     assert_eq!(metrics[0].read(), weft_abi::MetricValue::Value(4));
+}
+
+#[test]
+fn tick_period_and_on_tick() {
+    let runtime = Runtime::new().unwrap();
+    // on_configure sets a 25 ms period; each tick adds 1 to counter "requests".
+    let funcs = r#"
+      (func (export "proxy_on_configure") (param i32 i32) (result i32)
+        (drop (call $set_tick (i32.const 25)))
+        (drop (call $define_metric (i32.const 0) (i32.const 160) (i32.const 8) (i32.const 400)))
+        (i32.const 1))
+      (func (export "proxy_on_tick") (param i32)
+        (drop (call $increment_metric (i32.load (i32.const 400)) (i64.const 1))))"#;
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap();
+    assert_eq!(vm.tick_period(), Some(Duration::from_millis(25)));
+    vm.on_tick().unwrap();
+    vm.on_tick().unwrap();
+    assert_eq!(runtime.metrics()[0].read(), weft_abi::MetricValue::Value(2));
+
+    // Without proxy_on_tick there is nothing to call, so no period either.
+    let wat = module("0_2_1", BUMP, CONFIGURE);
+    let vm = Vm::new(plugin(&runtime, &wat, "c", PluginLimits::default())).unwrap();
+    assert_eq!(vm.tick_period(), None);
 }

@@ -66,6 +66,8 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Worker threads are named `weft-worker-N`: logs say which one spoke.
+        .with_thread_names(true)
         .init();
 
     match cli.command {

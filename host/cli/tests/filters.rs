@@ -114,3 +114,50 @@ fn fail_open_plugin_that_traps_lets_the_request_through() {
     assert_eq!(got.body, "upstream says hi");
     weft.wait_for_log("plugin is fail-open");
 }
+
+/// A filter whose root context asks for a 20 ms timer and logs each tick.
+const TICKER: &str = r#"(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "tick from the filter")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $set_tick (i32.const 20))) (i32.const 1))
+  (func (export "proxy_on_tick") (param i32)
+    (drop (call $log (i32.const 2) (i32.const 100) (i32.const 20)))))"#;
+
+#[test]
+fn timers_tick_on_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("ticker.wat");
+    std::fs::write(&module, TICKER).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 2\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [ticker]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: ticker\n    module: {}\n",
+        upstream.addr,
+        module.display()
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = weft.log();
+        let ticks = log.matches("tick from the filter").count();
+        let workers = ["weft-worker-0", "weft-worker-1"]
+            .iter()
+            .filter(|w| {
+                log.lines()
+                    .any(|l| l.contains("tick from the filter") && l.contains(*w))
+            })
+            .count();
+        if ticks >= 6 && workers == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ticks} ticks from {workers} workers:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -44,6 +44,24 @@ impl PluginSlot {
         let _ = self.vm();
     }
 
+    /// The timer period the plugin's VM asked for, if it has a working VM.
+    pub(crate) fn tick_period(&self) -> Option<Duration> {
+        self.vm
+            .as_ref()
+            .filter(|vm| !vm.is_failed())
+            .and_then(Vm::tick_period)
+    }
+
+    /// Delivers `proxy_on_tick`; a failure is logged and the VM recreated
+    /// on its next use.
+    pub(crate) fn tick(&mut self) {
+        if let Ok((vm, _)) = self.vm()
+            && let Err(err) = vm.on_tick()
+        {
+            tracing::warn!("{err}");
+        }
+    }
+
     /// The working VM, creating one if there is none (or the last failed)
     /// and the backoff allows.
     fn vm(&mut self) -> Result<(&mut Vm, u64), VmError> {

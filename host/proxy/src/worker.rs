@@ -59,8 +59,9 @@ pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io:
             plugins: init.plugins.into_iter().map(|p| RefCell::new(PluginSlot::new(p))).collect(),
             clusters: init.clusters.iter().map(ClusterPool::new).collect(),
         });
-        for slot in &worker.plugins {
+        for (index, slot) in worker.plugins.iter().enumerate() {
             slot.borrow_mut().warm();
+            tokio::task::spawn_local(tick(worker.clone(), index));
         }
         let mut accepting = Vec::new();
         for (route, socket) in init.listeners {
@@ -94,6 +95,24 @@ pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io:
         }
         Ok(())
     })
+}
+
+/// Delivers `proxy_on_tick` to one plugin's VM at the period it set. A
+/// plugin may set or change its period in any callback, so without one the
+/// loop looks again every `IDLE_TICK_CHECK`.
+async fn tick(worker: Rc<Worker>, plugin: usize) {
+    const IDLE_TICK_CHECK: Duration = Duration::from_millis(100);
+    let slot = &worker.plugins[plugin];
+    loop {
+        let period = slot.borrow().tick_period();
+        match period {
+            Some(period) => {
+                tokio::time::sleep(period).await;
+                slot.borrow_mut().tick();
+            }
+            None => tokio::time::sleep(IDLE_TICK_CHECK).await,
+        }
+    }
 }
 
 async fn serve(
