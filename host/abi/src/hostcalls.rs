@@ -198,6 +198,14 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
     reg.define(
         l,
         env,
+        "proxy_set_property",
+        |mut c: Caller<'_, HostState>, pp: i32, pl: i32, vp: i32, vl: i32| {
+            status(set_property(&mut c, (pp, pl), (vp, vl)))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
         "proxy_get_shared_data",
         |mut c: Caller<'_, HostState>,
          kp: i32,
@@ -513,6 +521,13 @@ fn send_local_response(
     Ok(())
 }
 
+/// Splits a serialised property path into its segments. SDKs end every
+/// segment with a NUL (Rust) or only separate them (Go); both are accepted.
+fn property_path(path: &[u8]) -> Vec<&[u8]> {
+    let path = path.strip_suffix(&[0]).unwrap_or(path);
+    path.split(|&b| b == 0).collect()
+}
+
 fn get_property(
     c: &mut Caller<'_, HostState>,
     pp: i32,
@@ -521,19 +536,43 @@ fn get_property(
     ret_len: i32,
 ) -> Result<(), HostError> {
     let (mem, state) = split(c)?;
-    // A property path is its segments, each followed by a NUL.
-    let path = slice(mem, pp, pl)?;
-    let path = path.strip_suffix(&[0]).unwrap_or(path);
-    let plugin = state.plugin.clone();
-    let value: &[u8] = match path {
-        b"plugin_name" => plugin.name.as_bytes(),
-        b"plugin_root_id" => plugin.root_id.as_bytes(),
-        b"plugin_vm_id" => plugin.vm_id.as_bytes(),
-        _ => return Err(Status::NotFound.into()),
+    let path = property_path(slice(mem, pp, pl)?);
+    let mut value = std::mem::take(&mut state.scratch);
+    value.clear();
+    let plugin = &state.plugin;
+    let own = match path.as_slice() {
+        [b"plugin_name"] => Some(&plugin.name),
+        [b"plugin_root_id"] => Some(&plugin.root_id),
+        [b"plugin_vm_id"] => Some(&plugin.vm_id),
+        _ => None,
     };
-    give(c, value.len(), ret_ptr, ret_len, |dst, _| {
-        dst.copy_from_slice(value)
-    })
+    let found = match own {
+        Some(text) => {
+            value.extend_from_slice(text.as_bytes());
+            Ok(())
+        }
+        None => state.stream.property(&path, &mut value),
+    };
+    let result = match found {
+        Ok(()) => give(c, value.len(), ret_ptr, ret_len, |dst, _| {
+            dst.copy_from_slice(&value)
+        }),
+        Err(status) => Err(status.into()),
+    };
+    c.data_mut().scratch = value;
+    result
+}
+
+fn set_property(
+    c: &mut Caller<'_, HostState>,
+    path: (i32, i32),
+    value: (i32, i32),
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let path = property_path(slice(mem, path.0, path.1)?);
+    let value = slice(mem, value.0, value.1)?;
+    state.stream.set_property(&path, value)?;
+    Ok(())
 }
 
 fn get_shared_data(

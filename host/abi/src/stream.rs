@@ -50,6 +50,24 @@ pub trait HttpStream: std::any::Any {
     /// Records a local response; the embedder sends it instead of (or in
     /// place of) the upstream's once the current callback returns.
     fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status>;
+
+    /// Appends the value of the property at `path` (its segments, e.g.
+    /// `["request", "path"]`) to `out`. Values are encoded as proxy-wasm
+    /// hosts do: strings as their bytes, integers as 8 little-endian bytes,
+    /// booleans as one byte. Unknown properties answer [`Status::NotFound`].
+    /// (`plugin_name`, `plugin_root_id` and `plugin_vm_id` are answered by
+    /// the runtime itself.)
+    fn property(&self, path: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Status> {
+        let _ = (path, out);
+        Err(Status::NotFound)
+    }
+
+    /// `proxy_set_property`: stores a value a later [`HttpStream::property`]
+    /// call (from this or another plugin) returns.
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Result<(), Status> {
+        let _ = (path, value);
+        Err(Status::NotFound)
+    }
 }
 
 /// The stream a store holds between callbacks: none. Zero-sized, so boxing

@@ -161,3 +161,74 @@ fn timers_tick_on_every_worker() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A filter that answers every request itself with the value of the
+/// property named by the `x-want` header (dots as separators), or 404 when
+/// the host does not know it.
+const PROPERTY_ECHO: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response"
+    (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 100) "x-want")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    ;; One spare byte after each allocation, for a path's closing NUL.
+    (global.set $heap (i32.add (global.get $heap) (i32.add (local.get $size) (i32.const 1))))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $p i32) (local $len i32) (local $i i32)
+    (if (call $get (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 300) (i32.const 304))
+      (then (return (i32.const 0))))
+    (local.set $p (i32.load (i32.const 300)))
+    (local.set $len (i32.load (i32.const 304)))
+    (block $done (loop $each
+      (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+      (if (i32.eq (i32.load8_u (i32.add (local.get $p) (local.get $i))) (i32.const 46))
+        (then (i32.store8 (i32.add (local.get $p) (local.get $i)) (i32.const 0))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $each)))
+    (i32.store8 (i32.add (local.get $p) (local.get $len)) (i32.const 0))
+    (if (call $prop (local.get $p) (i32.add (local.get $len) (i32.const 1)) (i32.const 308) (i32.const 312))
+      (then
+        (drop (call $respond (i32.const 404) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+          (i32.const 0) (i32.const 0) (i32.const -1)))
+        (return (i32.const 1))))
+    (drop (call $respond (i32.const 200) (i32.const 0) (i32.const 0)
+      (i32.load (i32.const 308)) (i32.load (i32.const 312)) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 1)))"#;
+
+#[test]
+fn properties_of_the_request_connection_and_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("props.wat");
+    std::fs::write(&module, PROPERTY_ECHO).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: backend\n    filters: [props]\nclusters:\n  - name: backend\n    endpoints: [\"{}\"]\nplugins:\n  - name: props\n    module: {}\n",
+        upstream.addr,
+        module.display()
+    ));
+    let property = |name: &str| {
+        let got = send(weft.addr, "GET", "/a/b?c=d", &[("x-want", name)], "");
+        (got.status, got.body)
+    };
+    assert_eq!(property("request.url_path"), (200, "/a/b".into()));
+    assert_eq!(property("request.query"), (200, "c=d".into()));
+    assert_eq!(property("request.host"), (200, "test.weft".into()));
+    assert_eq!(property("xds.cluster_name"), (200, "backend".into()));
+    assert_eq!(property("plugin_name"), (200, "props".into()));
+    let (status, address) = property("source.address");
+    assert_eq!(status, 200);
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert_eq!(
+        property("destination.address"),
+        (200, weft.addr.to_string())
+    );
+    assert_eq!(property("no.such.property"), (404, String::new()));
+    assert!(upstream.seen.lock().unwrap().is_empty());
+}

@@ -55,7 +55,7 @@ impl Endpoint {
 
 /// A cluster as one worker sees it.
 pub(crate) struct ClusterPool {
-    pub(crate) name: String,
+    pub(crate) name: Rc<str>,
     endpoints: Vec<Rc<Endpoint>>,
     next: Cell<usize>,
     connect_timeout: Duration,
@@ -71,7 +71,7 @@ pub(crate) struct Upstream {
 impl ClusterPool {
     pub(crate) fn new(cluster: &weft_config::Cluster) -> ClusterPool {
         ClusterPool {
-            name: cluster.name.clone(),
+            name: Rc::from(cluster.name.as_str()),
             endpoints: cluster
                 .endpoints
                 .iter()

@@ -1,8 +1,14 @@
 //! The request/response as filters see it: [`ProxyStream`] implements
 //! weft-abi's `HttpStream` over hyper's types.
 
-use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, StatusCode};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+use hyper::body::Incoming;
 use weft_abi::{HttpStream, LocalResponse, MapType, Status};
 
 /// One request's state while filters run on it.
@@ -17,6 +23,20 @@ pub(crate) struct ProxyStream {
     pub(crate) request_headers: HeaderMap,
     pub(crate) response: Option<ResponseHead>,
     pub(crate) local_response: Option<LocalResponse>,
+    connection: Rc<ConnectionInfo>,
+    cluster: Rc<str>,
+    version: Version,
+    start: SystemTime,
+    /// Values plugins stored with `proxy_set_property`, by dotted path.
+    properties: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The downstream connection a stream arrived on.
+pub(crate) struct ConnectionInfo {
+    /// Unique in the process: the worker index in the top bits.
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
 }
 
 /// Status and headers of the response being filtered.
@@ -177,6 +197,80 @@ impl HttpStream for ProxyStream {
         Ok(())
     }
 
+    fn property(&self, path: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Status> {
+        let int = |out: &mut Vec<u8>, n: i64| out.extend_from_slice(&n.to_le_bytes());
+        let header = |name: &str| {
+            self.request_headers
+                .get(name)
+                .map(HeaderValue::as_bytes)
+                .ok_or(Status::NotFound)
+        };
+        let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        match path {
+            [b"request", b"path"] => out.extend_from_slice(self.path.as_bytes()),
+            [b"request", b"url_path"] => {
+                out.extend_from_slice(self.path.split('?').next().unwrap_or("").as_bytes())
+            }
+            [b"request", b"query"] => {
+                out.extend_from_slice(self.path.split_once('?').map_or("", |(_, q)| q).as_bytes())
+            }
+            [b"request", b"host"] => out.extend_from_slice(self.authority.as_bytes()),
+            [b"request", b"scheme"] => out.extend_from_slice(self.scheme.as_bytes()),
+            [b"request", b"method"] => out.extend_from_slice(self.method.as_str().as_bytes()),
+            [b"request", b"protocol"] => {
+                out.extend_from_slice(format!("{:?}", self.version).as_bytes())
+            }
+            [b"request", b"referer"] => out.extend_from_slice(header("referer")?),
+            [b"request", b"useragent"] => out.extend_from_slice(header("user-agent")?),
+            [b"request", b"id"] => out.extend_from_slice(header("x-request-id")?),
+            [b"request", b"time"] => int(
+                out,
+                nanos(
+                    self.start
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default(),
+                ),
+            ),
+            [b"request", b"duration"] => int(out, nanos(self.start.elapsed().unwrap_or_default())),
+            [b"response", b"code"] => {
+                let response = self.response.as_ref().ok_or(Status::NotFound)?;
+                int(out, response.status.as_u16().into());
+            }
+            [b"source", b"address"] => {
+                out.extend_from_slice(self.connection.peer.to_string().as_bytes())
+            }
+            [b"source", b"port"] => int(out, self.connection.peer.port().into()),
+            [b"destination", b"address"] => {
+                out.extend_from_slice(self.connection.local.to_string().as_bytes())
+            }
+            [b"destination", b"port"] => int(out, self.connection.local.port().into()),
+            [b"connection", b"id"] => out.extend_from_slice(&self.connection.id.to_le_bytes()),
+            [b"connection", b"mtls"] => out.push(0),
+            [b"cluster_name"] | [b"xds", b"cluster_name"] => {
+                out.extend_from_slice(self.cluster.as_bytes())
+            }
+            _ => {
+                let key = path.join(&b'.');
+                let (_, value) = self
+                    .properties
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .ok_or(Status::NotFound)?;
+                out.extend_from_slice(value);
+            }
+        }
+        Ok(())
+    }
+
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Result<(), Status> {
+        let key = path.join(&b'.');
+        match self.properties.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, stored)) => *stored = value.to_vec(),
+            None => self.properties.push((key, value.to_vec())),
+        }
+        Ok(())
+    }
+
     fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status> {
         if StatusCode::from_u16(u16::try_from(response.status).map_err(|_| Status::BadArgument)?)
             .is_err()
@@ -188,6 +282,88 @@ impl HttpStream for ProxyStream {
     }
 }
 
+impl ProxyStream {
+    pub(crate) fn from_request(
+        parts: Parts,
+        connection: Rc<ConnectionInfo>,
+        cluster: Rc<str>,
+    ) -> ProxyStream {
+        let Parts {
+            method,
+            uri,
+            version,
+            mut headers,
+            ..
+        } = parts;
+        let host = headers.remove(header::HOST);
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| host.and_then(|h| h.to_str().ok().map(str::to_string)))
+            .unwrap_or_default();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        strip_hop_by_hop(&mut headers);
+        ProxyStream {
+            method,
+            scheme: "http",
+            authority,
+            path,
+            request_headers: headers,
+            response: None,
+            local_response: None,
+            connection,
+            cluster,
+            version,
+            start: SystemTime::now(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// The request to send upstream. With `keep`, the headers stay here for
+    /// later callbacks (`on_log` reads them) and the upstream gets a copy.
+    pub(crate) fn upstream_request(
+        &mut self,
+        body: Incoming,
+        keep: bool,
+    ) -> Result<Request<Incoming>, &'static str> {
+        let uri: Uri = self
+            .path
+            .parse()
+            .map_err(|_| "filters produced an invalid :path")?;
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = if keep {
+            self.request_headers.clone()
+        } else {
+            std::mem::take(&mut self.request_headers)
+        };
+        if !self.authority.is_empty() {
+            let host = HeaderValue::from_str(&self.authority).map_err(|_| "invalid :authority")?;
+            request.headers_mut().insert(header::HOST, host);
+        }
+        Ok(request)
+    }
+}
+
+/// Headers that describe one connection, not the message: never forwarded.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.remove(header::CONNECTION) {
+        // Headers named in Connection are hop-by-hop too.
+        if let Ok(names) = connection.to_str() {
+            for name in names.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
+        headers.remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,15 +371,22 @@ mod tests {
     fn stream() -> ProxyStream {
         let mut headers = HeaderMap::new();
         headers.insert("x-a", HeaderValue::from_static("1"));
-        ProxyStream {
-            method: Method::GET,
-            scheme: "http",
-            authority: "example.com".into(),
-            path: "/p?q=1".into(),
-            request_headers: headers,
-            response: None,
-            local_response: None,
-        }
+        let connection = Rc::new(ConnectionInfo {
+            id: 7,
+            peer: "10.0.0.1:5555".parse().unwrap(),
+            local: "10.0.0.2:80".parse().unwrap(),
+        });
+        let mut stream = ProxyStream::from_request(
+            Request::get("http://example.com/p?q=1")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0,
+            connection,
+            Rc::from("backend"),
+        );
+        stream.request_headers = headers;
+        stream
     }
 
     fn pairs(s: &ProxyStream, map: MapType) -> Vec<(String, String)> {
@@ -216,6 +399,39 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    fn property(s: &ProxyStream, path: &str) -> Result<Vec<u8>, Status> {
+        let segments: Vec<&[u8]> = path.split('.').map(str::as_bytes).collect();
+        let mut out = Vec::new();
+        s.property(&segments, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn properties_follow_the_proxy_wasm_attribute_names() {
+        let mut s = stream();
+        assert_eq!(property(&s, "request.path").unwrap(), b"/p?q=1");
+        assert_eq!(property(&s, "request.url_path").unwrap(), b"/p");
+        assert_eq!(property(&s, "request.query").unwrap(), b"q=1");
+        assert_eq!(property(&s, "request.host").unwrap(), b"example.com");
+        assert_eq!(property(&s, "request.method").unwrap(), b"GET");
+        assert_eq!(property(&s, "request.protocol").unwrap(), b"HTTP/1.1");
+        assert_eq!(property(&s, "source.address").unwrap(), b"10.0.0.1:5555");
+        assert_eq!(property(&s, "source.port").unwrap(), 5555i64.to_le_bytes());
+        assert_eq!(
+            property(&s, "destination.port").unwrap(),
+            80i64.to_le_bytes()
+        );
+        assert_eq!(property(&s, "connection.id").unwrap(), 7u64.to_le_bytes());
+        assert_eq!(property(&s, "xds.cluster_name").unwrap(), b"backend");
+        assert_eq!(property(&s, "request.referer"), Err(Status::NotFound));
+        assert_eq!(property(&s, "response.code"), Err(Status::NotFound));
+        assert_eq!(property(&s, "request.time").unwrap().len(), 8);
+
+        s.set_property(&[b"my", b"key"], b"v1").unwrap();
+        s.set_property(&[b"my", b"key"], b"v2").unwrap();
+        assert_eq!(property(&s, "my.key").unwrap(), b"v2");
+        assert_eq!(property(&s, "no.such"), Err(Status::NotFound));
     }
 
     #[test]

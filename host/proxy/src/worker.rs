@@ -3,16 +3,15 @@
 //! shared with other workers, so nothing on the request path takes a lock.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,7 +21,7 @@ use weft_abi::{HttpStream, LocalResponse, Plugin};
 use crate::body::ResponseBody;
 use crate::chain::{ActiveContext, Finish, Phase, PluginSlot, Stop, run_headers};
 use crate::cluster::ClusterPool;
-use crate::stream::{ProxyStream, ResponseHead};
+use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, strip_hop_by_hop};
 
 /// What a worker thread is started with; all of it can cross threads.
 pub(crate) struct WorkerInit {
@@ -44,8 +43,10 @@ pub(crate) struct ListenerRoute {
 
 /// A worker's own state.
 pub(crate) struct Worker {
+    index: usize,
     pub(crate) plugins: Vec<RefCell<PluginSlot>>,
     pub(crate) clusters: Vec<ClusterPool>,
+    connections: Cell<u64>,
 }
 
 /// Runs a worker until `shutdown` turns true.
@@ -56,6 +57,8 @@ pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io:
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let worker = Rc::new(Worker {
+            index: init.index,
+            connections: Cell::new(0),
             plugins: init.plugins.into_iter().map(|p| RefCell::new(PluginSlot::new(p))).collect(),
             clusters: init.clusters.iter().map(ClusterPool::new).collect(),
         });
@@ -121,7 +124,16 @@ async fn serve(
     worker: Rc<Worker>,
     route: Rc<ListenerRoute>,
 ) {
-    let service = service_fn(move |request| handle(worker.clone(), route.clone(), request));
+    let id = worker.connections.get();
+    worker.connections.set(id + 1);
+    let connection = Rc::new(ConnectionInfo {
+        id: (worker.index as u64) << 40 | id,
+        peer,
+        local: tcp.local_addr().unwrap_or(peer),
+    });
+    let service = service_fn(move |request| {
+        handle(worker.clone(), route.clone(), connection.clone(), request)
+    });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
@@ -140,10 +152,13 @@ pub(crate) fn proxy_stream(stream: &mut Box<dyn HttpStream>) -> Option<&mut Prox
 async fn handle(
     worker: Rc<Worker>,
     route: Rc<ListenerRoute>,
+    connection: Rc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let (parts, body) = request.into_parts();
-    let mut stream: Box<dyn HttpStream> = Box::new(ProxyStream::from_request(parts));
+    let cluster = worker.clusters[route.cluster].name.clone();
+    let mut stream: Box<dyn HttpStream> =
+        Box::new(ProxyStream::from_request(parts, connection, cluster));
     let mut active = Vec::with_capacity(route.chain.len());
     let filtered = !route.chain.is_empty();
 
@@ -302,76 +317,4 @@ fn error_response(
         headers.insert("x-weft-error", value);
     }
     response
-}
-
-/// Headers that describe one connection, not the message: never forwarded.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.remove(header::CONNECTION) {
-        // Headers named in Connection are hop-by-hop too.
-        if let Ok(names) = connection.to_str() {
-            for name in names.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                    headers.remove(name);
-                }
-            }
-        }
-    }
-    for name in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
-        headers.remove(name);
-    }
-}
-
-impl ProxyStream {
-    fn from_request(parts: Parts) -> ProxyStream {
-        let Parts {
-            method,
-            uri,
-            mut headers,
-            ..
-        } = parts;
-        let host = headers.remove(header::HOST);
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| host.and_then(|h| h.to_str().ok().map(str::to_string)))
-            .unwrap_or_default();
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        strip_hop_by_hop(&mut headers);
-        ProxyStream {
-            method,
-            scheme: "http",
-            authority,
-            path,
-            request_headers: headers,
-            response: None,
-            local_response: None,
-        }
-    }
-
-    /// The request to send upstream. With `keep`, the headers stay here for
-    /// later callbacks (`on_log` reads them) and the upstream gets a copy.
-    fn upstream_request(
-        &mut self,
-        body: Incoming,
-        keep: bool,
-    ) -> Result<Request<Incoming>, &'static str> {
-        let uri: Uri = self
-            .path
-            .parse()
-            .map_err(|_| "filters produced an invalid :path")?;
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = uri;
-        *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = if keep {
-            self.request_headers.clone()
-        } else {
-            std::mem::take(&mut self.request_headers)
-        };
-        if !self.authority.is_empty() {
-            let host = HeaderValue::from_str(&self.authority).map_err(|_| "invalid :authority")?;
-            request.headers_mut().insert(header::HOST, host);
-        }
-        Ok(request)
-    }
 }
