@@ -33,6 +33,8 @@ enum Task {
     BuildFilters,
     /// fmt check, clippy -D warnings, build filters, run all tests, smoke the demo.
     Test,
+    /// Regenerate docs/abi-coverage.md from weft-abi's registration table.
+    AbiCoverage,
     /// Start an upstream, `weft proxy` and the example filter, and show traffic.
     Demo {
         /// Exit after the walkthrough (status 0 only if every step worked).
@@ -61,6 +63,19 @@ fn run_task(task: Task) -> Result<()> {
         Task::Setup => setup::wasm_toolchain().map(|_| ()),
         Task::BuildFilters => build_filters().map(|_| ()),
         Task::Test => test(),
+        Task::AbiCoverage => {
+            step("regenerating docs/abi-coverage.md");
+            run(cargo()
+                .args([
+                    "test",
+                    "-p",
+                    "weft-abi",
+                    "--test",
+                    "coverage",
+                    "abi_coverage_doc_is_current",
+                ])
+                .env("UPDATE_EXPECT", "1"))
+        }
         Task::Demo { once } => demo::run(once),
     }
 }

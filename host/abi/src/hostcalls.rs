@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
-use crate::abi::{BufferType, LogLevel, MapType, Status};
+use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status};
 use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
 use crate::shared::MetricKind;
 use crate::stream::LocalResponse;
@@ -456,6 +456,8 @@ fn get_header_map_value(
     scratch.clear();
     match state.stream.map_value(map, key)? {
         Some(value) => scratch.extend_from_slice(value),
+        // ABI 0.1.0 answered OK with an empty value for a missing key.
+        None if state.plugin.module.abi_version() == AbiVersion::V0_1_0 => {}
         None => {
             state.scratch = scratch;
             return Err(Status::NotFound.into());

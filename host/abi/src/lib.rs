@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod abi;
+pub mod coverage;
 mod hostcalls;
 mod memory;
 mod module;

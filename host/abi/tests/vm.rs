@@ -412,6 +412,30 @@ fn trap_in_configure_fails_start_with_a_backtrace() {
 }
 
 #[test]
+fn abi_0_1_0_missing_header_is_ok_and_empty() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        r#"{CONFIGURE}
+        (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (result i32)
+          (call $status (call $get_value (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 200) (i32.const 204)))
+          (drop (call $add (i32.const 0) (i32.const 110) (i32.const 5) (i32.load (i32.const 200)) (i32.load (i32.const 204))))
+          (i32.const 0))"#
+    );
+    let p = plugin(
+        &runtime,
+        &module("0_1_0", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    );
+    let mut vm = Vm::new(p).unwrap();
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("00"));
+    assert_eq!(header(&mut s, "x-out").as_deref(), Some(""));
+}
+
+#[test]
 fn abi_0_1_0_headers_callback_has_two_parameters() {
     let runtime = Runtime::new().unwrap();
     let funcs = format!(
