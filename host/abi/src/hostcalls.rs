@@ -96,6 +96,34 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
     reg.define(
         l,
         env,
+        "proxy_get_buffer_status",
+        |mut c: Caller<'_, HostState>, buffer: i32, ret_len: i32, ret_flags: i32| {
+            status(get_buffer_status(&mut c, buffer, ret_len, ret_flags))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_call_foreign_function",
+        |mut c: Caller<'_, HostState>,
+         np: i32,
+         nl: i32,
+         ap: i32,
+         al: i32,
+         ret_ptr: i32,
+         ret_len: i32| {
+            status(call_foreign_function(
+                &mut c,
+                (np, nl),
+                (ap, al),
+                ret_ptr,
+                ret_len,
+            ))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
         "proxy_get_header_map_pairs",
         |mut c: Caller<'_, HostState>, map: i32, ret_ptr: i32, ret_len: i32| {
             status(get_header_map_pairs(&mut c, map, ret_ptr, ret_len))
@@ -329,12 +357,7 @@ fn get_buffer_bytes(
 ) -> Result<(), HostError> {
     let buffer = BufferType::from_abi(buffer).ok_or(Status::BadArgument)?;
     let plugin = c.data().plugin.clone();
-    let bytes: &[u8] = match buffer {
-        BufferType::PluginConfiguration => &plugin.configuration,
-        BufferType::VmConfiguration => &plugin.vm_configuration,
-        // Bodies, call-out responses and TCP data arrive with the full ABI.
-        _ => return Err(Status::Unimplemented.into()),
-    };
+    let bytes = configuration_buffer(&plugin, buffer)?;
     let start = start as u32 as usize;
     if start > bytes.len() {
         return Err(Status::BadArgument.into());
@@ -343,6 +366,45 @@ fn get_buffer_bytes(
     let part = &bytes[start..end];
     give(c, part.len(), ret_ptr, ret_len, |dst, _| {
         dst.copy_from_slice(part)
+    })
+}
+
+/// The configuration buffers the runtime itself holds.
+fn configuration_buffer(plugin: &crate::vm::Plugin, buffer: BufferType) -> Result<&[u8], Status> {
+    match buffer {
+        BufferType::PluginConfiguration => Ok(&plugin.configuration),
+        BufferType::VmConfiguration => Ok(&plugin.vm_configuration),
+        // Bodies, call-out responses and TCP data arrive with the full ABI.
+        _ => Err(Status::Unimplemented),
+    }
+}
+
+fn get_buffer_status(
+    c: &mut Caller<'_, HostState>,
+    buffer: i32,
+    ret_len: i32,
+    ret_flags: i32,
+) -> Result<(), HostError> {
+    let buffer = BufferType::from_abi(buffer).ok_or(Status::BadArgument)?;
+    let (mem, state) = split(c)?;
+    let len = configuration_buffer(&state.plugin, buffer)?.len();
+    write_u32(mem, ret_len, len as u32)?;
+    write_u32(mem, ret_flags, 0)?;
+    Ok(())
+}
+
+fn call_foreign_function(
+    c: &mut Caller<'_, HostState>,
+    name: (i32, i32),
+    args: (i32, i32),
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let function = state.shared.foreign(slice(mem, name.0, name.1)?)?;
+    let result = function(slice(mem, args.0, args.1)?)?;
+    give(c, result.len(), ret_ptr, ret_len, |dst, _| {
+        dst.copy_from_slice(&result)
     })
 }
 

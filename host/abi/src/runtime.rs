@@ -74,6 +74,17 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Makes `function` callable by plugins as
+    /// `proxy_call_foreign_function(name, ...)`. A name nobody registered
+    /// answers NOT_FOUND. Registering a name again replaces the function.
+    pub fn register_foreign_function(
+        &self,
+        name: &str,
+        function: impl Fn(&[u8]) -> Result<Vec<u8>, crate::Status> + Send + Sync + 'static,
+    ) {
+        self.shared.register_foreign(name, Arc::new(function));
+    }
+
     /// Every metric plugins have defined, for exporters.
     pub fn metrics(&self) -> Vec<Arc<Metric>> {
         self.shared.metrics()

@@ -8,11 +8,17 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::abi::Status;
 
-/// Process-wide state behind the shared-data and metrics host functions.
+/// A host function a plugin can call by name with
+/// `proxy_call_foreign_function`: bytes in, bytes out.
+pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
+
+/// Process-wide state behind the shared-data, metrics and foreign-function
+/// host functions.
 #[derive(Default)]
 pub(crate) struct SharedState {
     data: Mutex<SharedData>,
     metrics: RwLock<Vec<Arc<Metric>>>,
+    foreign: RwLock<HashMap<String, ForeignFunction>>,
 }
 
 #[derive(Default)]
@@ -81,6 +87,20 @@ impl SharedState {
     pub(crate) fn metric(&self, id: u32) -> Result<Arc<Metric>, Status> {
         let metrics = self.metrics.read().map_err(|_| Status::InternalFailure)?;
         metrics.get(id as usize).cloned().ok_or(Status::NotFound)
+    }
+
+    /// Adds (or replaces) a foreign function.
+    pub(crate) fn register_foreign(&self, name: &str, function: ForeignFunction) {
+        if let Ok(mut foreign) = self.foreign.write() {
+            foreign.insert(name.to_string(), function);
+        }
+    }
+
+    /// The foreign function called `name`.
+    pub(crate) fn foreign(&self, name: &[u8]) -> Result<ForeignFunction, Status> {
+        let name = std::str::from_utf8(name).map_err(|_| Status::NotFound)?;
+        let foreign = self.foreign.read().map_err(|_| Status::InternalFailure)?;
+        foreign.get(name).cloned().ok_or(Status::NotFound)
     }
 
     /// Every metric defined so far.

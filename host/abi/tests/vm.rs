@@ -126,6 +126,8 @@ fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
   (import "env" "proxy_not_in_any_abi" (func $unknown (param i32) (result i32)))
+  (import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_status" (func $buffer_status (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_shared_data" (func $get_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
@@ -140,6 +142,8 @@ fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
   (data (i32.const 120) "x-status")
   (data (i32.const 140) "plugin_name")
   (data (i32.const 160) "requests")
+  (data (i32.const 170) "reverse")
+  (data (i32.const 180) "missing")
   (func (export "proxy_abi_version_{abi}"))
   (func (export "_initialize") (global.set $initialized (i32.const 1)))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32) {alloc_body})
@@ -562,4 +566,60 @@ fn tick_period_and_on_tick() {
     let wat = module("0_2_1", BUMP, CONFIGURE);
     let vm = Vm::new(plugin(&runtime, &wat, "c", PluginLimits::default())).unwrap();
     assert_eq!(vm.tick_period(), None);
+}
+
+#[test]
+fn foreign_functions_by_name() {
+    let runtime = Runtime::new().unwrap();
+    runtime.register_foreign_function("reverse", |args| Ok(args.iter().rev().copied().collect()));
+    // Call "reverse" on x-in's value and add the result as x-out; then call
+    // "missing" and record its status.
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(drop (call $get_value (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 200) (i32.const 204)))
+               (drop (call $foreign (i32.const 170) (i32.const 7) (i32.load (i32.const 200)) (i32.load (i32.const 204))
+                 (i32.const 208) (i32.const 212)))
+               (drop (call $add (i32.const 0) (i32.const 110) (i32.const 5) (i32.load (i32.const 208)) (i32.load (i32.const 212))))
+               (call $status (call $foreign (i32.const 180) (i32.const 7) (i32.const 0) (i32.const 0) (i32.const 208) (i32.const 212)))
+               (i32.const 0)"#
+        )
+    );
+    let mut vm = Vm::new(plugin(
+        &runtime,
+        &module("0_2_1", BUMP, &funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap();
+    let mut s = stream(&[("x-in", "abc")]);
+    let ctx = vm.create_stream_context().unwrap();
+    vm.on_request_headers(ctx, &mut s, 1, true).unwrap();
+    assert_eq!(header(&mut s, "x-out").as_deref(), Some("cba"));
+    assert_eq!(
+        header(&mut s, "x-status").as_deref(),
+        Some("01"),
+        "unknown name: NOT_FOUND"
+    );
+}
+
+#[test]
+fn buffer_status_reports_the_configuration_size() {
+    let runtime = Runtime::new().unwrap();
+    // Accept the configuration only if proxy_get_buffer_status agrees with
+    // the size on_configure was given.
+    let funcs = r#"
+      (func (export "proxy_on_configure") (param $root i32) (param $size i32) (result i32)
+        (if (call $buffer_status (i32.const 7) (i32.const 200) (i32.const 204)) (then (return (i32.const 0))))
+        (i32.eq (i32.load (i32.const 200)) (local.get $size)))"#;
+    let wat = module("0_2_1", BUMP, funcs);
+    assert!(
+        Vm::new(plugin(
+            &runtime,
+            &wat,
+            "twelve bytes",
+            PluginLimits::default()
+        ))
+        .is_ok()
+    );
 }
