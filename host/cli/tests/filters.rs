@@ -232,3 +232,59 @@ fn properties_of_the_request_connection_and_plugin() {
     assert_eq!(property("no.such.property"), (404, String::new()));
     assert!(upstream.seen.lock().unwrap().is_empty());
 }
+
+/// A filter that appends its plugin name to `x-req` on the request and to
+/// `x-resp` on the response.
+const APPENDER: &str = r#"(module
+  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 100) "plugin_name\00")
+  (data (i32.const 120) "x-req")
+  (data (i32.const 130) "x-resp")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size))) (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func $name
+    (drop (call $prop (i32.const 100) (i32.const 12) (i32.const 300) (i32.const 304))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $name)
+    (drop (call $add (i32.const 0) (i32.const 120) (i32.const 5) (i32.load (i32.const 300)) (i32.load (i32.const 304))))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (call $name)
+    (drop (call $add (i32.const 2) (i32.const 130) (i32.const 6) (i32.load (i32.const 300)) (i32.load (i32.const 304))))
+    (i32.const 0)))"#;
+
+#[test]
+fn chain_runs_requests_in_order_and_responses_in_reverse() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("appender.wat");
+    std::fs::write(&module, APPENDER).unwrap();
+    let m = module.display();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [first, second, third]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - {{name: first, module: {m}}}\n  - {{name: second, module: {m}}}\n  - {{name: third, module: {m}}}\n",
+        upstream.addr
+    ));
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 200);
+    let resp: Vec<&str> = got
+        .headers
+        .get_all("x-resp")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(resp, ["third", "second", "first"]);
+    let seen = upstream.seen.lock().unwrap();
+    let req: Vec<&str> = seen[0]
+        .headers
+        .get_all("x-req")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(req, ["first", "second", "third"]);
+}

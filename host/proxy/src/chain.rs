@@ -138,11 +138,19 @@ pub(crate) fn run_headers(
     header_count: usize,
     end_of_stream: bool,
 ) -> Result<(), Stop> {
-    let order: Vec<usize> = match phase {
-        Phase::RequestHeaders => chain.to_vec(),
-        Phase::ResponseHeaders => active.iter().rev().map(|a| a.plugin).collect(),
+    // Indices rather than an iterator: `active` changes as plugins run (a
+    // failed plugin's context is dropped). Walking it backwards stays valid
+    // because only the current entry can be removed.
+    let steps = match phase {
+        Phase::RequestHeaders => chain.len(),
+        Phase::ResponseHeaders => active.len(),
     };
-    for plugin in order {
+    for step in 0..steps {
+        let plugin = match phase {
+            Phase::RequestHeaders => chain.get(step).copied(),
+            Phase::ResponseHeaders => active.get(steps - 1 - step).map(|c| c.plugin),
+        };
+        let Some(plugin) = plugin else { continue };
         let slot = &worker.plugins[plugin];
         let outcome = {
             let mut slot = slot.borrow_mut();
