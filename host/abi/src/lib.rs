@@ -33,7 +33,7 @@ mod wasi;
 
 pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, Status};
 pub use module::{LoadError, PluginModule};
-pub use runtime::{Runtime, RuntimeError};
+pub use runtime::{MetricsReader, Runtime, RuntimeError};
 pub use shared::{ForeignFunction, HISTOGRAM_BOUNDS, Metric, MetricKind, MetricValue};
 pub use stream::{HttpStream, LocalResponse};
 pub use vm::{ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError};

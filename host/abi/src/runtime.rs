@@ -89,6 +89,22 @@ impl Runtime {
     pub fn metrics(&self) -> Vec<Arc<Metric>> {
         self.shared.metrics()
     }
+
+    /// A handle that reads the plugins' metrics from any thread.
+    pub fn metrics_reader(&self) -> MetricsReader {
+        MetricsReader(self.shared.clone())
+    }
+}
+
+/// Reads plugin metrics; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct MetricsReader(Arc<SharedState>);
+
+impl MetricsReader {
+    /// Every metric plugins have defined so far.
+    pub fn metrics(&self) -> Vec<Arc<Metric>> {
+        self.0.metrics()
+    }
 }
 
 impl Drop for Runtime {

@@ -144,6 +144,8 @@ fn proxy(file: &std::path::Path) -> ExitCode {
                 listener.name, listener.address
             );
         }
+        // The end of the list, for scripts that read every address.
+        let _ = writeln!(out, "ready");
         let _ = out.flush();
     }
     if let Err(err) = wait_for_signal() {

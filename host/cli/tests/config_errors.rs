@@ -65,9 +65,9 @@ fn missing_config_file() {
     check_refused(
         &["proxy", "--config", "$FILE"],
         &dir.path().join("absent.yaml"),
-        expect![
-            "error: cannot read config file $DIR/absent.yaml: No such file or directory (os error 2)"
-        ],
+        expect![[
+            r#"error: cannot read config file $DIR/absent.yaml: No such file or directory (os error 2)"#
+        ]],
     );
 }
 
@@ -79,9 +79,9 @@ fn unknown_field_is_located() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect![
-            "error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`"
-        ],
+        expect![[
+            r#"error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`, `admin`"#
+        ]],
     );
 }
 
@@ -109,9 +109,9 @@ fn module_without_abi_marker() {
     check_refused(
         &["proxy", "--config", "$FILE"],
         &file,
-        expect![
-            "error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/plain.wat exports no proxy_abi_version_0_2_1 / _0_2_0 / _0_1_0 marker: it was not built with a proxy-wasm SDK (Rust: the proxy-wasm crate; other languages: export one of these empty functions)"
-        ],
+        expect![[
+            r#"error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/plain.wat exports no proxy_abi_version_0_2_1 / _0_2_0 / _0_1_0 marker: it was not built with a proxy-wasm SDK (Rust: the proxy-wasm crate; other languages: export one of these empty functions)"#
+        ]],
     );
 }
 
@@ -134,9 +134,9 @@ fn module_with_unknown_imports() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect![
-            "error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/imports.wat imports what weft does not provide: function `env.printf` (an undefined symbol: a function declared but not defined when the module was linked); function `wasi:io/streams.read` (a component-model import; build a core module for wasm32-wasip1)"
-        ],
+        expect![[
+            r#"error: $DIR/weft.yaml: plugins[0] (`p`): module $DIR/imports.wat imports what weft does not provide: function `env.printf` (an undefined symbol: a function declared but not defined when the module was linked); function `wasi:io/streams.read` (a component-model import; build a core module for wasm32-wasip1)"#
+        ]],
     );
 }
 
@@ -147,9 +147,9 @@ fn plugin_that_rejects_its_configuration() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect![
-            "error: $DIR/weft.yaml: plugins[0]: plugin `p`: proxy_on_configure returned false (the plugin rejected its configuration; its log says why)"
-        ],
+        expect![[
+            r#"error: $DIR/weft.yaml: plugins[0]: plugin `p`: proxy_on_configure returned false (the plugin rejected its configuration; its log says why)"#
+        ]],
     );
     // ... and the plugin's own log line says why.
     let (_, _, stderr) = weft(&["config", "check", &file.display().to_string()]);

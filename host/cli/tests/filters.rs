@@ -288,3 +288,76 @@ fn chain_runs_requests_in_order_and_responses_in_reverse() {
         .collect();
     assert_eq!(req, ["first", "second", "third"]);
 }
+
+/// A filter that counts requests and records how many headers each had.
+const COUNTER: &str = r#"(module
+  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  (import "env" "proxy_record_metric" (func $record (param i32 i64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "wat.requests")
+  (data (i32.const 120) "wat.header_count")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $define (i32.const 0) (i32.const 100) (i32.const 12) (i32.const 200)))
+    (drop (call $define (i32.const 2) (i32.const 120) (i32.const 16) (i32.const 204)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $increment (i32.load (i32.const 200)) (i64.const 1)))
+    (drop (call $record (i32.load (i32.const 204)) (i64.extend_i32_u (local.get 1))))
+    (i32.const 0)))"#;
+
+fn get_text(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let got = send(addr, "GET", path, &[], "");
+    (got.status, got.body)
+}
+
+#[test]
+fn admin_endpoint_exports_plugin_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("counter.wat");
+    std::fs::write(&module, COUNTER).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 2\nadmin: {{address: 127.0.0.1:0}}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [counter]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: counter\n    module: {}\n",
+        upstream.addr,
+        module.display()
+    ));
+    for _ in 0..3 {
+        assert_eq!(send(weft.addr, "GET", "/", &[("x-a", "1")], "").status, 200);
+    }
+    let admin = weft.listeners["admin"];
+    assert_eq!(get_text(admin, "/ready"), (200, "ready\n".into()));
+
+    let (status, metrics) = get_text(admin, "/metrics");
+    assert_eq!(status, 200);
+    // Three requests, whichever worker's VM took them, land in one metric.
+    assert!(
+        metrics.contains("# TYPE wat_requests counter\nwat_requests 3\n"),
+        "{metrics}"
+    );
+    // Each request had 4 pseudo-headers plus x-a: 5.
+    assert!(
+        metrics.contains("# TYPE wat_header_count histogram\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wat_header_count_count 3\n"), "{metrics}");
+    assert!(metrics.contains("wat_header_count_sum 15\n"), "{metrics}");
+    assert!(
+        metrics.contains("wat_header_count_bucket{le=\"2\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wat_header_count_bucket{le=\"5\"} 3\n"),
+        "{metrics}"
+    );
+
+    let (status, plugins) = get_text(admin, "/plugins");
+    assert_eq!(status, 200);
+    let plugins: serde_json::Value = serde_json::from_str(&plugins).unwrap();
+    assert_eq!(plugins[0]["name"], "counter");
+    assert_eq!(plugins[0]["abi_version"], "0.2.1");
+    assert_eq!(get_text(admin, "/nope").0, 404);
+}

@@ -40,6 +40,18 @@ pub struct ProxyConfig {
     /// run as filters.
     #[serde(default)]
     pub plugins: Vec<Plugin>,
+    /// The admin listener (`/ready`, `/metrics`, `/plugins`); none by default.
+    #[serde(default)]
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener. Bind it to loopback or a private address: it is
+/// not authenticated.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Socket address to bind; port 0 picks a free port (printed at start).
+    pub address: SocketAddr,
 }
 
 /// An HTTP/1.1 listener.

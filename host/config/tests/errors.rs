@@ -60,9 +60,9 @@ fn missing_file() {
 fn unknown_field() {
     check_parse(
         "listeners:\n  - name: a\n    adress: 127.0.0.1:1\n    cluster: b\nclusters: []\n",
-        expect![
-            "weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `filters`"
-        ],
+        expect![[
+            r#"weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `filters`"#
+        ]],
     );
 }
 
@@ -78,9 +78,9 @@ fn wrong_type() {
 fn bad_address() {
     check_parse(
         &VALID.replace("127.0.0.1:8080", "localhost"),
-        expect![
-            "weft.yaml:4:14: field `listeners[0].address`: invalid socket address syntax: expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080"
-        ],
+        expect![[
+            r#"weft.yaml:4:14: field `listeners[0].address`: invalid socket address syntax: expected an IP address and port such as 127.0.0.1:8080 or [::1]:8080"#
+        ]],
     );
 }
 
@@ -106,9 +106,9 @@ fn bad_failure_policy() {
         &format!(
             "{VALID}plugins:\n  - name: p\n    module: m.wasm\n    failure_policy: sometimes\n"
         ),
-        expect![
-            "weft.yaml:12:21: field `plugins[0].failure_policy`: unknown variant `sometimes`, expected `fail_closed` or `fail_open`"
-        ],
+        expect![[
+            r#"weft.yaml:12:21: field `plugins[0].failure_policy`: unknown variant `sometimes`, expected `fail_closed` or `fail_open`"#
+        ]],
     );
 }
 

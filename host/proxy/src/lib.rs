@@ -6,6 +6,7 @@
 //! once per worker with SO_REUSEPORT, then starts the worker threads. Each
 //! worker owns its VMs and upstream connection pools (see `worker`).
 
+mod admin;
 mod body;
 mod chain;
 mod cluster;
@@ -53,6 +54,14 @@ pub enum StartError {
         index: usize,
         /// The listener's name.
         name: String,
+        /// The address.
+        address: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The admin listener could not start.
+    #[error("admin: cannot listen on {address}: {source}")]
+    Admin {
         /// The address.
         address: SocketAddr,
         /// What the operating system said.
@@ -174,7 +183,38 @@ impl Proxy {
         }
 
         let (shutdown, receiver) = watch::channel(false);
-        let mut handles = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers + 1);
+        if let Some(admin) = &config.admin {
+            let state = admin::AdminState {
+                metrics: runtime.metrics_reader(),
+                plugins: plugins
+                    .iter()
+                    .zip(&config.plugins)
+                    .map(|(plugin, p)| {
+                        serde_json::json!({
+                            "name": plugin.name,
+                            "module": p.module.display().to_string(),
+                            "abi_version": plugin.module.abi_version().to_string(),
+                            "root_id": plugin.root_id,
+                            "vm_id": plugin.vm_id,
+                            "failure_policy": format!("{:?}", plugin.failure_policy),
+                        })
+                    })
+                    .collect(),
+            };
+            let (address, handle) =
+                admin::start(admin.address, state, receiver.clone()).map_err(|source| {
+                    StartError::Admin {
+                        address: admin.address,
+                        source,
+                    }
+                })?;
+            bound.push(BoundListener {
+                name: "admin".into(),
+                address,
+            });
+            handles.push(handle);
+        }
         for (index, listeners) in sockets.into_iter().enumerate() {
             let init = worker::WorkerInit {
                 index,

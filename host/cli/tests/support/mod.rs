@@ -110,7 +110,10 @@ impl Upstream {
 /// A running `weft` process; killed on drop.
 pub struct Weft {
     child: Child,
+    /// The first listener.
     pub addr: SocketAddr,
+    /// Every listener (and `admin`) by name.
+    pub listeners: std::collections::HashMap<String, SocketAddr>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -129,25 +132,35 @@ impl Weft {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(addr) = line
-            .trim()
-            .strip_prefix("listening: ")
-            .and_then(|l| l.rsplit("http://").next())
-        else {
-            let _ = child.kill();
-            panic!(
-                "weft did not start: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        };
-        let addr = addr.parse().unwrap();
+        // `listening: NAME http://ADDR` lines, then `ready`.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut listeners = std::collections::HashMap::new();
+        let mut first = None;
+        loop {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            let line = line.trim();
+            if line == "ready" {
+                break;
+            }
+            let Some((name, addr)) = line
+                .strip_prefix("listening: ")
+                .and_then(|l| l.split_once(" http://"))
+            else {
+                let _ = child.kill();
+                panic!(
+                    "weft did not start ({line:?}): {}",
+                    std::fs::read_to_string(&log).unwrap()
+                );
+            };
+            let addr: SocketAddr = addr.parse().unwrap();
+            first.get_or_insert(addr);
+            listeners.insert(name.to_string(), addr);
+        }
         Weft {
             child,
-            addr,
+            addr: first.unwrap(),
+            listeners,
             log,
             _dir: dir,
         }

@@ -1,0 +1,157 @@
+//! The admin listener: `/ready`, `/metrics` (Prometheus text format) and
+//! `/plugins`. It runs on its own thread so that scraping never competes
+//! with a worker's requests.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+use weft_abi::{HISTOGRAM_BOUNDS, Metric, MetricValue, MetricsReader};
+
+/// What the admin endpoints show.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub(crate) metrics: MetricsReader,
+    /// `/plugins`: one JSON object per plugin.
+    pub(crate) plugins: serde_json::Value,
+}
+
+/// Binds `address` and serves the admin endpoints until `shutdown`.
+pub(crate) fn start(
+    address: SocketAddr,
+    state: AdminState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = std::thread::Builder::new()
+        .name("weft-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((tcp, _)) = accepted else { continue };
+                            let state = state.clone();
+                            tokio::spawn(async move {
+                                let service = service_fn(move |request| {
+                                    let state = state.clone();
+                                    async move { Ok::<_, Infallible>(route(&state, &request)) }
+                                });
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(TokioIo::new(tcp), service)
+                                    .await;
+                            });
+                        }
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
+            });
+        })?;
+    Ok((bound, handle))
+}
+
+fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match request.uri().path() {
+        "/ready" => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            render_metrics(&state.metrics.metrics()),
+        ),
+        "/plugins" => (
+            StatusCode::OK,
+            "application/json",
+            format!("{:#}\n", state.plugins),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; try /ready, /metrics or /plugins\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// A plugin's metric name as Prometheus accepts it: characters outside
+/// `[a-zA-Z0-9_:]` become `_`, and a leading digit gets a `_` before it.
+fn metric_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Plugin metrics in the Prometheus text exposition format.
+fn render_metrics(metrics: &[std::sync::Arc<Metric>]) -> String {
+    let mut out = String::new();
+    for metric in metrics {
+        let name = metric_name(&metric.name);
+        match metric.read() {
+            MetricValue::Value(value) => {
+                let kind = match metric.kind {
+                    weft_abi::MetricKind::Counter => "counter",
+                    _ => "gauge",
+                };
+                let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+            }
+            MetricValue::Histogram {
+                cumulative,
+                sum,
+                count,
+            } => {
+                let _ = writeln!(out, "# TYPE {name} histogram");
+                for (bound, n) in HISTOGRAM_BOUNDS.iter().zip(&cumulative) {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+                let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_made_valid() {
+        assert_eq!(metric_name("hello.requests-total"), "hello_requests_total");
+        assert_eq!(metric_name("2xx"), "_2xx");
+        assert_eq!(metric_name("ok:name_1"), "ok:name_1");
+    }
+}
