@@ -43,6 +43,7 @@ fn config(dir: &std::path::Path, upstream: std::net::SocketAddr, policy: &str) -
     format!(
         r#"
 workers: 1
+admin: {{address: 127.0.0.1:0}}
 listeners:
   - name: ingress
     address: 127.0.0.1:0
@@ -101,6 +102,47 @@ fn fail_closed_plugin_that_traps_gives_503_then_recovers() {
     assert_eq!(got.status, 200, "{}", weft.log());
     weft.wait_for_log("generation=2");
     assert_eq!(upstream.seen.lock().unwrap().len(), 1);
+
+    let (_, metrics) = get_text(weft.listeners["admin"], "/metrics");
+    assert!(
+        metrics.contains("weft_plugin_traps_total{plugin=\"guard\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weft_plugin_vm_starts_total{plugin=\"guard\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weft_plugin_timeouts_total{plugin=\"guard\"} 0\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_plugin_in_a_crash_loop_is_restarted_less_and_less_often() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let weft = Weft::proxy(&config(dir.path(), upstream.addr, "fail_closed"));
+    // Every request crashes the VM. With a fixed 100 ms backoff, 1.5 s of
+    // requests would restart it ~15 times; doubling backoff (100, 200,
+    // 400, 800 ms...) allows at most 4 restarts.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(
+            send(weft.addr, "GET", "/", &[("x-crash", "1")], "").status,
+            503
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, metrics) = get_text(weft.listeners["admin"], "/metrics");
+    let starts: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weft_plugin_vm_starts_total{plugin=\"guard\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((2..=5).contains(&starts), "{starts} VM starts:\n{metrics}");
+    assert!(upstream.seen.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -344,6 +386,8 @@ fn admin_endpoint_exports_plugin_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("wat_header_count_count 3\n"), "{metrics}");
+    // One VM per worker.
+    assert!(metrics.contains("weft_plugin_vm_starts_total{plugin=\"counter\"} 2\n"), "{metrics}");
     assert!(metrics.contains("wat_header_count_sum 15\n"), "{metrics}");
     assert!(
         metrics.contains("wat_header_count_bucket{le=\"2\"} 0\n"),

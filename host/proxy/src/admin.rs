@@ -5,6 +5,8 @@
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -16,10 +18,14 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use weft_abi::{HISTOGRAM_BOUNDS, Metric, MetricValue, MetricsReader};
 
+use crate::chain::PluginStats;
+
 /// What the admin endpoints show.
 #[derive(Clone)]
 pub(crate) struct AdminState {
     pub(crate) metrics: MetricsReader,
+    /// Each plugin's name and VM counters.
+    pub(crate) plugin_stats: Vec<(String, Arc<PluginStats>)>,
     /// `/plugins`: one JSON object per plugin.
     pub(crate) plugins: serde_json::Value,
 }
@@ -72,7 +78,7 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            render_metrics(&state.metrics.metrics()),
+            render_host_metrics(&state.plugin_stats) + &render_metrics(&state.metrics.metrics()),
         ),
         "/plugins" => (
             StatusCode::OK,
@@ -114,8 +120,52 @@ fn metric_name(name: &str) -> String {
     out
 }
 
+/// Picks one counter out of a plugin's stats.
+type Counter = fn(&PluginStats) -> &AtomicU64;
+
+/// weft's own metrics about plugins, labelled by plugin name.
+fn render_host_metrics(plugins: &[(String, Arc<PluginStats>)]) -> String {
+    let mut out = String::new();
+    let families: [(&str, &str, Counter); 4] = [
+        ("weft_plugin_traps_total", "Callbacks that trapped.", |s| {
+            &s.traps
+        }),
+        (
+            "weft_plugin_timeouts_total",
+            "Callbacks stopped at their CPU deadline.",
+            |s| &s.timeouts,
+        ),
+        (
+            "weft_plugin_vm_starts_total",
+            "VMs started on workers (first starts and restarts).",
+            |s| &s.vm_starts,
+        ),
+        (
+            "weft_plugin_vm_start_failures_total",
+            "VM starts that failed.",
+            |s| &s.vm_start_failures,
+        ),
+    ];
+    for (name, help, field) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (plugin, stats) in plugins {
+            let value = field(stats).load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {value}", label(plugin));
+        }
+    }
+    out
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Plugin metrics in the Prometheus text exposition format.
-fn render_metrics(metrics: &[std::sync::Arc<Metric>]) -> String {
+fn render_metrics(metrics: &[Arc<Metric>]) -> String {
     let mut out = String::new();
     for metric in metrics {
         let name = metric_name(&metric.name);

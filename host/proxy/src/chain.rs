@@ -3,32 +3,50 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use weft_abi::{Action, ContextId, FailurePolicy, HttpStream, LocalResponse, Plugin, Vm, VmError};
 
 use crate::worker::Worker;
 
+/// Counts of what happened to a plugin's VMs, over all workers; shown on
+/// the admin `/metrics` endpoint.
+#[derive(Default)]
+pub(crate) struct PluginStats {
+    pub(crate) traps: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) vm_starts: AtomicU64,
+    pub(crate) vm_start_failures: AtomicU64,
+}
+
 /// A plugin's VM on one worker, recreated with backoff after a failure.
 pub(crate) struct PluginSlot {
     plugin: Arc<Plugin>,
+    stats: Arc<PluginStats>,
     vm: Option<Vm>,
     /// Bumped on every new VM, so that contexts of a VM that failed are
     /// never finished on its replacement.
     generation: u64,
+    started: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Duration,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A VM that ran this long before it failed is not in a crash loop: the
+/// backoff starts afresh.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
 impl PluginSlot {
-    pub(crate) fn new(plugin: Arc<Plugin>) -> PluginSlot {
+    pub(crate) fn new(plugin: Arc<Plugin>, stats: Arc<PluginStats>) -> PluginSlot {
         PluginSlot {
             plugin,
+            stats,
             vm: None,
             generation: 0,
+            started: None,
             retry_at: None,
             backoff: MIN_BACKOFF,
         }
@@ -58,8 +76,34 @@ impl PluginSlot {
         if let Ok((vm, _)) = self.vm()
             && let Err(err) = vm.on_tick()
         {
-            tracing::warn!("{err}");
+            self.note_failure(&err);
         }
+    }
+
+    /// Counts a callback's failure (the VM has marked itself failed; it is
+    /// replaced on its next use).
+    fn note_failure(&self, err: &VmError) {
+        if !self.vm.as_ref().is_some_and(Vm::is_failed) {
+            return;
+        }
+        match err {
+            VmError::Timeout { .. } => self.stats.timeouts.fetch_add(1, Ordering::Relaxed),
+            _ => self.stats.traps.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Schedules the next VM start after the current backoff, and doubles
+    /// it: a plugin that fails again and again is retried less and less
+    /// often, down to once every `MAX_BACKOFF`.
+    fn schedule_retry(&mut self) {
+        self.retry_at = Some(Instant::now() + self.backoff);
+        if self.backoff == MAX_BACKOFF {
+            tracing::warn!(
+                plugin = %self.plugin.name,
+                "plugin keeps failing: its VM is restarted every {MAX_BACKOFF:?} at most"
+            );
+        }
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
     /// The working VM, creating one if there is none (or the last failed)
@@ -67,8 +111,10 @@ impl PluginSlot {
     fn vm(&mut self) -> Result<(&mut Vm, u64), VmError> {
         if self.vm.as_ref().is_some_and(Vm::is_failed) {
             self.vm = None;
-            self.retry_at
-                .get_or_insert_with(|| Instant::now() + MIN_BACKOFF);
+            if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
+                self.backoff = MIN_BACKOFF;
+            }
+            self.schedule_retry();
         }
         if self.vm.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
@@ -80,14 +126,15 @@ impl PluginSlot {
                 Ok(vm) => {
                     self.vm = Some(vm);
                     self.generation += 1;
+                    self.started = Some(Instant::now());
                     self.retry_at = None;
-                    self.backoff = MIN_BACKOFF;
+                    self.stats.vm_starts.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(plugin = %self.plugin.name, generation = self.generation, "VM started");
                 }
                 Err(err) => {
+                    self.stats.vm_start_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("{err}; retrying in {:?}", self.backoff);
-                    self.retry_at = Some(Instant::now() + self.backoff);
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    self.schedule_retry();
                     return Err(err);
                 }
             }
@@ -178,6 +225,7 @@ pub(crate) fn run_headers(
             }
             Err(err) => {
                 let slot = slot.borrow();
+                slot.note_failure(&err);
                 active.retain(|a| a.plugin != plugin);
                 match slot.plugin.failure_policy {
                     FailurePolicy::FailOpen => {
@@ -255,7 +303,7 @@ impl Finish {
             if let Some(vm) = slot.vm.as_mut().filter(|vm| !vm.is_failed())
                 && let Err(err) = vm.finish_stream(ctx.context, &mut self.stream)
             {
-                tracing::warn!("{err}");
+                slot.note_failure(&err);
             }
         }
     }

@@ -182,11 +182,17 @@ impl Proxy {
             });
         }
 
+        let stats: Vec<Arc<chain::PluginStats>> = plugins.iter().map(|_| Arc::default()).collect();
         let (shutdown, receiver) = watch::channel(false);
         let mut handles = Vec::with_capacity(workers + 1);
         if let Some(admin) = &config.admin {
             let state = admin::AdminState {
                 metrics: runtime.metrics_reader(),
+                plugin_stats: plugins
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .zip(stats.iter().cloned())
+                    .collect(),
                 plugins: plugins
                     .iter()
                     .zip(&config.plugins)
@@ -218,7 +224,7 @@ impl Proxy {
         for (index, listeners) in sockets.into_iter().enumerate() {
             let init = worker::WorkerInit {
                 index,
-                plugins: plugins.clone(),
+                plugins: plugins.iter().cloned().zip(stats.iter().cloned()).collect(),
                 clusters: config.clusters.clone(),
                 listeners,
             };

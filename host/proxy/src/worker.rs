@@ -19,14 +19,14 @@ use tokio::sync::watch;
 use weft_abi::{HttpStream, LocalResponse, Plugin};
 
 use crate::body::ResponseBody;
-use crate::chain::{ActiveContext, Finish, Phase, PluginSlot, Stop, run_headers};
+use crate::chain::{ActiveContext, Finish, Phase, PluginSlot, PluginStats, Stop, run_headers};
 use crate::cluster::ClusterPool;
 use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, strip_hop_by_hop};
 
 /// What a worker thread is started with; all of it can cross threads.
 pub(crate) struct WorkerInit {
     pub(crate) index: usize,
-    pub(crate) plugins: Vec<Arc<Plugin>>,
+    pub(crate) plugins: Vec<(Arc<Plugin>, Arc<PluginStats>)>,
     pub(crate) clusters: Vec<weft_config::Cluster>,
     pub(crate) listeners: Vec<(ListenerRoute, std::net::TcpListener)>,
 }
@@ -59,7 +59,11 @@ pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io:
         let worker = Rc::new(Worker {
             index: init.index,
             connections: Cell::new(0),
-            plugins: init.plugins.into_iter().map(|p| RefCell::new(PluginSlot::new(p))).collect(),
+            plugins: init
+                .plugins
+                .into_iter()
+                .map(|(plugin, stats)| RefCell::new(PluginSlot::new(plugin, stats)))
+                .collect(),
             clusters: init.clusters.iter().map(ClusterPool::new).collect(),
         });
         for (index, slot) in worker.plugins.iter().enumerate() {
