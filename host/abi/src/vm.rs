@@ -531,7 +531,10 @@ impl Vm {
                 VmError::Trap {
                     plugin,
                     callback,
-                    message: format!("{err:?}"),
+                    // The chain of causes, wasm backtrace included; not
+                    // `{:?}`, which would also resolve a native backtrace
+                    // when RUST_BACKTRACE is set (slow, and useless here).
+                    message: format!("{err:#}"),
                 }
             };
             tracing::error!(target: "weft::filter", "{error}");

@@ -387,7 +387,10 @@ fn admin_endpoint_exports_plugin_metrics() {
     );
     assert!(metrics.contains("wat_header_count_count 3\n"), "{metrics}");
     // One VM per worker.
-    assert!(metrics.contains("weft_plugin_vm_starts_total{plugin=\"counter\"} 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("weft_plugin_vm_starts_total{plugin=\"counter\"} 2\n"),
+        "{metrics}"
+    );
     assert!(metrics.contains("wat_header_count_sum 15\n"), "{metrics}");
     assert!(
         metrics.contains("wat_header_count_bucket{le=\"2\"} 0\n"),

@@ -80,9 +80,9 @@ impl PluginSlot {
         }
     }
 
-    /// Counts a callback's failure (the VM has marked itself failed; it is
-    /// replaced on its next use).
-    fn note_failure(&self, err: &VmError) {
+    /// Handles a callback's failure: counts it and, if the VM marked itself
+    /// failed, retires it at once so that the backoff runs from now.
+    fn note_failure(&mut self, err: &VmError) {
         if !self.vm.as_ref().is_some_and(Vm::is_failed) {
             return;
         }
@@ -90,6 +90,16 @@ impl PluginSlot {
             VmError::Timeout { .. } => self.stats.timeouts.fetch_add(1, Ordering::Relaxed),
             _ => self.stats.traps.fetch_add(1, Ordering::Relaxed),
         };
+        self.retire_failed_vm();
+    }
+
+    /// Drops a failed VM and schedules its replacement.
+    fn retire_failed_vm(&mut self) {
+        self.vm = None;
+        if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
+            self.backoff = MIN_BACKOFF;
+        }
+        self.schedule_retry();
     }
 
     /// Schedules the next VM start after the current backoff, and doubles
@@ -110,11 +120,7 @@ impl PluginSlot {
     /// and the backoff allows.
     fn vm(&mut self) -> Result<(&mut Vm, u64), VmError> {
         if self.vm.as_ref().is_some_and(Vm::is_failed) {
-            self.vm = None;
-            if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
-                self.backoff = MIN_BACKOFF;
-            }
-            self.schedule_retry();
+            self.retire_failed_vm();
         }
         if self.vm.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
@@ -224,7 +230,7 @@ pub(crate) fn run_headers(
                 });
             }
             Err(err) => {
-                let slot = slot.borrow();
+                let mut slot = slot.borrow_mut();
                 slot.note_failure(&err);
                 active.retain(|a| a.plugin != plugin);
                 match slot.plugin.failure_policy {
