@@ -158,3 +158,36 @@ fn plugin_that_rejects_its_configuration() {
         "{stderr}"
     );
 }
+
+/// A module whose `proxy_on_vm_start` accepts only the VM configuration
+/// `pool-a`.
+const VM_CONFIG_CHECK: &str = r#"(module
+  (import "env" "proxy_get_buffer_bytes" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "pool-a")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param $root i32) (param $size i32) (result i32)
+    (if (i32.ne (local.get $size) (i32.const 6)) (then (return (i32.const 0))))
+    (drop (call $get (i32.const 6) (i32.const 0) (i32.const 6) (i32.const 200) (i32.const 204)))
+    (i64.eq (i64.load (i32.const 4096)) (i64.load (i32.const 100)))))"#;
+
+#[test]
+fn vm_configuration_reaches_on_vm_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("vm.wat");
+    std::fs::write(&module, VM_CONFIG_CHECK).unwrap();
+    let file = config(dir.path(), &module, "{}\n    vm_configuration: pool-a");
+    let (code, _, stderr) = weft(&["config", "check", &file.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let file = config(dir.path(), &module, "{}\n    vm_configuration: pool-b");
+    check_refused(
+        &["config", "check", "$FILE"],
+        &file,
+        expect![[
+            r#"error: $DIR/weft.yaml: plugins[0]: plugin `p`: proxy_on_vm_start returned false (the plugin rejected its configuration; its log says why)"#
+        ]],
+    );
+}

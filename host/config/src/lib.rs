@@ -13,6 +13,6 @@ mod proxy;
 
 pub use error::ConfigError;
 pub use proxy::{
-    Admin, Cluster, FailurePolicy, Listener, Plugin, PluginConfiguration, ProxyConfig,
-    load_proxy_config, parse_proxy_config,
+    Admin, Cluster, FailurePolicy, Listener, Plugin, PluginConfiguration, PluginLimits,
+    ProxyConfig, load_proxy_config, parse_proxy_config,
 };

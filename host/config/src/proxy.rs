@@ -104,10 +104,40 @@ pub struct Plugin {
     /// Plugin configuration handed to `proxy_on_configure`.
     #[serde(default)]
     pub configuration: PluginConfiguration,
+    /// VM configuration handed to `proxy_on_vm_start` (same encoding).
+    #[serde(default)]
+    pub vm_configuration: PluginConfiguration,
     /// What happens to a request when this plugin fails (traps, times out,
     /// cannot start).
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// Resource limits of each of the plugin's VMs.
+    #[serde(default)]
+    pub limits: PluginLimits,
+}
+
+/// Resource limits of a plugin's VMs. A VM that exceeds one fails, and the
+/// plugin's failure policy applies.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Largest linear memory a VM may grow to, in MiB.
+    pub memory_mb: u32,
+    /// CPU time one stream or timer callback may take, in milliseconds.
+    pub callback_ms: u64,
+    /// CPU time start-up (`_initialize`, `proxy_on_vm_start`,
+    /// `proxy_on_configure`) may take, in milliseconds.
+    pub start_ms: u64,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_mb: 64,
+            callback_ms: 200,
+            start_ms: 5_000,
+        }
+    }
 }
 
 /// Plugin configuration as written in YAML. A string is handed to the
@@ -229,6 +259,23 @@ impl ProxyConfig {
             }
         }
         for (i, plugin) in self.plugins.iter().enumerate() {
+            let limits = &plugin.limits;
+            for (field, value, range) in [
+                ("memory_mb", u64::from(limits.memory_mb), 1..=4096),
+                ("callback_ms", limits.callback_ms, 1..=60_000),
+                ("start_ms", limits.start_ms, 1..=600_000),
+            ] {
+                if !range.contains(&value) {
+                    return Err(invalid(
+                        format!("plugins[{i}].limits.{field}"),
+                        format!(
+                            "{value} is out of range; use {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    ));
+                }
+            }
             if !plugin.module.is_file() {
                 return Err(invalid(
                     format!("plugins[{i}].module"),

@@ -193,3 +193,25 @@ fn plugin_configuration_bytes() {
     assert_eq!(config.plugins[2].configuration.to_bytes(), b"");
     assert_eq!(config.plugins[0].module, dir.path().join("m.wasm"));
 }
+
+#[test]
+fn plugin_limits_out_of_range() {
+    check_load(
+        &format!(
+            "{VALID}plugins:\n  - name: p\n    module: module.wasm\n    limits: {{memory_mb: 0}}\n"
+        ),
+        expect![[
+            r#"$DIR/weft.yaml: field `plugins[0].limits.memory_mb`: 0 is out of range; use 1 to 4096"#
+        ]],
+    );
+}
+
+#[test]
+fn plugin_limits_unknown_field() {
+    check_parse(
+        &format!("{VALID}plugins:\n  - name: p\n    module: m.wasm\n    limits: {{memory: 5}}\n"),
+        expect![[
+            r#"weft.yaml:12:14: field `plugins[0].limits.memory`: unknown field `memory`, expected one of `memory_mb`, `callback_ms`, `start_ms`"#
+        ]],
+    );
+}

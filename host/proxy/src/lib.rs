@@ -16,6 +16,7 @@ mod worker;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
@@ -107,12 +108,16 @@ pub fn load_plugins(
             root_id: p.root_id.clone(),
             vm_id: p.vm_id.clone(),
             configuration: p.configuration.to_bytes(),
-            vm_configuration: Vec::new(),
+            vm_configuration: p.vm_configuration.to_bytes(),
             failure_policy: match p.failure_policy {
                 FailurePolicy::FailClosed => weft_abi::FailurePolicy::FailClosed,
                 FailurePolicy::FailOpen => weft_abi::FailurePolicy::FailOpen,
             },
-            limits: PluginLimits::default(),
+            limits: PluginLimits {
+                memory_bytes: p.limits.memory_mb as usize * (1 << 20),
+                callback_deadline: Duration::from_millis(p.limits.callback_ms),
+                start_deadline: Duration::from_millis(p.limits.start_ms),
+            },
             module,
         });
         Vm::new(plugin.clone()).map_err(|source| StartError::Plugin {
