@@ -643,7 +643,19 @@ impl SpecFunction {
 const LIMITS: &[(&str, &str)] = &[
     (
         "proxy_get_buffer_bytes",
-        "VM and plugin configuration only; other buffers answer UNIMPLEMENTED",
+        "configuration and HTTP bodies; call-out, gRPC and TCP buffers answer NOT_FOUND",
+    ),
+    (
+        "proxy_set_buffer_bytes",
+        "HTTP bodies; configuration is read-only (BAD_ARGUMENT)",
+    ),
+    (
+        "proxy_on_request_body",
+        "PAUSE holds the body (up to 4 MiB) until the plugin continues; PAUSE at the end of the body ends the request with 500",
+    ),
+    (
+        "proxy_on_response_body",
+        "PAUSE holds the body (up to 4 MiB) until the plugin continues; a stop after the headers went out cuts the response short",
     ),
     (
         "proxy_get_header_map_pairs",

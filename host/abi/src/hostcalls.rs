@@ -96,6 +96,14 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
     reg.define(
         l,
         env,
+        "proxy_set_buffer_bytes",
+        |mut c: Caller<'_, HostState>, buffer: i32, start: i32, size: i32, dp: i32, dl: i32| {
+            status(set_buffer_bytes(&mut c, buffer, start, size, (dp, dl)))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
         "proxy_get_buffer_status",
         |mut c: Caller<'_, HostState>, buffer: i32, ret_len: i32, ret_flags: i32| {
             status(get_buffer_status(&mut c, buffer, ret_len, ret_flags))
@@ -356,26 +364,61 @@ fn get_buffer_bytes(
     ret_len: i32,
 ) -> Result<(), HostError> {
     let buffer = BufferType::from_abi(buffer).ok_or(Status::BadArgument)?;
-    let plugin = c.data().plugin.clone();
-    let bytes = configuration_buffer(&plugin, buffer)?;
     let start = start as u32 as usize;
-    if start > bytes.len() {
-        return Err(Status::BadArgument.into());
-    }
-    let end = start.saturating_add(max as u32 as usize).min(bytes.len());
-    let part = &bytes[start..end];
-    give(c, part.len(), ret_ptr, ret_len, |dst, _| {
-        dst.copy_from_slice(part)
-    })
+    let max = max as u32 as usize;
+    let plugin = c.data().plugin.clone();
+    let mut part = std::mem::take(&mut c.data_mut().scratch);
+    part.clear();
+    let copied = {
+        let state = c.data();
+        let bytes = match configuration_buffer(&plugin, buffer) {
+            Some(bytes) => Ok(bytes),
+            None => state.stream.buffer(buffer),
+        };
+        bytes.and_then(|bytes| {
+            let end = start.saturating_add(max).min(bytes.len());
+            let slice = bytes.get(start..end).ok_or(Status::BadArgument)?;
+            part.extend_from_slice(slice);
+            Ok(())
+        })
+    };
+    let result = match copied {
+        Ok(()) => give(c, part.len(), ret_ptr, ret_len, |dst, _| {
+            dst.copy_from_slice(&part)
+        }),
+        Err(status) => Err(status.into()),
+    };
+    c.data_mut().scratch = part;
+    result
 }
 
-/// The configuration buffers the runtime itself holds.
-fn configuration_buffer(plugin: &crate::vm::Plugin, buffer: BufferType) -> Result<&[u8], Status> {
+fn set_buffer_bytes(
+    c: &mut Caller<'_, HostState>,
+    buffer: i32,
+    start: i32,
+    size: i32,
+    data: (i32, i32),
+) -> Result<(), HostError> {
+    let buffer = BufferType::from_abi(buffer).ok_or(Status::BadArgument)?;
+    let (mem, state) = split(c)?;
+    if configuration_buffer(&state.plugin, buffer).is_some() {
+        // Configuration is read-only.
+        return Err(Status::BadArgument.into());
+    }
+    let data = slice(mem, data.0, data.1)?;
+    state
+        .stream
+        .set_buffer(buffer, start as u32 as usize, size as u32 as usize, data)?;
+    Ok(())
+}
+
+/// The configuration buffers the runtime itself holds; `None` for the
+/// others, which the stream holds.
+fn configuration_buffer(plugin: &crate::vm::Plugin, buffer: BufferType) -> Option<&[u8]> {
     match buffer {
-        BufferType::PluginConfiguration => Ok(&plugin.configuration),
-        BufferType::VmConfiguration => Ok(&plugin.vm_configuration),
-        // Bodies, call-out responses and TCP data arrive with the full ABI.
-        _ => Err(Status::Unimplemented),
+        BufferType::PluginConfiguration => Some(&plugin.configuration),
+        BufferType::VmConfiguration => Some(&plugin.vm_configuration),
+        _ => None,
     }
 }
 
@@ -387,7 +430,10 @@ fn get_buffer_status(
 ) -> Result<(), HostError> {
     let buffer = BufferType::from_abi(buffer).ok_or(Status::BadArgument)?;
     let (mem, state) = split(c)?;
-    let len = configuration_buffer(&state.plugin, buffer)?.len();
+    let len = match configuration_buffer(&state.plugin, buffer) {
+        Some(bytes) => bytes.len(),
+        None => state.stream.buffer(buffer)?.len(),
+    };
     write_u32(mem, ret_len, len as u32)?;
     write_u32(mem, ret_flags, 0)?;
     Ok(())

@@ -1,6 +1,6 @@
 //! The stream a filter sees, as a trait the embedder implements.
 
-use crate::abi::{MapType, Status};
+use crate::abi::{BufferType, MapType, Status};
 
 /// A local response a plugin asked for with `proxy_send_local_response`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,26 @@ pub trait HttpStream: std::any::Any {
     /// the runtime itself.)
     fn property(&self, path: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Status> {
         let _ = (path, out);
+        Err(Status::NotFound)
+    }
+
+    /// The bytes of `buffer` (a body, as the running callback sees it).
+    /// Buffers that do not exist in this phase answer [`Status::NotFound`].
+    fn buffer(&self, buffer: BufferType) -> Result<&[u8], Status> {
+        let _ = buffer;
+        Err(Status::NotFound)
+    }
+
+    /// `proxy_set_buffer_bytes`: replaces `size` bytes of `buffer` from
+    /// `start` with `data` (`start` past the end appends; `size` 0 inserts).
+    fn set_buffer(
+        &mut self,
+        buffer: BufferType,
+        start: usize,
+        size: usize,
+        data: &[u8],
+    ) -> Result<(), Status> {
+        let _ = (buffer, start, size, data);
         Err(Status::NotFound)
     }
 

@@ -166,6 +166,8 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_tick",
     "proxy_on_request_headers",
     "proxy_on_response_headers",
+    "proxy_on_request_body",
+    "proxy_on_response_body",
     "proxy_on_done",
     "proxy_on_log",
     "proxy_on_delete",
@@ -185,6 +187,8 @@ struct Exports {
     on_configure: Option<TypedFunc<(i32, i32), i32>>,
     on_request_headers: Option<HeadersFn>,
     on_response_headers: Option<HeadersFn>,
+    on_request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_delete: Option<TypedFunc<i32, ()>>,
@@ -285,6 +289,8 @@ impl Vm {
             on_configure: optional!("proxy_on_configure"),
             on_request_headers: headers(&mut store, "proxy_on_request_headers")?,
             on_response_headers: headers(&mut store, "proxy_on_response_headers")?,
+            on_request_body: optional!("proxy_on_request_body"),
+            on_response_body: optional!("proxy_on_response_body"),
             on_done: optional!("proxy_on_done"),
             on_log: optional!("proxy_on_log"),
             on_delete: optional!("proxy_on_delete"),
@@ -458,6 +464,44 @@ impl Vm {
                 HeadersFn::V1(f) => f.call(store, (ctx, n)),
                 HeadersFn::V2(f) => f.call(store, (ctx, n, eos)),
             })
+        })?;
+        Ok(Action::from_abi(action))
+    }
+
+    /// Whether the module has a body callback for requests (`true`) or
+    /// responses (`false`); without one the embedder need not run body
+    /// callbacks at all.
+    pub fn has_body_callback(&self, request: bool) -> bool {
+        if request {
+            self.exports.on_request_body.is_some()
+        } else {
+            self.exports.on_response_body.is_some()
+        }
+    }
+
+    /// `proxy_on_request_body` (`request`) or `proxy_on_response_body`:
+    /// the body so far is the stream's buffer of that type, `body_size`
+    /// bytes long. A module without the callback continues.
+    pub fn on_body(
+        &mut self,
+        request: bool,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Result<Action, VmError> {
+        let (callback, func) = if request {
+            ("proxy_on_request_body", &self.exports.on_request_body)
+        } else {
+            ("proxy_on_response_body", &self.exports.on_response_body)
+        };
+        let Some(func) = func.clone() else {
+            return Ok(Action::Continue);
+        };
+        let args = (context as i32, body_size as i32, end_of_stream as i32);
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        let action = self.with_stream(stream, |vm| {
+            vm.call(callback, deadline, |store| func.call(store, args))
         })?;
         Ok(Action::from_abi(action))
     }

@@ -1,7 +1,12 @@
-//! The body of a response sent downstream, which also ends the stream: when
-//! it has been sent (or dropped, if the client went away) the upstream
-//! connection returns to its pool and the filters' `on_done`/`on_log`/
-//! `on_delete` run.
+//! Bodies on their way through the proxy.
+//!
+//! [`RequestBody`] carries the downstream body upstream and
+//! [`ResponseBody`] the upstream (or a local) body downstream; both run the
+//! plugins' body callbacks on each chunk when a plugin of the stream has
+//! them. Each holds the stream's filters, so the filters' contexts end
+//! (`on_done`, `on_log`, `on_delete`) when the last of them is dropped, and
+//! the response body gives the upstream connection back to its pool once
+//! it has been read to the end.
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -11,74 +16,257 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use tokio::sync::oneshot;
 
-use crate::chain::Finish;
+use crate::chain::{SharedFilters, Stop};
 use crate::cluster::Endpoint;
+
+/// Why a body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The peer sending the body failed (reset, malformed framing...).
+    #[error("reading the body failed: {0}")]
+    Read(#[from] hyper::Error),
+    /// A plugin stopped the body (a local response, a failure, too much
+    /// held back); the reason is logged where it happened.
+    #[error("a filter stopped the body")]
+    Stopped,
+}
+
+/// What pulling a body through the plugins gave.
+enum Pulled {
+    Frame(Frame<Bytes>),
+    End,
+    ReadError(hyper::Error),
+    Stopped(Stop),
+}
+
+/// Body callbacks on one direction of a stream.
+struct BodyFilters {
+    filters: SharedFilters,
+    request: bool,
+    /// Whether the end of the body has reached the plugins.
+    ended: bool,
+    /// A trailers frame waiting behind the last data the plugins let out.
+    trailers: Option<Frame<Bytes>>,
+}
+
+impl BodyFilters {
+    /// Pulls chunks from `inner` through the plugins until one yields
+    /// something to send on.
+    fn poll(&mut self, inner: &mut Incoming, cx: &mut Context<'_>) -> Poll<Pulled> {
+        loop {
+            if let Some(trailers) = self.trailers.take() {
+                return Poll::Ready(Pulled::Frame(trailers));
+            }
+            if self.ended {
+                return Poll::Ready(Pulled::End);
+            }
+            let (chunk, end_of_stream) = match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (data, inner.is_end_stream()),
+                    // Trailers end the data: the plugins see the end of
+                    // the body first, then the trailers go on as they are.
+                    Err(trailers) => {
+                        self.trailers = Some(trailers);
+                        (Bytes::new(), true)
+                    }
+                },
+                Some(Err(err)) => return Poll::Ready(Pulled::ReadError(err)),
+                None => (Bytes::new(), true),
+            };
+            self.ended = end_of_stream;
+            let out = self
+                .filters
+                .borrow_mut()
+                .run_body(self.request, chunk, end_of_stream);
+            match out {
+                Ok(data) if !data.is_empty() => {
+                    return Poll::Ready(Pulled::Frame(Frame::data(data)));
+                }
+                Ok(_) => continue,
+                Err(stop) => return Poll::Ready(Pulled::Stopped(stop)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.trailers.is_none()
+    }
+}
+
+/// The downstream body on its way upstream.
+pub struct RequestBody {
+    inner: Incoming,
+    filters: Option<BodyFilters>,
+    /// Tells the request handler why a plugin stopped the body, so that it
+    /// can answer the client (a local response, 503, 413...).
+    stopped: Option<oneshot::Sender<Stop>>,
+}
+
+impl RequestBody {
+    /// `inner` as it is, or through the body callbacks of `filters`,
+    /// reporting a stop on `stopped`.
+    pub(crate) fn new(
+        inner: Incoming,
+        filters: Option<(SharedFilters, oneshot::Sender<Stop>)>,
+    ) -> Self {
+        match filters {
+            None => RequestBody {
+                inner,
+                filters: None,
+                stopped: None,
+            },
+            Some((filters, stopped)) => RequestBody {
+                inner,
+                filters: Some(BodyFilters {
+                    filters,
+                    request: true,
+                    ended: false,
+                    trailers: None,
+                }),
+                stopped: Some(stopped),
+            },
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let Some(filters) = &mut this.filters else {
+            return Pin::new(&mut this.inner)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(BodyError::Read)));
+        };
+        Poll::Ready(match ready!(filters.poll(&mut this.inner, cx)) {
+            Pulled::End => None,
+            Pulled::Frame(frame) => Some(Ok(frame)),
+            Pulled::ReadError(err) => Some(Err(BodyError::Read(err))),
+            Pulled::Stopped(stop) => {
+                if let Some(stopped) = this.stopped.take() {
+                    let _ = stopped.send(stop);
+                }
+                Some(Err(BodyError::Stopped))
+            }
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.filters {
+            None => self.inner.is_end_stream(),
+            Some(filters) => filters.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.filters {
+            None => self.inner.size_hint(),
+            // Plugins may change the length.
+            Some(_) => SizeHint::default(),
+        }
+    }
+}
 
 /// What a downstream response carries.
 pub struct ResponseBody {
     kind: Kind,
-    upstream: Option<(Rc<Endpoint>, SendRequest<Incoming>)>,
-    finish: Option<Finish>,
+    upstream: Option<(Rc<Endpoint>, SendRequest<RequestBody>)>,
+    /// Held until the body is done, so that the stream's contexts end then.
+    filters: Option<SharedFilters>,
 }
 
 enum Kind {
-    Upstream(Incoming),
+    Upstream(Incoming, Option<BodyFilters>),
     Full(Option<Bytes>),
 }
 
 impl ResponseBody {
-    /// A body streamed from an upstream response; its connection goes back
-    /// to `endpoint`'s pool once the body has been read to the end.
+    /// A body streamed from an upstream response, through the response
+    /// body callbacks if `run_callbacks`; its connection goes back to
+    /// `endpoint`'s pool once the body has been read to the end.
     pub(crate) fn upstream(
         body: Incoming,
         endpoint: Rc<Endpoint>,
-        sender: SendRequest<Incoming>,
-        finish: Option<Finish>,
+        sender: SendRequest<RequestBody>,
+        filters: SharedFilters,
+        run_callbacks: bool,
     ) -> Self {
+        let callbacks = run_callbacks.then(|| BodyFilters {
+            filters: filters.clone(),
+            request: false,
+            ended: false,
+            trailers: None,
+        });
         ResponseBody {
-            kind: Kind::Upstream(body),
+            kind: Kind::Upstream(body, callbacks),
             upstream: Some((endpoint, sender)),
-            finish,
+            filters: Some(filters),
         }
     }
 
     /// A body the proxy makes itself (local responses, errors).
-    pub(crate) fn full(bytes: impl Into<Bytes>, finish: Option<Finish>) -> Self {
+    pub(crate) fn full(bytes: impl Into<Bytes>, filters: Option<SharedFilters>) -> Self {
         let bytes = bytes.into();
         ResponseBody {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             upstream: None,
-            finish,
+            filters,
         }
     }
 
+    /// The upstream body has been read to its end: the connection can be
+    /// reused, and the stream is done.
     fn complete(&mut self) {
         if let Some((endpoint, sender)) = self.upstream.take() {
             endpoint.release(sender);
         }
-        if let Some(finish) = self.finish.take() {
-            finish.run();
+        self.filters = None;
+    }
+
+    fn upstream_ended(&self) -> bool {
+        match &self.kind {
+            Kind::Upstream(body, _) => body.is_end_stream(),
+            Kind::Full(_) => true,
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let frame = match &mut this.kind {
-            Kind::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
             Kind::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+            Kind::Upstream(body, None) => {
+                ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(BodyError::Read))
+            }
+            Kind::Upstream(body, Some(filters)) => match ready!(filters.poll(body, cx)) {
+                Pulled::End => None,
+                Pulled::Frame(frame) => Some(Ok(frame)),
+                Pulled::ReadError(err) => Some(Err(BodyError::Read(err))),
+                Pulled::Stopped(stop) => {
+                    // The response headers are already on their way: all
+                    // that can be done is to cut the response short.
+                    tracing::warn!("{}; the response is cut short", stop.describe());
+                    Some(Err(BodyError::Stopped))
+                }
+            },
         };
         match &frame {
             Some(Err(_)) => {
-                // A broken upstream body: the connection is not reusable.
+                // A broken or stopped body: the connection is not reusable.
                 this.upstream = None;
             }
             None => this.complete(),
@@ -90,14 +278,17 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Upstream(body, None) => body.is_end_stream(),
+            Kind::Upstream(_, Some(filters)) => filters.is_end_stream(),
             Kind::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream(body) => body.size_hint(),
+            Kind::Upstream(body, None) => body.size_hint(),
+            // Plugins may change the length.
+            Kind::Upstream(_, Some(_)) => SizeHint::default(),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
@@ -105,9 +296,10 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        // hyper does not poll a body it knows is empty (HEAD, 204, a
-        // zero Content-Length); such a body still ends the stream cleanly.
-        if !self.is_end_stream() {
+        // hyper does not poll a body it knows is empty (HEAD, 204, a zero
+        // Content-Length); such a body still ends the stream cleanly. One
+        // dropped half-way leaves its connection unusable.
+        if !self.upstream_ended() {
             self.upstream = None;
         }
         self.complete();

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use weft_abi::{Action, ContextId, FailurePolicy, HttpStream, LocalResponse, Plugin, Vm, VmError};
 
-use crate::worker::Worker;
+use crate::stream::ProxyStream;
+use crate::worker::{ListenerRoute, Worker};
 
 /// Counts of what happened to a plugin's VMs, over all workers; shown on
 /// the admin `/metrics` endpoint.
@@ -168,141 +170,253 @@ pub(crate) enum Stop {
     Local(LocalResponse),
     /// A fail-closed plugin failed.
     Failed { plugin: String },
-    /// A plugin paused the stream; nothing in this build can resume it.
+    /// A plugin paused the stream where nothing in this build can resume
+    /// it (a headers callback, or a body callback at the end of the body).
     Paused { plugin: String },
+    /// A plugin held back more body than `MAX_HELD_BODY`.
+    TooLarge { plugin: String },
 }
 
-/// Which headers callback a phase runs.
-#[derive(Clone, Copy)]
+impl Stop {
+    /// What happened, for logs.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Stop::Local(local) => format!("a filter answered locally with status {}", local.status),
+            Stop::Failed { plugin } => format!("filter `{plugin}` failed"),
+            Stop::Paused { plugin } => format!("filter `{plugin}` paused the stream"),
+            Stop::TooLarge { plugin } => {
+                format!(
+                    "filter `{plugin}` held back more than {} MiB of body",
+                    MAX_HELD_BODY >> 20
+                )
+            }
+        }
+    }
+}
+
+/// Which callback a phase runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     RequestHeaders,
     ResponseHeaders,
+    RequestBody,
+    ResponseBody,
 }
 
-/// Runs `phase` over the stream's plugins: the request phase in chain order
-/// (creating each plugin's stream context first), the response phase in
-/// reverse over the contexts that exist.
-pub(crate) fn run_headers(
-    worker: &Worker,
-    chain: &[usize],
-    active: &mut Vec<ActiveContext>,
-    stream: &mut Box<dyn HttpStream>,
-    phase: Phase,
-    header_count: usize,
-    end_of_stream: bool,
-) -> Result<(), Stop> {
-    // Indices rather than an iterator: `active` changes as plugins run (a
-    // failed plugin's context is dropped). Walking it backwards stays valid
-    // because only the current entry can be removed.
-    let steps = match phase {
-        Phase::RequestHeaders => chain.len(),
-        Phase::ResponseHeaders => active.len(),
-    };
-    for step in 0..steps {
-        let plugin = match phase {
-            Phase::RequestHeaders => chain.get(step).copied(),
-            Phase::ResponseHeaders => active.get(steps - 1 - step).map(|c| c.plugin),
-        };
-        let Some(plugin) = plugin else { continue };
-        let slot = &worker.plugins[plugin];
-        let outcome = {
-            let mut slot = slot.borrow_mut();
-            call(
-                &mut slot,
-                plugin,
-                active,
-                stream,
-                phase,
-                header_count,
-                end_of_stream,
-            )
-        };
-        // A local response wins over whatever the callback returned: filters
-        // usually send one and then pause.
-        if let Some(local) = local_response(stream) {
-            return Err(Stop::Local(local));
+impl Phase {
+    /// Request phases run in chain order, response phases in reverse.
+    fn is_request(self) -> bool {
+        matches!(self, Phase::RequestHeaders | Phase::RequestBody)
+    }
+}
+
+/// The most body a plugin may hold back by pausing body callbacks.
+pub(crate) const MAX_HELD_BODY: usize = 4 << 20;
+
+/// Body bytes a pausing plugin holds back, and which plugin holds them.
+#[derive(Default)]
+struct Held {
+    plugin: Option<usize>,
+    data: BytesMut,
+}
+
+/// One stream's filter state: the stream the plugins see and their
+/// contexts. The request handler and the body wrappers share it; when the
+/// last of them lets go (the response is sent, or abandoned) the contexts
+/// are finished: `on_done`, `on_log`, `on_delete`.
+pub(crate) struct StreamFilters {
+    worker: Rc<Worker>,
+    route: Rc<ListenerRoute>,
+    stream: Box<dyn HttpStream>,
+    active: Vec<ActiveContext>,
+    /// Held request body, held response body.
+    held: [Held; 2],
+}
+
+/// How the handler and body wrappers hold a stream's filters.
+pub(crate) type SharedFilters = Rc<RefCell<StreamFilters>>;
+
+impl StreamFilters {
+    pub(crate) fn new(worker: Rc<Worker>, route: Rc<ListenerRoute>, stream: ProxyStream) -> Self {
+        let active = Vec::with_capacity(route.chain.len());
+        StreamFilters {
+            worker,
+            route,
+            stream: Box::new(stream),
+            active,
+            held: Default::default(),
         }
-        match outcome {
-            Ok(Action::Continue) => {}
-            Ok(Action::Pause) => {
-                return Err(Stop::Paused {
-                    plugin: slot.borrow().name().to_string(),
-                });
-            }
-            Err(err) => {
-                let mut slot = slot.borrow_mut();
-                slot.note_failure(&err);
-                active.retain(|a| a.plugin != plugin);
-                match slot.plugin.failure_policy {
-                    FailurePolicy::FailOpen => {
-                        tracing::warn!(
-                            "{err}; plugin is fail-open, so the request goes on without it"
-                        );
-                    }
-                    FailurePolicy::FailClosed => {
-                        tracing::warn!("{err}; plugin is fail-closed, so the request is refused");
-                        return Err(Stop::Failed {
-                            plugin: slot.name().to_string(),
-                        });
-                    }
+    }
+
+    /// The stream as the data plane's own type.
+    pub(crate) fn state(&mut self) -> Option<&mut ProxyStream> {
+        crate::worker::proxy_stream(&mut self.stream)
+    }
+
+    /// Whether a plugin of this stream has body callbacks for requests
+    /// (`true`) or responses; without one, bodies pass untouched.
+    pub(crate) fn has_body_callbacks(&self, request: bool) -> bool {
+        self.active.iter().any(|ctx| {
+            let slot = self.worker.plugins[ctx.plugin].borrow();
+            slot.generation == ctx.generation
+                && slot
+                    .vm
+                    .as_ref()
+                    .is_some_and(|vm| vm.has_body_callback(request))
+        })
+    }
+
+    /// Runs a headers phase: the request phase in chain order (creating
+    /// each plugin's stream context first), the response phase in reverse
+    /// over the contexts that exist.
+    pub(crate) fn run_headers(
+        &mut self,
+        phase: Phase,
+        header_count: usize,
+        end_of_stream: bool,
+    ) -> Result<(), Stop> {
+        // Indices rather than an iterator: `active` changes as plugins run (a
+        // failed plugin's context is dropped). Walking it backwards stays valid
+        // because only the current entry can be removed.
+        let steps = match phase {
+            Phase::RequestHeaders => self.route.chain.len(),
+            _ => self.active.len(),
+        };
+        for step in 0..steps {
+            let plugin = match phase {
+                Phase::RequestHeaders => self.route.chain.get(step).copied(),
+                _ => self.active.get(steps - 1 - step).map(|c| c.plugin),
+            };
+            let Some(plugin) = plugin else { continue };
+            let outcome = {
+                let mut slot = self.worker.plugins[plugin].borrow_mut();
+                call(
+                    &mut slot,
+                    plugin,
+                    &mut self.active,
+                    &mut self.stream,
+                    phase,
+                    header_count,
+                    end_of_stream,
+                )
+            };
+            match self.outcome(plugin, outcome)? {
+                Action::Continue => {}
+                Action::Pause => {
+                    return Err(Stop::Paused {
+                        plugin: self.worker.plugins[plugin].borrow().name().to_string(),
+                    });
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-fn call(
-    slot: &mut PluginSlot,
-    plugin: usize,
-    active: &mut Vec<ActiveContext>,
-    stream: &mut Box<dyn HttpStream>,
-    phase: Phase,
-    header_count: usize,
-    end_of_stream: bool,
-) -> Result<Action, VmError> {
-    let (vm, generation) = slot.vm()?;
-    match phase {
-        Phase::RequestHeaders => {
-            let context = vm.create_stream_context()?;
-            active.push(ActiveContext {
-                plugin,
-                generation,
-                context,
-            });
-            vm.on_request_headers(context, stream, header_count, end_of_stream)
+    /// Runs the body callbacks on one chunk and returns what to send on
+    /// (possibly nothing, while a plugin holds the body back).
+    ///
+    /// A plugin that answers PAUSE before the end of the body holds what it
+    /// has seen: later chunks pass the plugins before it, join what it
+    /// holds, and it is called again with all of it, until it continues
+    /// (or the body ends: pausing then cannot be resumed here).
+    pub(crate) fn run_body(
+        &mut self,
+        request: bool,
+        chunk: Bytes,
+        end_of_stream: bool,
+    ) -> Result<Bytes, Stop> {
+        let phase = if request {
+            Phase::RequestBody
+        } else {
+            Phase::ResponseBody
+        };
+        let side = usize::from(!request);
+        let mut data = BytesMut::from(&chunk[..]);
+        // A copy: a failing plugin leaves `active` while this runs.
+        let mut contexts = self.active.clone();
+        if !request {
+            contexts.reverse();
         }
-        Phase::ResponseHeaders => {
-            let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
-                return Ok(Action::Continue);
-            };
-            if ctx.generation != generation {
-                // The VM this stream started on failed and was replaced:
-                // the new one has never heard of this context.
-                return Ok(Action::Continue);
+        for ctx in contexts {
+            let held = &mut self.held[side];
+            if held.plugin == Some(ctx.plugin) {
+                held.plugin = None;
+                let mut joined = std::mem::take(&mut held.data);
+                joined.extend_from_slice(&data);
+                data = joined;
             }
-            vm.on_response_headers(ctx.context, stream, header_count, end_of_stream)
+            let Some(state) = self.state() else { break };
+            *state.body_mut(request) = data;
+            let size = state.body_mut(request).len();
+            let outcome = {
+                let mut slot = self.worker.plugins[ctx.plugin].borrow_mut();
+                call(
+                    &mut slot,
+                    ctx.plugin,
+                    &mut self.active,
+                    &mut self.stream,
+                    phase,
+                    size,
+                    end_of_stream,
+                )
+            };
+            data = self
+                .state()
+                .map(|s| std::mem::take(s.body_mut(request)))
+                .unwrap_or_default();
+            match self.outcome(ctx.plugin, outcome)? {
+                Action::Continue => {}
+                Action::Pause => {
+                    let plugin = self.worker.plugins[ctx.plugin].borrow().name().to_string();
+                    if end_of_stream {
+                        return Err(Stop::Paused { plugin });
+                    }
+                    if data.len() > MAX_HELD_BODY {
+                        return Err(Stop::TooLarge { plugin });
+                    }
+                    let held = &mut self.held[side];
+                    held.plugin = Some(ctx.plugin);
+                    held.data = data;
+                    return Ok(Bytes::new());
+                }
+            }
+        }
+        Ok(data.freeze())
+    }
+
+    /// What a callback's outcome means for the stream: a local response
+    /// wins over whatever the callback returned (filters usually send one
+    /// and then pause); a failure is handled by the plugin's policy.
+    fn outcome(&mut self, plugin: usize, outcome: Result<Action, VmError>) -> Result<Action, Stop> {
+        if let Some(local) = self.state().and_then(|s| s.local_response.take()) {
+            return Err(Stop::Local(local));
+        }
+        let err = match outcome {
+            Ok(action) => return Ok(action),
+            Err(err) => err,
+        };
+        let mut slot = self.worker.plugins[plugin].borrow_mut();
+        slot.note_failure(&err);
+        self.active.retain(|a| a.plugin != plugin);
+        match slot.plugin.failure_policy {
+            FailurePolicy::FailOpen => {
+                tracing::warn!("{err}; plugin is fail-open, so the request goes on without it");
+                Ok(Action::Continue)
+            }
+            FailurePolicy::FailClosed => {
+                tracing::warn!("{err}; plugin is fail-closed, so the request is refused");
+                Err(Stop::Failed {
+                    plugin: slot.name().to_string(),
+                })
+            }
         }
     }
 }
 
-fn local_response(stream: &mut Box<dyn HttpStream>) -> Option<LocalResponse> {
-    crate::worker::proxy_stream(stream).and_then(|s| s.local_response.take())
-}
-
-/// Ends a stream's contexts (`on_done`, `on_log`, `on_delete`) once its
-/// response has been sent or abandoned.
-pub(crate) struct Finish {
-    pub(crate) worker: Rc<Worker>,
-    pub(crate) active: Vec<ActiveContext>,
-    pub(crate) stream: Box<dyn HttpStream>,
-}
-
-impl Finish {
-    pub(crate) fn run(mut self) {
+impl Drop for StreamFilters {
+    fn drop(&mut self) {
         for ctx in &self.active {
-            let slot: &RefCell<PluginSlot> = &self.worker.plugins[ctx.plugin];
-            let mut slot = slot.borrow_mut();
+            let mut slot = self.worker.plugins[ctx.plugin].borrow_mut();
             if slot.generation != ctx.generation {
                 continue;
             }
@@ -312,5 +426,38 @@ impl Finish {
                 slot.note_failure(&err);
             }
         }
+    }
+}
+
+fn call(
+    slot: &mut PluginSlot,
+    plugin: usize,
+    active: &mut Vec<ActiveContext>,
+    stream: &mut Box<dyn HttpStream>,
+    phase: Phase,
+    size: usize,
+    end_of_stream: bool,
+) -> Result<Action, VmError> {
+    let (vm, generation) = slot.vm()?;
+    if phase == Phase::RequestHeaders {
+        let context = vm.create_stream_context()?;
+        active.push(ActiveContext {
+            plugin,
+            generation,
+            context,
+        });
+        return vm.on_request_headers(context, stream, size, end_of_stream);
+    }
+    let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
+        return Ok(Action::Continue);
+    };
+    if ctx.generation != generation {
+        // The VM this stream started on failed and was replaced: the new
+        // one has never heard of this context.
+        return Ok(Action::Continue);
+    }
+    match phase {
+        Phase::ResponseHeaders => vm.on_response_headers(ctx.context, stream, size, end_of_stream),
+        _ => vm.on_body(phase.is_request(), ctx.context, stream, size, end_of_stream),
     }
 }

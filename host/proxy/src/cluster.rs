@@ -14,6 +14,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+use crate::body::RequestBody;
+
 /// Why a request could not be sent upstream.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
@@ -39,13 +41,13 @@ pub(crate) enum UpstreamError {
 /// One upstream address and its idle connections on this worker.
 pub(crate) struct Endpoint {
     pub(crate) addr: SocketAddr,
-    idle: RefCell<Vec<SendRequest<Incoming>>>,
+    idle: RefCell<Vec<SendRequest<RequestBody>>>,
     max_idle: usize,
 }
 
 impl Endpoint {
     /// Gives a connection whose response has been read back to the pool.
-    pub(crate) fn release(&self, sender: SendRequest<Incoming>) {
+    pub(crate) fn release(&self, sender: SendRequest<RequestBody>) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < self.max_idle && !sender.is_closed() {
             idle.push(sender);
@@ -65,7 +67,7 @@ pub(crate) struct ClusterPool {
 pub(crate) struct Upstream {
     pub(crate) response: Response<Incoming>,
     pub(crate) endpoint: Rc<Endpoint>,
-    pub(crate) sender: SendRequest<Incoming>,
+    pub(crate) sender: SendRequest<RequestBody>,
 }
 
 impl ClusterPool {
@@ -98,7 +100,7 @@ impl ClusterPool {
     /// Sends `request` on a pooled connection, or a new one.
     pub(crate) async fn send(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
     ) -> Result<Upstream, UpstreamError> {
         let endpoint = self.pick();
         let addr = endpoint.addr;
@@ -138,7 +140,7 @@ impl ClusterPool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let tcp = tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout {

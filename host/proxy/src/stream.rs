@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::SystemTime;
 
+use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
-use hyper::body::Incoming;
-use weft_abi::{HttpStream, LocalResponse, MapType, Status};
+use weft_abi::{BufferType, HttpStream, LocalResponse, MapType, Status};
 
 /// One request's state while filters run on it.
 pub(crate) struct ProxyStream {
@@ -27,6 +27,9 @@ pub(crate) struct ProxyStream {
     cluster: Rc<str>,
     version: Version,
     start: SystemTime,
+    /// The request and response body as the running body callback sees it.
+    request_body: BytesMut,
+    response_body: BytesMut,
     /// Values plugins stored with `proxy_set_property`, by dotted path.
     properties: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -46,6 +49,15 @@ pub(crate) struct ResponseHead {
 }
 
 impl ProxyStream {
+    /// The body buffer body callbacks of the request (`true`) or response see.
+    pub(crate) fn body_mut(&mut self, request: bool) -> &mut BytesMut {
+        if request {
+            &mut self.request_body
+        } else {
+            &mut self.response_body
+        }
+    }
+
     /// Number of entries the request header map shows a filter, pseudo-headers included.
     pub(crate) fn request_header_count(&self) -> usize {
         self.request_headers.len() + 4
@@ -262,6 +274,36 @@ impl HttpStream for ProxyStream {
         Ok(())
     }
 
+    fn buffer(&self, buffer: BufferType) -> Result<&[u8], Status> {
+        match buffer {
+            BufferType::HttpRequestBody => Ok(&self.request_body),
+            BufferType::HttpResponseBody => Ok(&self.response_body),
+            _ => Err(Status::NotFound),
+        }
+    }
+
+    fn set_buffer(
+        &mut self,
+        buffer: BufferType,
+        start: usize,
+        size: usize,
+        data: &[u8],
+    ) -> Result<(), Status> {
+        let body = match buffer {
+            BufferType::HttpRequestBody => &mut self.request_body,
+            BufferType::HttpResponseBody => &mut self.response_body,
+            _ => return Err(Status::NotFound),
+        };
+        // Replace [start, start + size) with data; past the end appends.
+        let start = start.min(body.len());
+        let end = start.saturating_add(size).min(body.len());
+        let tail = body.split_off(end);
+        body.truncate(start);
+        body.extend_from_slice(data);
+        body.extend_from_slice(&tail);
+        Ok(())
+    }
+
     fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Result<(), Status> {
         let key = path.join(&b'.');
         match self.properties.iter_mut().find(|(k, _)| *k == key) {
@@ -315,17 +357,19 @@ impl ProxyStream {
             cluster,
             version,
             start: SystemTime::now(),
+            request_body: BytesMut::new(),
+            response_body: BytesMut::new(),
             properties: Vec::new(),
         }
     }
 
     /// The request to send upstream. With `keep`, the headers stay here for
     /// later callbacks (`on_log` reads them) and the upstream gets a copy.
-    pub(crate) fn upstream_request(
+    pub(crate) fn upstream_request<B>(
         &mut self,
-        body: Incoming,
+        body: B,
         keep: bool,
-    ) -> Result<Request<Incoming>, &'static str> {
+    ) -> Result<Request<B>, &'static str> {
         let uri: Uri = self
             .path
             .parse()

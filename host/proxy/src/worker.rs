@@ -15,11 +15,11 @@ use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use weft_abi::{HttpStream, LocalResponse, Plugin};
 
-use crate::body::ResponseBody;
-use crate::chain::{ActiveContext, Finish, Phase, PluginSlot, PluginStats, Stop, run_headers};
+use crate::body::{RequestBody, ResponseBody};
+use crate::chain::{Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters};
 use crate::cluster::ClusterPool;
 use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, strip_hop_by_hop};
 
@@ -160,141 +160,158 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let (parts, body) = request.into_parts();
-    let cluster = worker.clusters[route.cluster].name.clone();
-    let mut stream: Box<dyn HttpStream> =
-        Box::new(ProxyStream::from_request(parts, connection, cluster));
-    let mut active = Vec::with_capacity(route.chain.len());
+    let cluster_name = worker.clusters[route.cluster].name.clone();
     let filtered = !route.chain.is_empty();
+    let stream = ProxyStream::from_request(parts, connection, cluster_name);
+    let filters: SharedFilters = Rc::new(RefCell::new(StreamFilters::new(
+        worker.clone(),
+        route.clone(),
+        stream,
+    )));
+    let request_ended = body.is_end_stream();
 
     if filtered {
-        let count = proxy_stream(&mut stream).map_or(0, |s| s.request_header_count());
-        let end_of_stream = body.is_end_stream();
-        if let Err(stop) = run_headers(
-            &worker,
-            &route.chain,
-            &mut active,
-            &mut stream,
-            Phase::RequestHeaders,
-            count,
-            end_of_stream,
-        ) {
-            return Ok(stopped(stop, finish(&worker, active, stream)));
+        let mut f = filters.borrow_mut();
+        let count = f.state().map_or(0, |s| s.request_header_count());
+        if let Err(stop) = f.run_headers(Phase::RequestHeaders, count, request_ended) {
+            drop(f);
+            return Ok(stopped(stop, filters));
         }
     }
 
-    let Some(state) = proxy_stream(&mut stream) else {
-        return Ok(error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal: stream state lost",
-            None,
-        ));
-    };
-    let upstream_request = match state.upstream_request(body, filtered) {
-        Ok(request) => request,
-        Err(reason) => {
-            return Ok(error_response(
-                StatusCode::BAD_REQUEST,
-                reason,
-                finish(&worker, active, stream),
-            ));
+    // Body callbacks run on the body as it streams upstream; a plugin that
+    // stops it reports why through `stopped`.
+    let body_callbacks = filtered && !request_ended && filters.borrow().has_body_callbacks(true);
+    let (stop_sender, mut stop) = oneshot::channel();
+    let body = RequestBody::new(body, body_callbacks.then(|| (filters.clone(), stop_sender)));
+    let upstream_request = {
+        let mut f = filters.borrow_mut();
+        match f.state().map(|s| s.upstream_request(body, filtered)) {
+            Some(Ok(mut request)) => {
+                if body_callbacks {
+                    // Plugins may change the body's length: it is re-framed.
+                    request.headers_mut().remove(header::CONTENT_LENGTH);
+                }
+                request
+            }
+            Some(Err(reason)) => {
+                drop(f);
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    reason,
+                    Some(filters),
+                ));
+            }
+            None => {
+                drop(f);
+                return Ok(error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal: stream state lost",
+                    Some(filters),
+                ));
+            }
         }
     };
+
     let cluster = &worker.clusters[route.cluster];
-    let upstream = match cluster.send(upstream_request).await {
+    let send = cluster.send(upstream_request);
+    tokio::pin!(send);
+    let mut stop_closed = false;
+    let sent = loop {
+        tokio::select! {
+            // A stopped body also fails the upstream request; the stop says
+            // what the client should hear, so it is looked at first.
+            biased;
+            reason = &mut stop, if !stop_closed => match reason {
+                Ok(reason) => return Ok(stopped(reason, filters)),
+                Err(_) => stop_closed = true,
+            },
+            sent = &mut send => break sent,
+        }
+    };
+    let upstream = match sent {
         Ok(upstream) => upstream,
         Err(err) => {
             tracing::warn!(cluster = %cluster.name, "{err}");
             return Ok(error_response(
                 StatusCode::BAD_GATEWAY,
                 "upstream connection failed",
-                finish(&worker, active, stream),
+                Some(filters),
             ));
         }
     };
 
     let (mut parts, body) = upstream.response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    let mut response_callbacks = false;
     if filtered {
-        let Some(state) = proxy_stream(&mut stream) else {
-            return Ok(error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal: stream state lost",
-                None,
-            ));
+        let mut f = filters.borrow_mut();
+        let response_ended = body.is_end_stream();
+        let count = match f.state() {
+            Some(state) => {
+                state.response = Some(ResponseHead {
+                    status: parts.status,
+                    headers: std::mem::take(&mut parts.headers),
+                });
+                state.response_header_count()
+            }
+            None => 0,
         };
-        state.response = Some(ResponseHead {
-            status: parts.status,
-            headers: std::mem::take(&mut parts.headers),
-        });
-        let count = state.response_header_count();
-        let end_of_stream = body.is_end_stream();
-        if let Err(stop) = run_headers(
-            &worker,
-            &route.chain,
-            &mut active,
-            &mut stream,
-            Phase::ResponseHeaders,
-            count,
-            end_of_stream,
-        ) {
-            return Ok(stopped(stop, finish(&worker, active, stream)));
+        if let Err(stop) = f.run_headers(Phase::ResponseHeaders, count, response_ended) {
+            drop(f);
+            return Ok(stopped(stop, filters));
         }
-        if let Some(head) = proxy_stream(&mut stream).and_then(|s| s.response.as_ref()) {
+        if let Some(head) = f.state().and_then(|s| s.response.as_ref()) {
             // The filters keep seeing the response headers until on_log.
             parts.status = head.status;
             parts.headers = head.headers.clone();
+        }
+        response_callbacks = !response_ended && f.has_body_callbacks(false);
+        if response_callbacks {
+            // Plugins may change the body's length: it is re-framed.
+            parts.headers.remove(header::CONTENT_LENGTH);
         }
     }
     let body = ResponseBody::upstream(
         body,
         upstream.endpoint,
         upstream.sender,
-        finish(&worker, active, stream),
+        filters,
+        response_callbacks,
     );
     Ok(Response::from_parts(parts, body))
 }
 
-fn finish(
-    worker: &Rc<Worker>,
-    active: Vec<ActiveContext>,
-    stream: Box<dyn HttpStream>,
-) -> Option<Finish> {
-    (!active.is_empty()).then(|| Finish {
-        worker: worker.clone(),
-        active,
-        stream,
-    })
-}
-
 /// The response for a stream a filter stopped.
-fn stopped(stop: Stop, finish: Option<Finish>) -> Response<ResponseBody> {
+fn stopped(stop: Stop, filters: SharedFilters) -> Response<ResponseBody> {
+    let filters = Some(filters);
     match stop {
-        Stop::Local(local) => local_response(local, finish),
-        Stop::Failed { plugin } => error_response(
+        Stop::Local(local) => local_response(local, filters),
+        Stop::Failed { ref plugin } => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("filter `{plugin}` failed"),
-            finish,
+            filters,
         ),
-        Stop::Paused { plugin } => {
+        Stop::Paused { ref plugin } => {
             tracing::error!(
                 plugin,
-                "the filter paused the stream, but this weft build cannot resume it (call-outs and timers are not implemented yet)"
+                "the filter paused the stream where this weft build cannot resume it (call-outs are not implemented yet)"
             );
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("filter `{plugin}` paused the stream"),
-                finish,
-            )
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, &stop.describe(), filters)
+        }
+        Stop::TooLarge { .. } => {
+            tracing::warn!("{}", stop.describe());
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, &stop.describe(), filters)
         }
     }
 }
 
-fn local_response(local: LocalResponse, finish: Option<Finish>) -> Response<ResponseBody> {
+fn local_response(local: LocalResponse, filters: Option<SharedFilters>) -> Response<ResponseBody> {
     let status = u16::try_from(local.status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = Response::new(ResponseBody::full(local.body, finish));
+    let mut response = Response::new(ResponseBody::full(local.body, filters));
     *response.status_mut() = status;
     for (key, value) in local.headers {
         if let (Ok(name), Ok(value)) = (
@@ -311,9 +328,9 @@ fn local_response(local: LocalResponse, finish: Option<Finish>) -> Response<Resp
 fn error_response(
     status: StatusCode,
     reason: &str,
-    finish: Option<Finish>,
+    filters: Option<SharedFilters>,
 ) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(format!("{reason}\n"), finish));
+    let mut response = Response::new(ResponseBody::full(format!("{reason}\n"), filters));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

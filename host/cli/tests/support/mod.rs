@@ -255,3 +255,15 @@ pub fn weft(args: &[&str]) -> (i32, String, String) {
         stderr,
     )
 }
+
+/// Writes `request` (raw HTTP/1.1 bytes, ending with `connection: close`)
+/// and returns the raw response.
+pub fn send_raw(addr: SocketAddr, request: &[u8]) -> String {
+    use std::io::Write;
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = tcp.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
