@@ -670,6 +670,14 @@ const LIMITS: &[(&str, &str)] = &[
         "request, response.code, source, destination, connection, cluster and plugin attributes",
     ),
     (
+        "proxy_register_shared_queue",
+        "the VM that registered a queue last is the one told about new items",
+    ),
+    (
+        "proxy_enqueue_shared_queue",
+        "a queue keeps at most 10,000 items; a full queue drops its oldest",
+    ),
+    (
         "proxy_on_done",
         "a `false` answer (finish later with proxy_done) is not waited for yet",
     ),

@@ -263,6 +263,38 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
     reg.define(
         l,
         env,
+        "proxy_register_shared_queue",
+        |mut c: Caller<'_, HostState>, np: i32, nl: i32, ret: i32| {
+            status(register_queue(&mut c, (np, nl), ret))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_resolve_shared_queue",
+        |mut c: Caller<'_, HostState>, vp: i32, vl: i32, np: i32, nl: i32, ret: i32| {
+            status(resolve_queue(&mut c, (vp, vl), (np, nl), ret))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_enqueue_shared_queue",
+        |mut c: Caller<'_, HostState>, id: i32, vp: i32, vl: i32| {
+            status(enqueue(&mut c, id as u32, (vp, vl)))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_dequeue_shared_queue",
+        |mut c: Caller<'_, HostState>, id: i32, ret_ptr: i32, ret_len: i32| {
+            status(dequeue(&mut c, id as u32, ret_ptr, ret_len))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
         "proxy_define_metric",
         |mut c: Caller<'_, HostState>, kind: i32, np: i32, nl: i32, ret: i32| {
             status(define_metric(&mut c, kind, (np, nl), ret))
@@ -721,6 +753,59 @@ fn set_shared_data(
     Ok(())
 }
 
+/// A name the guest passed, as UTF-8.
+fn text(bytes: &[u8]) -> Result<&str, Status> {
+    std::str::from_utf8(bytes).map_err(|_| Status::BadArgument)
+}
+
+fn register_queue(
+    c: &mut Caller<'_, HostState>,
+    name: (i32, i32),
+    ret: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let name = text(slice(mem, name.0, name.1)?)?;
+    let notifier = state.queue_notifier.clone();
+    let id = state
+        .shared
+        .register_queue(&state.plugin.vm_id, name, notifier)?;
+    write_u32(mem, ret, id)?;
+    Ok(())
+}
+
+fn resolve_queue(
+    c: &mut Caller<'_, HostState>,
+    vm_id: (i32, i32),
+    name: (i32, i32),
+    ret: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let vm_id = text(slice(mem, vm_id.0, vm_id.1)?)?;
+    let name = text(slice(mem, name.0, name.1)?)?;
+    let id = state.shared.resolve_queue(vm_id, name)?;
+    write_u32(mem, ret, id)?;
+    Ok(())
+}
+
+fn enqueue(c: &mut Caller<'_, HostState>, id: u32, value: (i32, i32)) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let value = slice(mem, value.0, value.1)?;
+    state.shared.enqueue(id, value)?;
+    Ok(())
+}
+
+fn dequeue(
+    c: &mut Caller<'_, HostState>,
+    id: u32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<(), HostError> {
+    let item = c.data().shared.dequeue(id)?;
+    give(c, item.len(), ret_ptr, ret_len, |dst, _| {
+        dst.copy_from_slice(&item)
+    })
+}
+
 fn define_metric(
     c: &mut Caller<'_, HostState>,
     kind: i32,
@@ -729,7 +814,7 @@ fn define_metric(
 ) -> Result<(), HostError> {
     let kind = MetricKind::from_abi(kind).ok_or(Status::BadArgument)?;
     let (mem, state) = split(c)?;
-    let name = std::str::from_utf8(slice(mem, name.0, name.1)?).map_err(|_| Status::BadArgument)?;
+    let name = text(slice(mem, name.0, name.1)?)?;
     let id = state.shared.define_metric(kind, name)?;
     write_u32(mem, ret, id)?;
     Ok(())

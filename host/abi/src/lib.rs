@@ -34,6 +34,9 @@ mod wasi;
 pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, Status};
 pub use module::{LoadError, PluginModule};
 pub use runtime::{MetricsReader, Runtime, RuntimeError};
-pub use shared::{ForeignFunction, HISTOGRAM_BOUNDS, Metric, MetricKind, MetricValue};
+pub use shared::{
+    ForeignFunction, HISTOGRAM_BOUNDS, MAX_QUEUE_ITEMS, Metric, MetricKind, MetricValue,
+    QueueNotifier,
+};
 pub use stream::{HttpStream, LocalResponse};
 pub use vm::{ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError};

@@ -12,14 +12,33 @@ use crate::abi::Status;
 /// `proxy_call_foreign_function`: bytes in, bytes out.
 pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
 
-/// Process-wide state behind the shared-data, metrics and foreign-function
-/// host functions.
+/// Called (on any thread) when an item is enqueued on a queue a VM
+/// registered, with the queue's id: the embedder arranges for
+/// `Vm::on_queue_ready` to run on the VM that registered it.
+pub type QueueNotifier = Arc<dyn Fn(u32) + Send + Sync>;
+
+/// Process-wide state behind the shared-data, shared-queue, metrics and
+/// foreign-function host functions.
 #[derive(Default)]
 pub(crate) struct SharedState {
     data: Mutex<SharedData>,
+    queues: Mutex<Vec<Queue>>,
     metrics: RwLock<Vec<Arc<Metric>>>,
     foreign: RwLock<HashMap<String, ForeignFunction>>,
 }
+
+/// A shared queue; its id is its index plus one.
+struct Queue {
+    vm_id: String,
+    name: String,
+    items: std::collections::VecDeque<Vec<u8>>,
+    /// Who hears about new items: the VM that registered the queue last.
+    owner: Option<QueueNotifier>,
+}
+
+/// The most items a queue keeps; enqueueing on a full queue drops the
+/// oldest item, so a queue nobody drains cannot exhaust memory.
+pub const MAX_QUEUE_ITEMS: usize = 10_000;
 
 #[derive(Default)]
 struct SharedData {
@@ -66,6 +85,72 @@ impl SharedState {
             }
         }
         Ok(())
+    }
+
+    /// `proxy_register_shared_queue`: opens (or creates) the queue `name`
+    /// of `vm_id`, and makes `owner` the one told about new items.
+    pub(crate) fn register_queue(
+        &self,
+        vm_id: &str,
+        name: &str,
+        owner: Option<QueueNotifier>,
+    ) -> Result<u32, Status> {
+        let mut queues = self.queues.lock().map_err(|_| Status::InternalFailure)?;
+        let index = match queues
+            .iter()
+            .position(|q| q.vm_id == vm_id && q.name == name)
+        {
+            Some(index) => index,
+            None => {
+                queues.push(Queue {
+                    vm_id: vm_id.to_string(),
+                    name: name.to_string(),
+                    items: Default::default(),
+                    owner: None,
+                });
+                queues.len() - 1
+            }
+        };
+        queues[index].owner = owner;
+        Ok(index as u32 + 1)
+    }
+
+    /// `proxy_resolve_shared_queue`: the id of an existing queue.
+    pub(crate) fn resolve_queue(&self, vm_id: &str, name: &str) -> Result<u32, Status> {
+        let queues = self.queues.lock().map_err(|_| Status::InternalFailure)?;
+        queues
+            .iter()
+            .position(|q| q.vm_id == vm_id && q.name == name)
+            .map(|index| index as u32 + 1)
+            .ok_or(Status::NotFound)
+    }
+
+    /// `proxy_enqueue_shared_queue`; tells the queue's owner, outside the lock.
+    pub(crate) fn enqueue(&self, id: u32, item: &[u8]) -> Result<(), Status> {
+        let owner = {
+            let mut queues = self.queues.lock().map_err(|_| Status::InternalFailure)?;
+            let queue = queues
+                .get_mut((id as usize).wrapping_sub(1))
+                .ok_or(Status::NotFound)?;
+            if queue.items.len() >= MAX_QUEUE_ITEMS {
+                queue.items.pop_front();
+            }
+            queue.items.push_back(item.to_vec());
+            queue.owner.clone()
+        };
+        if let Some(owner) = owner {
+            owner(id);
+        }
+        Ok(())
+    }
+
+    /// `proxy_dequeue_shared_queue`: the oldest item, or EMPTY.
+    pub(crate) fn dequeue(&self, id: u32) -> Result<Vec<u8>, Status> {
+        let mut queues = self.queues.lock().map_err(|_| Status::InternalFailure)?;
+        let queue = queues
+            .get_mut((id as usize).wrapping_sub(1))
+            .ok_or(Status::NotFound)?;
+        queue.items.pop_front().ok_or(Status::Empty)
     }
 
     /// `proxy_define_metric`: the same name and kind always give the same
@@ -278,6 +363,48 @@ impl Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queues_by_vm_id_and_name() {
+        let shared = SharedState::default();
+        assert_eq!(shared.resolve_queue("vm", "q"), Err(Status::NotFound));
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let ears = heard.clone();
+        let id = shared
+            .register_queue(
+                "vm",
+                "q",
+                Some(Arc::new(move |id| ears.lock().unwrap().push(id))),
+            )
+            .unwrap();
+        assert_eq!(
+            shared.register_queue("vm", "q", None).unwrap(),
+            id,
+            "registering again opens it"
+        );
+        assert_eq!(shared.resolve_queue("vm", "q").unwrap(), id);
+        assert_eq!(shared.resolve_queue("other", "q"), Err(Status::NotFound));
+        assert_eq!(shared.dequeue(id), Err(Status::Empty));
+        assert_eq!(shared.enqueue(99, b"x"), Err(Status::NotFound));
+        assert_eq!(shared.enqueue(0, b"x"), Err(Status::NotFound));
+
+        // The last registration (without a notifier) owns it now.
+        shared.enqueue(id, b"one").unwrap();
+        assert!(heard.lock().unwrap().is_empty());
+        let ears = heard.clone();
+        shared
+            .register_queue(
+                "vm",
+                "q",
+                Some(Arc::new(move |id| ears.lock().unwrap().push(id))),
+            )
+            .unwrap();
+        shared.enqueue(id, b"two").unwrap();
+        assert_eq!(*heard.lock().unwrap(), vec![id]);
+        assert_eq!(shared.dequeue(id).unwrap(), b"one");
+        assert_eq!(shared.dequeue(id).unwrap(), b"two");
+        assert_eq!(shared.dequeue(id), Err(Status::Empty));
+    }
 
     #[test]
     fn cas_protects_updates() {

@@ -8,7 +8,7 @@ use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 use crate::abi::{AbiVersion, Action};
 use crate::module::PluginModule;
 use crate::runtime::EPOCH_TICK;
-use crate::shared::{Metric, SharedState};
+use crate::shared::{Metric, QueueNotifier, SharedState};
 use crate::stream::{Detached, HttpStream};
 
 /// A context id, as the guest sees it.
@@ -131,6 +131,8 @@ pub(crate) struct HostState {
     pub(crate) shared: Arc<SharedState>,
     /// Set by `proxy_set_tick_period_milliseconds`; `None` when disabled.
     pub(crate) tick_period: Option<Duration>,
+    /// Told about new items on the queues this VM registers.
+    pub(crate) queue_notifier: Option<QueueNotifier>,
     /// Metrics this VM has used, by id, so updates take no lock.
     pub(crate) metrics: Vec<Option<Arc<Metric>>>,
     limits: StoreLimits,
@@ -164,6 +166,7 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_vm_start",
     "proxy_on_configure",
     "proxy_on_tick",
+    "proxy_on_queue_ready",
     "proxy_on_request_headers",
     "proxy_on_response_headers",
     "proxy_on_request_body",
@@ -193,6 +196,7 @@ struct Exports {
     on_log: Option<TypedFunc<i32, ()>>,
     on_delete: Option<TypedFunc<i32, ()>>,
     on_tick: Option<TypedFunc<i32, ()>>,
+    on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
 }
 
 /// One instance of a plugin's module with its root context created, started
@@ -210,6 +214,15 @@ impl Vm {
     /// `_initialize`, `proxy_on_context_create(root)`, `proxy_on_vm_start`,
     /// `proxy_on_configure`. Any failure or refusal is an error.
     pub fn new(plugin: Arc<Plugin>) -> Result<Vm, VmError> {
+        Vm::with_queue_notifier(plugin, None)
+    }
+
+    /// [`Vm::new`], with `notifier` told about new items on the shared
+    /// queues this VM registers (it may register them while starting).
+    pub fn with_queue_notifier(
+        plugin: Arc<Plugin>,
+        notifier: Option<QueueNotifier>,
+    ) -> Result<Vm, VmError> {
         let module = plugin.module.inner.clone();
         let limits = StoreLimitsBuilder::new()
             .memory_size(plugin.limits.memory_bytes)
@@ -229,6 +242,7 @@ impl Vm {
                 created: Instant::now(),
                 shared: module.shared.clone(),
                 tick_period: None,
+                queue_notifier: notifier,
                 metrics: Vec::new(),
                 limits,
             },
@@ -295,6 +309,7 @@ impl Vm {
             on_log: optional!("proxy_on_log"),
             on_delete: optional!("proxy_on_delete"),
             on_tick: optional!("proxy_on_tick"),
+            on_queue_ready: optional!("proxy_on_queue_ready"),
         };
         // The spec: `_initialize` then `main` when both are exported, else `_start`.
         let (initialize, main) = match instance.get_func(&mut store, "_initialize") {
@@ -397,6 +412,19 @@ impl Vm {
         let root = self.root_context as i32;
         let deadline = self.store.data().plugin.limits.callback_deadline;
         self.call("proxy_on_tick", deadline, |store| tick.call(store, root))
+    }
+
+    /// `proxy_on_queue_ready` on the root context: an item arrived on a
+    /// queue this VM registered.
+    pub fn on_queue_ready(&mut self, queue_id: u32) -> Result<(), VmError> {
+        let Some(ready) = self.exports.on_queue_ready.clone() else {
+            return Ok(());
+        };
+        let root = self.root_context as i32;
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        self.call("proxy_on_queue_ready", deadline, |store| {
+            ready.call(store, (root, queue_id as i32))
+        })
     }
 
     /// Creates a stream context (`proxy_on_context_create(id, root)`).

@@ -408,3 +408,63 @@ fn admin_endpoint_exports_plugin_metrics() {
     assert_eq!(plugins[0]["abi_version"], "0.2.1");
     assert_eq!(get_text(admin, "/nope").0, 404);
 }
+
+/// A filter that registers queue `events` when configured, enqueues an item
+/// on every request, and logs each item it dequeues in `on_queue_ready`.
+const QUEUE: &str = r#"(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_register_shared_queue" (func $register (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_resolve_shared_queue" (func $resolve (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_enqueue_shared_queue" (func $enqueue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_dequeue_shared_queue" (func $dequeue (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 100) "events")
+  (data (i32.const 120) "item from a request")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size))) (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (i32.eqz (call $register (i32.const 100) (i32.const 6) (i32.const 200))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $resolve (i32.const 0) (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 204)))
+    (drop (call $enqueue (i32.load (i32.const 204)) (i32.const 120) (i32.const 19)))
+    (i32.const 0))
+  (func (export "proxy_on_queue_ready") (param $root i32) (param $queue i32)
+    (block $empty (loop $each
+      (br_if $empty (call $dequeue (local.get $queue) (i32.const 208) (i32.const 212)))
+      (drop (call $log (i32.const 2) (i32.load (i32.const 208)) (i32.load (i32.const 212))))
+      (br $each)))))"#;
+
+#[test]
+fn shared_queue_items_reach_the_registering_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("queue.wat");
+    std::fs::write(&module, QUEUE).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 2\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [queue]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: queue\n    module: {}\n",
+        upstream.addr,
+        module.display()
+    ));
+    for _ in 0..5 {
+        assert_eq!(send(weft.addr, "GET", "/", &[], "").status, 200);
+    }
+    // Whichever worker took each request, every item is dequeued (by the VM
+    // that registered the queue last) and logged once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = weft.log();
+        let items = log.matches("item from a request").count();
+        if items == 5 {
+            break;
+        }
+        assert!(
+            items < 5 && std::time::Instant::now() < deadline,
+            "{items} items:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

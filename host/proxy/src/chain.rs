@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use weft_abi::{Action, ContextId, FailurePolicy, HttpStream, LocalResponse, Plugin, Vm, VmError};
+use weft_abi::{
+    Action, ContextId, FailurePolicy, HttpStream, LocalResponse, Plugin, QueueNotifier, Vm, VmError,
+};
 
 use crate::stream::ProxyStream;
 use crate::worker::{ListenerRoute, Worker};
@@ -26,6 +28,8 @@ pub(crate) struct PluginStats {
 pub(crate) struct PluginSlot {
     plugin: Arc<Plugin>,
     stats: Arc<PluginStats>,
+    /// Given to each new VM: routes its queues' `on_queue_ready` here.
+    queue_notifier: QueueNotifier,
     vm: Option<Vm>,
     /// Bumped on every new VM, so that contexts of a VM that failed are
     /// never finished on its replacement.
@@ -42,10 +46,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
 impl PluginSlot {
-    pub(crate) fn new(plugin: Arc<Plugin>, stats: Arc<PluginStats>) -> PluginSlot {
+    pub(crate) fn new(
+        plugin: Arc<Plugin>,
+        stats: Arc<PluginStats>,
+        queue_notifier: QueueNotifier,
+    ) -> PluginSlot {
         PluginSlot {
             plugin,
             stats,
+            queue_notifier,
             vm: None,
             generation: 0,
             started: None,
@@ -77,6 +86,15 @@ impl PluginSlot {
     pub(crate) fn tick(&mut self) {
         if let Ok((vm, _)) = self.vm()
             && let Err(err) = vm.on_tick()
+        {
+            self.note_failure(&err);
+        }
+    }
+
+    /// Delivers `proxy_on_queue_ready` for a queue this plugin registered.
+    pub(crate) fn queue_ready(&mut self, queue: u32) {
+        if let Ok((vm, _)) = self.vm()
+            && let Err(err) = vm.on_queue_ready(queue)
         {
             self.note_failure(&err);
         }
@@ -130,7 +148,7 @@ impl PluginSlot {
                     plugin: self.plugin.name.clone(),
                 });
             }
-            match Vm::new(self.plugin.clone()) {
+            match Vm::with_queue_notifier(self.plugin.clone(), Some(self.queue_notifier.clone())) {
                 Ok(vm) => {
                     self.vm = Some(vm);
                     self.generation += 1;

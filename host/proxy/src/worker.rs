@@ -16,7 +16,7 @@ use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, watch};
-use weft_abi::{HttpStream, LocalResponse, Plugin};
+use weft_abi::{HttpStream, LocalResponse, Plugin, QueueNotifier};
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::chain::{Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters};
@@ -56,16 +56,36 @@ pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io:
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
+        // Items enqueued (on any thread) on queues this worker's VMs
+        // registered arrive here as (plugin, queue) and are delivered to
+        // the VM by the task below.
+        let (ready_sender, mut ready) = tokio::sync::mpsc::unbounded_channel::<(usize, u32)>();
         let worker = Rc::new(Worker {
             index: init.index,
             connections: Cell::new(0),
             plugins: init
                 .plugins
                 .into_iter()
-                .map(|(plugin, stats)| RefCell::new(PluginSlot::new(plugin, stats)))
+                .enumerate()
+                .map(|(index, (plugin, stats))| {
+                    let sender = ready_sender.clone();
+                    let notifier: QueueNotifier = Arc::new(move |queue| {
+                        let _ = sender.send((index, queue));
+                    });
+                    RefCell::new(PluginSlot::new(plugin, stats, notifier))
+                })
                 .collect(),
             clusters: init.clusters.iter().map(ClusterPool::new).collect(),
         });
+        drop(ready_sender);
+        {
+            let worker = worker.clone();
+            tokio::task::spawn_local(async move {
+                while let Some((plugin, queue)) = ready.recv().await {
+                    worker.plugins[plugin].borrow_mut().queue_ready(queue);
+                }
+            });
+        }
         for (index, slot) in worker.plugins.iter().enumerate() {
             slot.borrow_mut().warm();
             tokio::task::spawn_local(tick(worker.clone(), index));
