@@ -35,7 +35,11 @@ impl HttpContext for Rewriter {
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
         if body.windows(9).any(|w| w == b"forbidden") {
-            self.send_http_response(403, vec![("x-blocked-by", "body-rewriter")], Some(b"blocked"));
+            self.send_http_response(
+                403,
+                vec![("x-blocked-by", "body-rewriter")],
+                Some(b"blocked"),
+            );
             return Action::Pause;
         }
         self.set_http_request_body(0, body_size, &body.to_ascii_uppercase());
