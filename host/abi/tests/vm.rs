@@ -114,6 +114,28 @@ fn plugin(runtime: &Runtime, wat: &str, configuration: &str, limits: PluginLimit
     })
 }
 
+/// A started VM of `funcs` (ABI 0.2.1, configuration "c", default limits).
+fn start_vm(runtime: &Runtime, funcs: &str) -> Vm {
+    Vm::new(plugin(
+        runtime,
+        &module("0_2_1", BUMP, funcs),
+        "c",
+        PluginLimits::default(),
+    ))
+    .unwrap()
+}
+
+/// Runs one request with `headers` through `proxy_on_request_headers`.
+fn request(
+    vm: &mut Vm,
+    headers: &[(&str, &str)],
+) -> (Result<Action, VmError>, Box<dyn HttpStream>) {
+    let mut s = stream(headers);
+    let ctx = vm.create_stream_context().unwrap();
+    let result = vm.on_request_headers(ctx, &mut s, headers.len(), true);
+    (result, s)
+}
+
 /// Imports, memory, a bump allocator (or `$alloc_body` instead), the ABI
 /// marker, and `$status` which records a status as header `key: NN`.
 fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
@@ -206,13 +228,7 @@ fn header_value_is_read_and_added() {
                (i32.const 0)"#
         )
     );
-    let mut vm = Vm::new(plugin(
-        &runtime,
-        &module("0_2_1", BUMP, &funcs),
-        "c",
-        PluginLimits::default(),
-    ))
-    .unwrap();
+    let mut vm = start_vm(&runtime, &funcs);
     let mut s = stream(&[("x-in", "copied")]);
     let ctx = vm.create_stream_context().unwrap();
     assert_eq!(
@@ -223,9 +239,8 @@ fn header_value_is_read_and_added() {
     assert_eq!(header(&mut s, "x-out").as_deref(), Some("copied"));
 
     // A missing header is NOT_FOUND in ABI 0.2.x.
-    let mut s = stream(&[]);
-    let ctx = vm.create_stream_context().unwrap();
-    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let (result, mut s) = request(&mut vm, &[]);
+    result.unwrap();
     assert_eq!(header(&mut s, "x-status").as_deref(), Some("01"));
 }
 
@@ -236,16 +251,9 @@ fn unimplemented_proxy_import_links_and_answers_unimplemented() {
         "{CONFIGURE}{}",
         headers_fn("(call $status (call $unknown (i32.const 1000))) (i32.const 0)")
     );
-    let mut vm = Vm::new(plugin(
-        &runtime,
-        &module("0_2_1", BUMP, &funcs),
-        "c",
-        PluginLimits::default(),
-    ))
-    .unwrap();
-    let mut s = stream(&[]);
-    let ctx = vm.create_stream_context().unwrap();
-    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let mut vm = start_vm(&runtime, &funcs);
+    let (result, mut s) = request(&mut vm, &[]);
+    result.unwrap();
     assert_eq!(header(&mut s, "x-status").as_deref(), Some("12"));
 }
 
@@ -260,16 +268,9 @@ fn plugin_name_property() {
                (i32.const 0)"#
         )
     );
-    let mut vm = Vm::new(plugin(
-        &runtime,
-        &module("0_2_1", BUMP, &funcs),
-        "c",
-        PluginLimits::default(),
-    ))
-    .unwrap();
-    let mut s = stream(&[]);
-    let ctx = vm.create_stream_context().unwrap();
-    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let mut vm = start_vm(&runtime, &funcs);
+    let (result, mut s) = request(&mut vm, &[]);
+    result.unwrap();
     assert_eq!(header(&mut s, "x-status").as_deref(), Some("00"));
     assert_eq!(header(&mut s, "x-out").as_deref(), Some("test"));
 }
@@ -285,16 +286,9 @@ fn out_of_bounds_pointers_are_invalid_memory_access() {
                (i32.const 0)"#
         )
     );
-    let mut vm = Vm::new(plugin(
-        &runtime,
-        &module("0_2_1", BUMP, &funcs),
-        "c",
-        PluginLimits::default(),
-    ))
-    .unwrap();
-    let mut s = stream(&[("x-in", "v")]);
-    let ctx = vm.create_stream_context().unwrap();
-    vm.on_request_headers(ctx, &mut s, 1, true).unwrap();
+    let mut vm = start_vm(&runtime, &funcs);
+    let (result, mut s) = request(&mut vm, &[("x-in", "v")]);
+    result.unwrap();
     assert_eq!(header(&mut s, "x-status").as_deref(), Some("06"));
     assert!(
         !vm.is_failed(),
@@ -324,9 +318,8 @@ fn bogus_allocator_result_is_invalid_memory_access() {
         PluginLimits::default(),
     ))
     .unwrap();
-    let mut s = stream(&[("x-in", "value")]);
-    let ctx = vm.create_stream_context().unwrap();
-    vm.on_request_headers(ctx, &mut s, 1, true).unwrap();
+    let (result, mut s) = request(&mut vm, &[("x-in", "value")]);
+    result.unwrap();
     assert_eq!(header(&mut s, "x-status").as_deref(), Some("06"));
 }
 
@@ -348,9 +341,8 @@ fn infinite_loop_times_out_and_fails_the_vm() {
         limits,
     ))
     .unwrap();
-    let mut s = stream(&[]);
-    let ctx = vm.create_stream_context().unwrap();
-    match vm.on_request_headers(ctx, &mut s, 0, true) {
+    let (result, mut s) = request(&mut vm, &[]);
+    match result {
         Err(VmError::Timeout { callback, .. }) => assert_eq!(callback, "proxy_on_request_headers"),
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -381,9 +373,8 @@ fn memory_growth_past_the_cap_traps() {
         limits,
     ))
     .unwrap();
-    let mut s = stream(&[]);
-    let ctx = vm.create_stream_context().unwrap();
-    match vm.on_request_headers(ctx, &mut s, 0, true) {
+    let (result, _) = request(&mut vm, &[]);
+    match result {
         Err(VmError::Trap { message, .. }) => assert!(message.contains("memory"), "{message}"),
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -432,9 +423,8 @@ fn abi_0_1_0_missing_header_is_ok_and_empty() {
         PluginLimits::default(),
     );
     let mut vm = Vm::new(p).unwrap();
-    let mut s = stream(&[]);
-    let ctx = vm.create_stream_context().unwrap();
-    vm.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let (result, mut s) = request(&mut vm, &[]);
+    result.unwrap();
     assert_eq!(header(&mut s, "x-status").as_deref(), Some("00"));
     assert_eq!(header(&mut s, "x-out").as_deref(), Some(""));
 }
@@ -585,16 +575,9 @@ fn foreign_functions_by_name() {
                (i32.const 0)"#
         )
     );
-    let mut vm = Vm::new(plugin(
-        &runtime,
-        &module("0_2_1", BUMP, &funcs),
-        "c",
-        PluginLimits::default(),
-    ))
-    .unwrap();
-    let mut s = stream(&[("x-in", "abc")]);
-    let ctx = vm.create_stream_context().unwrap();
-    vm.on_request_headers(ctx, &mut s, 1, true).unwrap();
+    let mut vm = start_vm(&runtime, &funcs);
+    let (result, mut s) = request(&mut vm, &[("x-in", "abc")]);
+    result.unwrap();
     assert_eq!(header(&mut s, "x-out").as_deref(), Some("cba"));
     assert_eq!(
         header(&mut s, "x-status").as_deref(),
