@@ -678,6 +678,10 @@ const LIMITS: &[(&str, &str)] = &[
         "a queue keeps at most 10,000 items; a full queue drops its oldest",
     ),
     (
+        "proxy_clear_route_cache",
+        "a no-op: weft keeps no route cache",
+    ),
+    (
         "proxy_on_done",
         "a `false` answer (finish later with proxy_done) is not waited for yet",
     ),

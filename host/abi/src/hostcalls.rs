@@ -93,6 +93,30 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
             ))
         },
     )?;
+    // ABI 0.1.0: the configuration of the current phase.
+    reg.define(
+        l,
+        env,
+        "proxy_get_configuration",
+        |mut c: Caller<'_, HostState>, ret_ptr: i32, ret_len: i32| {
+            let plugin = c.data().plugin.clone();
+            let bytes = if c.data().starting {
+                &plugin.vm_configuration
+            } else {
+                &plugin.configuration
+            };
+            status(give(&mut c, bytes.len(), ret_ptr, ret_len, |dst, _| {
+                dst.copy_from_slice(bytes)
+            }))
+        },
+    )?;
+    // ABI 0.1.0: weft keeps no route cache, so there is nothing to clear.
+    reg.define(
+        l,
+        env,
+        "proxy_clear_route_cache",
+        |_: Caller<'_, HostState>| {},
+    )?;
     reg.define(
         l,
         env,

@@ -131,6 +131,8 @@ pub(crate) struct HostState {
     pub(crate) shared: Arc<SharedState>,
     /// Set by `proxy_set_tick_period_milliseconds`; `None` when disabled.
     pub(crate) tick_period: Option<Duration>,
+    /// True during `proxy_on_vm_start`.
+    pub(crate) starting: bool,
     /// Told about new items on the queues this VM registers.
     pub(crate) queue_notifier: Option<QueueNotifier>,
     /// Metrics this VM has used, by id, so updates take no lock.
@@ -243,6 +245,7 @@ impl Vm {
                 shared: module.shared.clone(),
                 tick_period: None,
                 queue_notifier: notifier,
+                starting: false,
                 metrics: Vec::new(),
                 limits,
             },
@@ -354,9 +357,13 @@ impl Vm {
             ),
         ] {
             let Some(func) = func else { continue };
+            // ABI 0.1.0's proxy_get_configuration answers with the VM
+            // configuration while the VM starts, the plugin's after.
+            vm.store.data_mut().starting = callback == "proxy_on_vm_start";
             let accepted = vm.call(callback, start_deadline, |store| {
                 func.call(store, (root, size as i32))
             })?;
+            vm.store.data_mut().starting = false;
             if accepted == 0 {
                 return Err(VmError::Rejected {
                     plugin: vm.plugin_name().to_string(),

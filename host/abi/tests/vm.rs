@@ -150,6 +150,7 @@ fn module(abi: &str, alloc_body: &str, funcs: &str) -> String {
   (import "env" "proxy_not_in_any_abi" (func $unknown (param i32) (result i32)))
   (import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_buffer_status" (func $buffer_status (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_configuration" (func $get_configuration (param i32 i32) (result i32)))
   (import "env" "proxy_get_shared_data" (func $get_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
@@ -605,4 +606,38 @@ fn buffer_status_reports_the_configuration_size() {
         ))
         .is_ok()
     );
+}
+
+#[test]
+fn abi_0_1_0_get_configuration_follows_the_phase() {
+    let runtime = Runtime::new().unwrap();
+    // Accept only if on_vm_start sees "vm..." and on_configure "plugin...".
+    let funcs = r#"
+      (func $first (result i32)
+        (drop (call $get_configuration (i32.const 200) (i32.const 204)))
+        (i32.load8_u (i32.load (i32.const 200))))
+      (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+        (i32.eq (call $first) (i32.const 118)))
+      (func (export "proxy_on_configure") (param i32 i32) (result i32)
+        (i32.eq (call $first) (i32.const 112)))"#;
+    let wat = module("0_1_0", BUMP, funcs);
+    let make = |vm_configuration: &str| {
+        let mut p = Arc::into_inner(plugin(
+            &runtime,
+            &wat,
+            "plugin config",
+            PluginLimits::default(),
+        ))
+        .unwrap();
+        p.vm_configuration = vm_configuration.as_bytes().to_vec();
+        Arc::new(p)
+    };
+    assert!(Vm::new(make("vm config")).is_ok());
+    assert!(matches!(
+        Vm::new(make("other")),
+        Err(VmError::Rejected {
+            callback: "proxy_on_vm_start",
+            ..
+        })
+    ));
 }
