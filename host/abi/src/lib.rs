@@ -32,7 +32,7 @@ mod vm;
 mod wasi;
 
 pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, Status};
-pub use module::{LoadError, PluginModule};
+pub use module::{Capabilities, LoadError, PluginModule};
 pub use runtime::{MetricsReader, Runtime, RuntimeError};
 pub use shared::{
     ForeignFunction, HISTOGRAM_BOUNDS, MAX_QUEUE_ITEMS, Metric, MetricKind, MetricValue,

@@ -54,6 +54,14 @@ pub enum LoadError {
         /// Each unknown import, with a hint where one is known.
         imports: Vec<String>,
     },
+    /// A capability list names something that is not a proxy-wasm host function.
+    #[error(
+        "allowed_host_functions names `{function}`, which is not a proxy-wasm host function (see docs/abi-coverage.md)"
+    )]
+    UnknownCapability {
+        /// The name.
+        function: String,
+    },
     /// Linking failed (e.g. a host function imported with the wrong signature).
     #[error("module {module} cannot be linked: {message}")]
     Link {
@@ -62,6 +70,33 @@ pub enum LoadError {
         /// wasmtime's reason.
         message: String,
     },
+}
+
+/// What a plugin's module may call.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// The `proxy_*` host functions the module may call; `None` allows
+    /// them all. A call to any other answers INTERNAL_FAILURE and is
+    /// logged. (WASI functions are not restricted: toolchains' runtimes
+    /// need them.)
+    pub host_functions: Option<Vec<String>>,
+}
+
+impl Capabilities {
+    fn allows(&self, function: &str) -> bool {
+        self.host_functions
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|a| a == function))
+    }
+}
+
+/// Why a stub stands in for a host function.
+#[derive(Clone, Copy)]
+enum Stub {
+    /// weft does not implement it.
+    Unimplemented,
+    /// The plugin's capabilities do not allow it.
+    Denied,
 }
 
 /// A compiled proxy-wasm module, ready to instantiate on any thread.
@@ -81,11 +116,20 @@ pub(crate) struct ModuleInner {
 impl PluginModule {
     /// Reads and compiles a `.wasm` (or `.wat`) file.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<PluginModule, LoadError> {
+        PluginModule::load_with(runtime, path, &Capabilities::default())
+    }
+
+    /// [`PluginModule::load`], linked with `capabilities`.
+    pub fn load_with(
+        runtime: &Runtime,
+        path: &Path,
+        capabilities: &Capabilities,
+    ) -> Result<PluginModule, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        PluginModule::from_bytes(runtime, &path.display().to_string(), &bytes)
+        PluginModule::from_bytes_with(runtime, &path.display().to_string(), &bytes, capabilities)
     }
 
     /// Compiles a module from bytes (binary or text format); `name` is used
@@ -95,6 +139,27 @@ impl PluginModule {
         name: &str,
         bytes: &[u8],
     ) -> Result<PluginModule, LoadError> {
+        PluginModule::from_bytes_with(runtime, name, bytes, &Capabilities::default())
+    }
+
+    /// [`PluginModule::from_bytes`], linked with `capabilities`.
+    pub fn from_bytes_with(
+        runtime: &Runtime,
+        name: &str,
+        bytes: &[u8],
+        capabilities: &Capabilities,
+    ) -> Result<PluginModule, LoadError> {
+        for function in capabilities.host_functions.iter().flatten() {
+            let known = crate::coverage::SPEC.iter().any(|f| {
+                f.kind == crate::coverage::Kind::HostFunction
+                    && f.import() == ("env", function.as_str())
+            });
+            if !known {
+                return Err(LoadError::UnknownCapability {
+                    function: function.clone(),
+                });
+            }
+        }
         if !bytes.starts_with(b"\0asm") && !name.ends_with(".wat") {
             return Err(LoadError::Compile {
                 module: name.to_string(),
@@ -136,7 +201,7 @@ impl PluginModule {
             }
         }
 
-        let linker = resolve_imports(runtime, name, &module)?;
+        let linker = resolve_imports(runtime, name, &module, capabilities)?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Link {
@@ -172,18 +237,23 @@ fn resolve_imports(
     runtime: &Runtime,
     name: &str,
     module: &Module,
+    capabilities: &Capabilities,
 ) -> Result<Linker<HostState>, LoadError> {
     let mut linker: Option<Linker<HostState>> = None;
     let mut unknown = Vec::new();
     for import in module.imports() {
         let (m, n) = (import.module(), import.name());
-        if runtime.host_functions.contains(m, n) {
+        let proxy_function = m == "env" && n.starts_with("proxy_");
+        let denied = proxy_function && !capabilities.allows(n);
+        if runtime.host_functions.contains(m, n) && !denied {
             continue;
         }
-        let stub_result = if m == "env" && n.starts_with("proxy_") {
-            Status::Unimplemented as i32
+        let stub = if denied {
+            (Stub::Denied, Status::InternalFailure as i32)
+        } else if proxy_function {
+            (Stub::Unimplemented, Status::Unimplemented as i32)
         } else if wasi::MODULES.contains(&m) {
-            wasi::NOSYS
+            (Stub::Unimplemented, wasi::NOSYS)
         } else {
             unknown.push(describe_unknown(m, n, &import.ty()));
             continue;
@@ -192,8 +262,13 @@ fn resolve_imports(
             unknown.push(describe_unknown(m, n, &import.ty()));
             continue;
         };
-        let l = linker.get_or_insert_with(|| (*runtime.linker).clone());
-        define_stub(l, m, n, ty, stub_result).map_err(|e| LoadError::Link {
+        let l = linker.get_or_insert_with(|| {
+            let mut l = (*runtime.linker).clone();
+            // A denied function replaces the real one.
+            l.allow_shadowing(true);
+            l
+        });
+        define_stub(l, m, n, ty, stub).map_err(|e| LoadError::Link {
             module: name.to_string(),
             message: format!("{e:#}"),
         })?;
@@ -212,15 +287,23 @@ fn define_stub(
     m: &str,
     n: &str,
     ty: FuncType,
-    code: i32,
+    (why, code): (Stub, i32),
 ) -> wasmtime::Result<()> {
     let name = n.to_string();
     l.func_new(m, n, ty.clone(), move |caller, _params, results| {
-        tracing::debug!(
-            target: "weft::filter",
-            plugin = %caller.data().plugin.name,
-            "called {name}, which weft does not implement"
-        );
+        let plugin = &caller.data().plugin.name;
+        match why {
+            Stub::Unimplemented => tracing::debug!(
+                target: "weft::filter",
+                plugin = %plugin,
+                "called {name}, which weft does not implement"
+            ),
+            Stub::Denied => tracing::warn!(
+                target: "weft::filter",
+                plugin = %plugin,
+                "called {name}, which the plugin's allowed_host_functions do not include; it answered INTERNAL_FAILURE"
+            ),
+        }
         for (slot, ty) in results.iter_mut().zip(ty.results()) {
             *slot = match ty {
                 ValType::I32 => Val::I32(code),

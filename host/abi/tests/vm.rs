@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_abi::{
-    Action, FailurePolicy, HttpStream, LocalResponse, MapType, Plugin, PluginLimits, PluginModule,
-    Runtime, Status, Vm, VmError,
+    Action, Capabilities, FailurePolicy, HttpStream, LocalResponse, MapType, Plugin, PluginLimits,
+    PluginModule, Runtime, Status, Vm, VmError,
 };
 
 type Map = Vec<(Vec<u8>, Vec<u8>)>;
@@ -640,4 +640,63 @@ fn abi_0_1_0_get_configuration_follows_the_phase() {
             ..
         })
     ));
+}
+
+#[test]
+fn capabilities_deny_host_functions_not_listed() {
+    let runtime = Runtime::new().unwrap();
+    let funcs = format!(
+        "{CONFIGURE}{}",
+        headers_fn(
+            r#"(call $status (call $set_shared (i32.const 100) (i32.const 4) (i32.const 110) (i32.const 5) (i32.const 0)))
+               (i32.const 0)"#
+        )
+    );
+    let wat = module("0_2_1", BUMP, &funcs);
+    let allow = |functions: &[&str]| Capabilities {
+        host_functions: Some(functions.iter().map(|f| f.to_string()).collect()),
+    };
+    let start = |capabilities: &Capabilities| {
+        let module =
+            PluginModule::from_bytes_with(&runtime, "caps.wat", wat.as_bytes(), capabilities)
+                .unwrap();
+        let mut p = Arc::into_inner(plugin(&runtime, &wat, "c", PluginLimits::default())).unwrap();
+        p.module = module;
+        Vm::new(Arc::new(p)).unwrap()
+    };
+    // on_configure needs the first two; proxy_set_shared_data is not listed.
+    let mut vm = start(&allow(&[
+        "proxy_get_buffer_bytes",
+        "proxy_log",
+        "proxy_add_header_map_value",
+    ]));
+    let (result, mut s) = request(&mut vm, &[]);
+    result.unwrap();
+    assert_eq!(
+        header(&mut s, "x-status").as_deref(),
+        Some("10"),
+        "INTERNAL_FAILURE"
+    );
+
+    let mut vm = start(&allow(&[
+        "proxy_get_buffer_bytes",
+        "proxy_log",
+        "proxy_add_header_map_value",
+        "proxy_set_shared_data",
+    ]));
+    let (result, mut s) = request(&mut vm, &[]);
+    result.unwrap();
+    assert_eq!(header(&mut s, "x-status").as_deref(), Some("00"));
+
+    match PluginModule::from_bytes_with(
+        &runtime,
+        "caps.wat",
+        wat.as_bytes(),
+        &allow(&["proxy_teleport"]),
+    ) {
+        Err(weft_abi::LoadError::UnknownCapability { function }) => {
+            assert_eq!(function, "proxy_teleport")
+        }
+        other => panic!("expected UnknownCapability, got {:?}", other.err()),
+    }
 }

@@ -191,3 +191,20 @@ fn vm_configuration_reaches_on_vm_start() {
         ]],
     );
 }
+
+#[test]
+fn capability_list_with_an_unknown_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(
+        dir.path(),
+        &filter("hello_rust.wasm"),
+        "{header: x-a, value: b}\n    allowed_host_functions: [proxy_log, proxy_teleport]",
+    );
+    check_refused(
+        &["config", "check", "$FILE"],
+        &file,
+        expect![[
+            r#"error: $DIR/weft.yaml: plugins[0] (`p`): allowed_host_functions names `proxy_teleport`, which is not a proxy-wasm host function (see docs/abi-coverage.md)"#
+        ]],
+    );
+}

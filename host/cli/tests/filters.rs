@@ -93,10 +93,7 @@ fn fail_closed_plugin_that_traps_gives_503_then_recovers() {
         "the trap is logged with its cause:\n{log}"
     );
 
-    // Within the backoff the plugin stays failed (and fail-closed)...
-    let got = send(weft.addr, "GET", "/", &[], "");
-    assert_eq!(got.status, 503);
-    // ...after it, a new VM serves again.
+    // After the backoff (100 ms after a first failure), a new VM serves.
     std::thread::sleep(Duration::from_millis(250));
     let got = send(weft.addr, "GET", "/", &[], "");
     assert_eq!(got.status, 200, "{}", weft.log());

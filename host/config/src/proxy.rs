@@ -114,6 +114,10 @@ pub struct Plugin {
     /// Resource limits of each of the plugin's VMs.
     #[serde(default)]
     pub limits: PluginLimits,
+    /// The `proxy_*` host functions the plugin may call; absent, all. A
+    /// call to another answers INTERNAL_FAILURE and is logged.
+    #[serde(default)]
+    pub allowed_host_functions: Option<Vec<String>>,
 }
 
 /// Resource limits of a plugin's VMs. A VM that exceeds one fails, and the

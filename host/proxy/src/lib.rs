@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
-use weft_abi::{LoadError, Plugin, PluginLimits, PluginModule, Runtime, Vm, VmError};
+use weft_abi::{Capabilities, LoadError, Plugin, PluginLimits, PluginModule, Runtime, Vm, VmError};
 use weft_config::{FailurePolicy, ProxyConfig};
 
 pub use body::ResponseBody;
@@ -97,11 +97,16 @@ pub fn load_plugins(
 ) -> Result<Vec<Arc<Plugin>>, StartError> {
     let mut plugins = Vec::with_capacity(config.plugins.len());
     for (index, p) in config.plugins.iter().enumerate() {
+        let capabilities = Capabilities {
+            host_functions: p.allowed_host_functions.clone(),
+        };
         let module =
-            PluginModule::load(runtime, &p.module).map_err(|source| StartError::Module {
-                index,
-                name: p.name.clone(),
-                source,
+            PluginModule::load_with(runtime, &p.module, &capabilities).map_err(|source| {
+                StartError::Module {
+                    index,
+                    name: p.name.clone(),
+                    source,
+                }
             })?;
         let plugin = Arc::new(Plugin {
             name: p.name.clone(),
