@@ -215,3 +215,23 @@ fn plugin_limits_unknown_field() {
         ]],
     );
 }
+
+/// The example in docs/configuration.md parses: the reference cannot drift
+/// from the schema.
+#[test]
+fn reference_example_parses() {
+    let doc = include_str!("../../../docs/configuration.md");
+    let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let config = parse_proxy_config(Path::new("docs/configuration.md"), &doc[start..end]).unwrap();
+    assert_eq!(config.plugins[0].limits.callback_ms, 200);
+    assert_eq!(
+        config.plugins[0]
+            .allowed_host_functions
+            .as_ref()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(config.admin.is_some());
+}

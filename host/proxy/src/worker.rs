@@ -307,15 +307,13 @@ fn stopped(stop: Stop, filters: SharedFilters) -> Response<ResponseBody> {
     let filters = Some(filters);
     match stop {
         Stop::Local(local) => local_response(local, filters),
-        Stop::Failed { ref plugin } => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("filter `{plugin}` failed"),
-            filters,
-        ),
+        Stop::Failed { .. } => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, &stop.describe(), filters)
+        }
         Stop::Paused { ref plugin } => {
             tracing::error!(
                 plugin,
-                "the filter paused the stream where this weft build cannot resume it (call-outs are not implemented yet)"
+                "the filter paused the stream where nothing can resume it yet (proxy_continue_stream and call-outs are not implemented)"
             );
             error_response(StatusCode::INTERNAL_SERVER_ERROR, &stop.describe(), filters)
         }
