@@ -238,6 +238,16 @@ struct Held {
     data: BytesMut,
 }
 
+impl Held {
+    /// Puts what is held in front of `data`, and holds nothing.
+    fn release_into(&mut self, data: &mut BytesMut) {
+        self.plugin = None;
+        let mut joined = std::mem::take(&mut self.data);
+        joined.extend_from_slice(data);
+        *data = joined;
+    }
+}
+
 /// One stream's filter state: the stream the plugins see and their
 /// contexts. The request handler and the body wrappers share it; when the
 /// last of them lets go (the response is sent, or abandoned) the contexts
@@ -355,13 +365,19 @@ impl StreamFilters {
         if !request {
             contexts.reverse();
         }
+        // A holder that has since failed (and left `active`) lets go of
+        // what it held: the bytes go on with this chunk.
+        let held = &mut self.held[side];
+        if held
+            .plugin
+            .is_some_and(|plugin| !contexts.iter().any(|c| c.plugin == plugin))
+        {
+            held.release_into(&mut data);
+        }
         for ctx in contexts {
             let held = &mut self.held[side];
             if held.plugin == Some(ctx.plugin) {
-                held.plugin = None;
-                let mut joined = std::mem::take(&mut held.data);
-                joined.extend_from_slice(&data);
-                data = joined;
+                held.release_into(&mut data);
             }
             let Some(state) = self.state() else { break };
             *state.body_mut(request) = data;
