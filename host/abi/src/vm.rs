@@ -1,5 +1,6 @@
 //! A VM: one instance of a plugin's module, its root context, its streams.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,7 +123,8 @@ pub enum VmError {
 pub(crate) struct HostState {
     pub(crate) plugin: Arc<Plugin>,
     pub(crate) memory: Option<Memory>,
-    pub(crate) allocator: Option<TypedFunc<i32, i32>>,
+    /// Behind an `Rc`: cloned on every hand-over of bytes to the guest.
+    pub(crate) allocator: Option<Rc<TypedFunc<i32, i32>>>,
     /// The stream of the running callback, swapped in for its duration.
     pub(crate) stream: Box<dyn HttpStream>,
     /// Reused buffer for values copied out of the stream.
@@ -205,7 +207,9 @@ struct Exports {
 /// and configured. Belongs to one thread.
 pub struct Vm {
     store: Store<HostState>,
-    exports: Exports,
+    /// Behind an `Rc` so a callback can borrow its function while the VM
+    /// is borrowed mutably, without cloning wasmtime handles per call.
+    exports: Rc<Exports>,
     root_context: ContextId,
     next_context: ContextId,
     failed: bool,
@@ -273,7 +277,7 @@ impl Vm {
                 )
             })?;
         store.data_mut().memory = Some(memory);
-        store.data_mut().allocator = Some(allocator);
+        store.data_mut().allocator = Some(Rc::new(allocator));
 
         macro_rules! optional {
             ($name:literal) => {
@@ -322,7 +326,7 @@ impl Vm {
 
         let mut vm = Vm {
             store,
-            exports,
+            exports: Rc::new(exports),
             root_context: 1,
             next_context: 2,
             failed: false,
@@ -413,7 +417,8 @@ impl Vm {
 
     /// `proxy_on_tick` on the root context.
     pub fn on_tick(&mut self) -> Result<(), VmError> {
-        let Some(tick) = self.exports.on_tick.clone() else {
+        let exports = Rc::clone(&self.exports);
+        let Some(tick) = &exports.on_tick else {
             return Ok(());
         };
         let root = self.root_context as i32;
@@ -424,7 +429,8 @@ impl Vm {
     /// `proxy_on_queue_ready` on the root context: an item arrived on a
     /// queue this VM registered.
     pub fn on_queue_ready(&mut self, queue_id: u32) -> Result<(), VmError> {
-        let Some(ready) = self.exports.on_queue_ready.clone() else {
+        let exports = Rc::clone(&self.exports);
+        let Some(ready) = &exports.on_queue_ready else {
             return Ok(());
         };
         let root = self.root_context as i32;
@@ -438,10 +444,8 @@ impl Vm {
     pub fn create_stream_context(&mut self) -> Result<ContextId, VmError> {
         let id = self.next_context;
         self.next_context = self.next_context.wrapping_add(1).max(2);
-        let (root, create) = (
-            self.root_context as i32,
-            self.exports.on_context_create.clone(),
-        );
+        let exports = Rc::clone(&self.exports);
+        let (root, create) = (self.root_context as i32, &exports.on_context_create);
         let deadline = self.store.data().plugin.limits.callback_deadline;
         self.call("proxy_on_context_create", deadline, |store| {
             create.call(store, (id as i32, root))
@@ -479,23 +483,19 @@ impl Vm {
         num_headers: usize,
         end_of_stream: bool,
     ) -> Result<Action, VmError> {
+        let exports = Rc::clone(&self.exports);
         let (callback, func) = if request {
-            ("proxy_on_request_headers", &self.exports.on_request_headers)
+            ("proxy_on_request_headers", &exports.on_request_headers)
         } else {
-            (
-                "proxy_on_response_headers",
-                &self.exports.on_response_headers,
-            )
+            ("proxy_on_response_headers", &exports.on_response_headers)
         };
-        let func = match func {
-            None => return Ok(Action::Continue),
-            Some(HeadersFn::V1(f)) => HeadersFn::V1(f.clone()),
-            Some(HeadersFn::V2(f)) => HeadersFn::V2(f.clone()),
+        let Some(func) = func else {
+            return Ok(Action::Continue);
         };
         let (ctx, n, eos) = (context as i32, num_headers as i32, end_of_stream as i32);
         let deadline = self.store.data().plugin.limits.callback_deadline;
         let action = self.with_stream(stream, |vm| {
-            vm.call(callback, deadline, |store| match &func {
+            vm.call(callback, deadline, |store| match func {
                 HeadersFn::V1(f) => f.call(store, (ctx, n)),
                 HeadersFn::V2(f) => f.call(store, (ctx, n, eos)),
             })
@@ -525,12 +525,13 @@ impl Vm {
         body_size: usize,
         end_of_stream: bool,
     ) -> Result<Action, VmError> {
+        let exports = Rc::clone(&self.exports);
         let (callback, func) = if request {
-            ("proxy_on_request_body", &self.exports.on_request_body)
+            ("proxy_on_request_body", &exports.on_request_body)
         } else {
-            ("proxy_on_response_body", &self.exports.on_response_body)
+            ("proxy_on_response_body", &exports.on_response_body)
         };
-        let Some(func) = func.clone() else {
+        let Some(func) = func else {
             return Ok(Action::Continue);
         };
         let args = (context as i32, body_size as i32, end_of_stream as i32);
@@ -549,11 +550,8 @@ impl Vm {
     ) -> Result<(), VmError> {
         let ctx = context as i32;
         let deadline = self.store.data().plugin.limits.callback_deadline;
-        let (done, log, delete) = (
-            self.exports.on_done.clone(),
-            self.exports.on_log.clone(),
-            self.exports.on_delete.clone(),
-        );
+        let exports = Rc::clone(&self.exports);
+        let (done, log, delete) = (&exports.on_done, &exports.on_log, &exports.on_delete);
         self.with_stream(stream, |vm| {
             if let Some(done) = done {
                 // A plugin that answers false wants to finish later with
