@@ -113,3 +113,40 @@ fn unreachable_upstream_is_a_502_with_a_reason() {
     assert_eq!(got.status, 502);
     assert_eq!(got.headers["x-weft-error"], "upstream connection failed");
 }
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_stops_accepting() {
+    let upstream = Upstream::start();
+    let mut weft = Weft::proxy(&hello_config(upstream.addr, 1));
+    let addr = weft.addr;
+    let slow = std::thread::spawn(move || send(addr, "GET", "/slow", &[], ""));
+    // Let the slow request reach the upstream, then ask weft to stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upstream
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never reached the upstream"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    weft.terminate();
+    weft.wait_for_log("shutting down");
+    // No new connections while draining...
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the listener is closed during the drain"
+    );
+    // ...but the request in flight completes.
+    let got = slow.join().unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.headers["x-hello"], "world");
+    let status = weft
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("weft exits after the drain");
+    assert!(status.success(), "{status:?}");
+}

@@ -43,6 +43,10 @@ pub struct ProxyConfig {
     /// The admin listener (`/ready`, `/metrics`, `/plugins`); none by default.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish
+    /// (no new connections are accepted meanwhile), in milliseconds.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
 }
 
 /// The admin listener. Bind it to loopback or a private address: it is
@@ -171,6 +175,10 @@ pub enum FailurePolicy {
     FailClosed,
     /// Skip the plugin and pass the request on.
     FailOpen,
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    30_000
 }
 
 fn default_connect_timeout_ms() -> u64 {

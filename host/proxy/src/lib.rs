@@ -194,6 +194,7 @@ impl Proxy {
 
         let stats: Vec<Arc<chain::PluginStats>> = plugins.iter().map(|_| Arc::default()).collect();
         let (shutdown, receiver) = watch::channel(false);
+        let drain = Duration::from_millis(config.drain_timeout_ms);
         let mut handles = Vec::with_capacity(workers + 1);
         if let Some(admin) = &config.admin {
             let state = admin::AdminState {
@@ -242,7 +243,7 @@ impl Proxy {
             let handle = std::thread::Builder::new()
                 .name(format!("weft-worker-{index}"))
                 .spawn(move || {
-                    if let Err(err) = worker::run(init, receiver) {
+                    if let Err(err) = worker::run(init, receiver, drain) {
                         tracing::error!(worker = index, "worker stopped: {err}");
                     }
                 })
@@ -261,7 +262,8 @@ impl Proxy {
         &self.listeners
     }
 
-    /// Stops accepting and waits for the workers to exit.
+    /// Stops accepting, lets in-flight requests finish (up to the
+    /// configured drain timeout) and waits for the workers to exit.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for worker in self.workers {

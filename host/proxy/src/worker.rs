@@ -47,10 +47,21 @@ pub(crate) struct Worker {
     pub(crate) plugins: Vec<RefCell<PluginSlot>>,
     pub(crate) clusters: Vec<ClusterPool>,
     connections: Cell<u64>,
+    /// Downstream connections open now, and a wake-up when one closes.
+    open: Cell<usize>,
+    closed: tokio::sync::Notify,
+    shutdown: watch::Receiver<bool>,
 }
 
-/// Runs a worker until `shutdown` turns true.
-pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+/// Runs a worker until `shutdown` turns true, then drains: it stops
+/// accepting, lets open connections finish their current request (each
+/// is told to close after it), and returns once they are all closed or
+/// `drain` has passed.
+pub(crate) fn run(
+    init: WorkerInit,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -63,6 +74,9 @@ pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io:
         let worker = Rc::new(Worker {
             index: init.index,
             connections: Cell::new(0),
+            open: Cell::new(0),
+            closed: tokio::sync::Notify::new(),
+            shutdown: shutdown.clone(),
             plugins: init
                 .plugins
                 .into_iter()
@@ -120,6 +134,19 @@ pub(crate) fn run(init: WorkerInit, shutdown: watch::Receiver<bool>) -> std::io:
         for task in accepting {
             let _ = task.await;
         }
+        let drained = tokio::time::timeout(drain, async {
+            while worker.open.get() > 0 {
+                worker.closed.notified().await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                worker = init.index,
+                open = worker.open.get(),
+                "drain deadline passed; closing the remaining connections"
+            );
+        }
         Ok(())
     })
 }
@@ -148,6 +175,7 @@ async fn serve(
     worker: Rc<Worker>,
     route: Rc<ListenerRoute>,
 ) {
+    let drain_worker = worker.clone();
     let id = worker.connections.get();
     worker.connections.set(id + 1);
     let connection = Rc::new(ConnectionInfo {
@@ -162,7 +190,20 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .serve_connection(TokioIo::new(tcp), service);
-    if let Err(err) = connection.await {
+    tokio::pin!(connection);
+    drain_worker.open.set(drain_worker.open.get() + 1);
+    let mut shutdown = drain_worker.shutdown.clone();
+    let result = tokio::select! {
+        result = &mut connection => result,
+        _ = shutdown.wait_for(|stop| *stop) => {
+            // Finish the request in flight, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    drain_worker.open.set(drain_worker.open.get() - 1);
+    drain_worker.closed.notify_waiters();
+    if let Err(err) = result {
         tracing::debug!(%peer, "downstream connection ended: {err}");
     }
 }

@@ -41,7 +41,8 @@ pub struct Seen {
 }
 
 /// A real HTTP/1.1 upstream on 127.0.0.1:0 that records every request and
-/// answers 200 with `x-upstream: yes` and body `upstream says hi`.
+/// answers 200 with `x-upstream: yes` and body `upstream says hi` (after
+/// a second for paths starting with `/slow`).
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -75,6 +76,9 @@ impl Upstream {
                             let record = record.clone();
                             async move {
                                 let (parts, body) = req.into_parts();
+                                if parts.uri.path().starts_with("/slow") {
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
                                 let body = body.collect().await?.to_bytes();
                                 record.lock().unwrap().push(Seen {
                                     method: parts.method.to_string(),
@@ -164,6 +168,30 @@ impl Weft {
             log,
             _dir: dir,
         }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits (up to `timeout`) for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// The process's log so far.
