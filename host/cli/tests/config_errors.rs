@@ -79,9 +79,9 @@ fn unknown_field_is_located() {
     check_refused(
         &["config", "check", "$FILE"],
         &file,
-        expect![
-            "error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`, `admin`, `drain_timeout_ms`"
-        ],
+        expect![[
+            r#"error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`, `admin`, `drain_timeout_ms`"#
+        ]],
     );
 }
 
