@@ -1,5 +1,6 @@
 //! `weft config check` and `weft proxy` refuse bad configuration with one
 //! error naming the file, the field and the problem, and exit with status 2.
+//! Snapshots: see the note at the top of host/config/tests/errors.rs.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 

@@ -1,5 +1,8 @@
 //! Every way a configuration file can be refused, and the message each gives.
-//! Update the snapshots with `UPDATE_EXPECT=1 cargo test -p weft-config`.
+//! Update the snapshots with `UPDATE_EXPECT=1 cargo test -p weft-config`,
+//! then put any that expect-test wrote as `expect!["..."]` back into the
+//! `expect![[r#"..."#]]` form: rustfmt breaks the former over lines, and
+//! expect-test cannot update it then.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
