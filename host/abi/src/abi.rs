@@ -196,3 +196,29 @@ impl std::fmt::Display for AbiVersion {
         })
     }
 }
+
+/// Which stream `proxy_continue_stream` / `proxy_close_stream` address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamType {
+    /// The HTTP request.
+    HttpRequest,
+    /// The HTTP response.
+    HttpResponse,
+    /// TCP data from downstream.
+    Downstream,
+    /// TCP data from upstream.
+    Upstream,
+}
+
+impl StreamType {
+    /// Decodes the ABI number.
+    pub fn from_abi(value: i32) -> Option<StreamType> {
+        Some(match value {
+            0 => StreamType::HttpRequest,
+            1 => StreamType::HttpResponse,
+            2 => StreamType::Downstream,
+            3 => StreamType::Upstream,
+            _ => return None,
+        })
+    }
+}

@@ -687,11 +687,19 @@ const LIMITS: &[(&str, &str)] = &[
     ),
     (
         "proxy_on_request_headers",
-        "PAUSE cannot be resumed yet: the request ends with 500",
+        "PAUSE waits until the plugin continues the stream from a timer or queue callback (30 s at most)",
     ),
     (
         "proxy_on_response_headers",
-        "PAUSE cannot be resumed yet: the request ends with 500",
+        "PAUSE waits until the plugin continues the stream from a timer or queue callback (30 s at most)",
+    ),
+    (
+        "proxy_continue_stream",
+        "HTTP request and response, from timer and queue callbacks",
+    ),
+    (
+        "proxy_set_effective_context",
+        "the root context, the running callback's context, or a stream paused by this VM (in timer and queue callbacks)",
     ),
 ];
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
-use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status};
+use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status, StreamType};
 use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
 use crate::shared::MetricKind;
 use crate::stream::LocalResponse;
-use crate::vm::HostState;
+use crate::vm::{ContextId, HostState, ROOT_CONTEXT, restore_effective_stream};
 use crate::wasi;
 
 /// The host functions weft links, by (module, name).
@@ -123,6 +123,29 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
         "proxy_set_buffer_bytes",
         |mut c: Caller<'_, HostState>, buffer: i32, start: i32, size: i32, dp: i32, dl: i32| {
             status(set_buffer_bytes(&mut c, buffer, start, size, (dp, dl)))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_set_effective_context",
+        |mut c: Caller<'_, HostState>, context: i32| {
+            status(set_effective_context(c.data_mut(), context as u32))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_continue_stream",
+        |mut c: Caller<'_, HostState>, stream: i32| {
+            let result = StreamType::from_abi(stream)
+                .ok_or(Status::BadArgument)
+                .map(|stream| {
+                    let state = c.data_mut();
+                    let context = state.effective_context;
+                    state.stream_actions.push((context, stream));
+                });
+            status(result.map_err(HostError::from))
         },
     )?;
     reg.define(
@@ -465,6 +488,27 @@ fn set_buffer_bytes(
     state
         .stream
         .set_buffer(buffer, start as u32 as usize, size as u32 as usize, data)?;
+    Ok(())
+}
+
+/// `proxy_set_effective_context`: the root context, the running callback's
+/// own context, or a paused context whose stream the embedder lent.
+fn set_effective_context(state: &mut HostState, context: ContextId) -> Result<(), HostError> {
+    restore_effective_stream(state);
+    if context == ROOT_CONTEXT || context == state.current_context {
+        state.effective_context = context;
+        return Ok(());
+    }
+    let index = state
+        .lent
+        .iter()
+        .position(|(lent, _)| *lent == context)
+        .ok_or(Status::BadArgument)?;
+    if let Some((_, lent)) = state.lent.get_mut(index) {
+        std::mem::swap(&mut state.stream, lent);
+        state.swapped = Some(index);
+        state.effective_context = context;
+    }
     Ok(())
 }
 

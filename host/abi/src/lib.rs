@@ -31,12 +31,12 @@ mod stream;
 mod vm;
 mod wasi;
 
-pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, Status};
+pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, Status, StreamType};
 pub use module::{Capabilities, LoadError, PluginModule};
 pub use runtime::{MetricsReader, Runtime, RuntimeError};
 pub use shared::{
     ForeignFunction, HISTOGRAM_BOUNDS, MAX_QUEUE_ITEMS, Metric, MetricKind, MetricValue,
     QueueNotifier,
 };
-pub use stream::{HttpStream, LocalResponse};
+pub use stream::{HttpStream, LocalResponse, NoStream};
 pub use vm::{ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError};

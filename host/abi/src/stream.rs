@@ -90,11 +90,12 @@ pub trait HttpStream: std::any::Any {
     }
 }
 
-/// The stream a store holds between callbacks: none. Zero-sized, so boxing
-/// it allocates nothing.
-pub(crate) struct Detached;
+/// No stream: what a store holds between callbacks, and what an embedder
+/// leaves in place of a stream it lent to a VM. Zero-sized, so boxing it
+/// allocates nothing.
+pub struct NoStream;
 
-impl HttpStream for Detached {
+impl HttpStream for NoStream {
     fn visit_map(&self, _: MapType, _: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
         Err(Status::NotFound)
     }

@@ -6,14 +6,17 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 
-use crate::abi::{AbiVersion, Action};
+use crate::abi::{AbiVersion, Action, StreamType};
 use crate::module::PluginModule;
 use crate::runtime::EPOCH_TICK;
 use crate::shared::{Metric, QueueNotifier, SharedState};
-use crate::stream::{Detached, HttpStream};
+use crate::stream::{HttpStream, NoStream};
 
 /// A context id, as the guest sees it.
 pub type ContextId = u32;
+
+/// The id of every VM's root (plugin) context.
+pub(crate) const ROOT_CONTEXT: ContextId = 1;
 
 /// What happens to a request when a plugin fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,6 +138,16 @@ pub(crate) struct HostState {
     pub(crate) tick_period: Option<Duration>,
     /// True during `proxy_on_vm_start`.
     pub(crate) starting: bool,
+    /// The context of the running callback (the root context outside
+    /// stream callbacks), and the one `proxy_set_effective_context` chose.
+    pub(crate) current_context: ContextId,
+    pub(crate) effective_context: ContextId,
+    /// Streams of paused contexts the embedder lent for root callbacks,
+    /// and which of them is swapped into `stream` now.
+    pub(crate) lent: Vec<(ContextId, Box<dyn HttpStream>)>,
+    pub(crate) swapped: Option<usize>,
+    /// What the plugin asked with `proxy_continue_stream`, per context.
+    pub(crate) stream_actions: Vec<(ContextId, StreamType)>,
     /// Told about new items on the queues this VM registers.
     pub(crate) queue_notifier: Option<QueueNotifier>,
     /// Metrics this VM has used, by id, so updates take no lock.
@@ -243,13 +256,18 @@ impl Vm {
                 plugin,
                 memory: None,
                 allocator: None,
-                stream: Box::new(Detached),
+                stream: Box::new(NoStream),
                 scratch: Vec::new(),
                 created: Instant::now(),
                 shared: module.shared.clone(),
                 tick_period: None,
                 queue_notifier: notifier,
                 starting: false,
+                current_context: ROOT_CONTEXT,
+                effective_context: ROOT_CONTEXT,
+                lent: Vec::new(),
+                swapped: None,
+                stream_actions: Vec::new(),
                 metrics: Vec::new(),
                 limits,
             },
@@ -327,7 +345,7 @@ impl Vm {
         let mut vm = Vm {
             store,
             exports: Rc::new(exports),
-            root_context: 1,
+            root_context: ROOT_CONTEXT,
             next_context: 2,
             failed: false,
         };
@@ -494,7 +512,7 @@ impl Vm {
         };
         let (ctx, n, eos) = (context as i32, num_headers as i32, end_of_stream as i32);
         let deadline = self.store.data().plugin.limits.callback_deadline;
-        let action = self.with_stream(stream, |vm| {
+        let action = self.with_stream(context, stream, |vm| {
             vm.call(callback, deadline, |store| match func {
                 HeadersFn::V1(f) => f.call(store, (ctx, n)),
                 HeadersFn::V2(f) => f.call(store, (ctx, n, eos)),
@@ -536,7 +554,7 @@ impl Vm {
         };
         let args = (context as i32, body_size as i32, end_of_stream as i32);
         let deadline = self.store.data().plugin.limits.callback_deadline;
-        let action = self.with_stream(stream, |vm| {
+        let action = self.with_stream(context, stream, |vm| {
             vm.call(callback, deadline, |store| func.call(store, args))
         })?;
         Ok(Action::from_abi(action))
@@ -552,7 +570,7 @@ impl Vm {
         let deadline = self.store.data().plugin.limits.callback_deadline;
         let exports = Rc::clone(&self.exports);
         let (done, log, delete) = (&exports.on_done, &exports.on_log, &exports.on_delete);
-        self.with_stream(stream, |vm| {
+        self.with_stream(context, stream, |vm| {
             if let Some(done) = done {
                 // A plugin that answers false wants to finish later with
                 // proxy_done; delayed finalisation lands with the full ABI,
@@ -569,16 +587,44 @@ impl Vm {
         })
     }
 
-    /// Runs `f` with `stream` visible to the host functions.
+    /// Runs `f` as stream context `context`, with `stream` visible to the
+    /// host functions.
     fn with_stream<R>(
         &mut self,
+        context: ContextId,
         stream: &mut Box<dyn HttpStream>,
         f: impl FnOnce(&mut Vm) -> R,
     ) -> R {
-        std::mem::swap(&mut self.store.data_mut().stream, stream);
+        let state = self.store.data_mut();
+        std::mem::swap(&mut state.stream, stream);
+        state.current_context = context;
         let result = f(self);
-        std::mem::swap(&mut self.store.data_mut().stream, stream);
+        let state = self.store.data_mut();
+        state.current_context = ROOT_CONTEXT;
+        std::mem::swap(&mut state.stream, stream);
+        // Resuming streams from stream callbacks is not supported yet: only
+        // what root callbacks ask is acted on.
+        state.stream_actions.clear();
         result
+    }
+
+    /// Lends the streams of paused contexts to the VM, so that a root
+    /// callback (a timer, a queue) can reach them through
+    /// `proxy_set_effective_context`. Take them back with
+    /// [`Vm::take_lent_streams`] after the callback.
+    pub fn lend_streams(&mut self, streams: Vec<(ContextId, Box<dyn HttpStream>)>) {
+        self.store.data_mut().lent = streams;
+    }
+
+    /// The streams lent with [`Vm::lend_streams`], in the same order.
+    pub fn take_lent_streams(&mut self) -> Vec<(ContextId, Box<dyn HttpStream>)> {
+        std::mem::take(&mut self.store.data_mut().lent)
+    }
+
+    /// The contexts the plugin asked to continue (`proxy_continue_stream`)
+    /// since the last call, with the stream it named.
+    pub fn take_stream_actions(&mut self) -> Vec<(ContextId, StreamType)> {
+        std::mem::take(&mut self.store.data_mut().stream_actions)
     }
 
     /// Calls into the guest with a CPU deadline; a trap or timeout marks the
@@ -595,7 +641,11 @@ impl Vm {
             });
         }
         self.store.set_epoch_deadline(ticks(deadline));
-        f(&mut self.store).map_err(|err| {
+        let state = self.store.data_mut();
+        state.effective_context = state.current_context;
+        let result = f(&mut self.store);
+        restore_effective_stream(self.store.data_mut());
+        result.map_err(|err| {
             self.failed = true;
             let plugin = self.plugin_name().to_string();
             let error = if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
@@ -618,6 +668,17 @@ impl Vm {
             error
         })
     }
+}
+
+/// Puts a lent stream that `proxy_set_effective_context` swapped in back
+/// where it was lent.
+pub(crate) fn restore_effective_stream(state: &mut HostState) {
+    if let Some(index) = state.swapped.take()
+        && let Some((_, lent)) = state.lent.get_mut(index)
+    {
+        std::mem::swap(&mut state.stream, lent);
+    }
+    state.effective_context = state.current_context;
 }
 
 /// Epoch ticks for a deadline, rounded up, plus one because the current tick

@@ -465,3 +465,75 @@ fn shared_queue_items_reach_the_registering_vm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A filter that pauses every request in its headers callback and lets it
+/// go on from its next timer tick, after adding `x-delayed: yes` to it
+/// (reaching the paused stream with proxy_set_effective_context).
+const DELAYER: &str = r#"(module
+  (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
+  (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $paused (mut i32) (i32.const 0))
+  (data (i32.const 100) "x-delayed")
+  (data (i32.const 120) "yes")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $set_tick (i32.const 30))) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param $ctx i32) (param i32 i32) (result i32)
+    (global.set $paused (local.get $ctx))
+    (i32.const 1))
+  (func (export "proxy_on_tick") (param i32)
+    (if (global.get $paused)
+      (then
+        (if (i32.eqz (call $effective (global.get $paused)))
+          (then
+            (drop (call $add (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 120) (i32.const 3)))
+            (drop (call $continue (i32.const 0)))))
+        (global.set $paused (i32.const 0))))))"#;
+
+#[test]
+fn a_paused_request_goes_on_when_the_filter_continues_it_from_a_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("delayer.wat");
+    std::fs::write(&module, DELAYER).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [delayer]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: delayer\n    module: {}\n",
+        upstream.addr,
+        module.display()
+    ));
+    let got = send(weft.addr, "GET", "/later", &[], "");
+    assert_eq!(got.status, 200, "{}", weft.log());
+    assert_eq!(got.body, "upstream says hi");
+    let seen = upstream.seen.lock().unwrap();
+    assert_eq!(
+        seen[0].headers["x-delayed"], "yes",
+        "the tick edited the paused request"
+    );
+}
+
+#[test]
+fn a_paused_request_fails_closed_when_the_plugin_crashes_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("crasher.wat");
+    // The same filter, but its timer traps instead of continuing.
+    let crasher = DELAYER.replace(
+        "(if (i32.eqz (call $effective (global.get $paused)))",
+        "(if (i32.eqz (call $effective (global.get $paused))) (then unreachable))\n        (if (i32.const 0)",
+    );
+    std::fs::write(&module, crasher).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [delayer]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: delayer\n    module: {}\n",
+        upstream.addr,
+        module.display()
+    ));
+    let got = send(weft.addr, "GET", "/later", &[], "");
+    assert_eq!(got.status, 503, "{}", weft.log());
+    assert_eq!(got.headers["x-weft-error"], "filter `delayer` failed");
+    assert!(upstream.seen.lock().unwrap().is_empty());
+}

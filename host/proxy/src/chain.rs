@@ -1,14 +1,15 @@
 //! The filter chain: a worker's plugin VMs and how one stream runs through them.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use weft_abi::{
-    Action, ContextId, FailurePolicy, HttpStream, LocalResponse, Plugin, QueueNotifier, Vm, VmError,
+    Action, ContextId, FailurePolicy, HttpStream, LocalResponse, NoStream, Plugin, QueueNotifier,
+    Vm, VmError,
 };
 
 use crate::stream::ProxyStream;
@@ -37,7 +38,28 @@ pub(crate) struct PluginSlot {
     started: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// Streams paused by this plugin, waiting for it to continue them.
+    paused: Vec<Paused>,
 }
+
+/// A stream a plugin paused in a headers callback.
+pub(crate) struct Paused {
+    context: ContextId,
+    generation: u64,
+    filters: Weak<RefCell<StreamFilters>>,
+    resume: Rc<Resume>,
+}
+
+/// How a paused stream learns it may go on: `outcome` is `Some(true)` when
+/// the plugin continued it, `Some(false)` when the plugin's VM failed.
+#[derive(Default)]
+pub(crate) struct Resume {
+    notify: tokio::sync::Notify,
+    outcome: Cell<Option<bool>>,
+}
+
+/// How long a plugin may keep a stream paused before the request fails.
+pub(crate) const PAUSE_LIMIT: Duration = Duration::from_secs(30);
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -60,6 +82,7 @@ impl PluginSlot {
             started: None,
             retry_at: None,
             backoff: MIN_BACKOFF,
+            paused: Vec::new(),
         }
     }
 
@@ -84,20 +107,84 @@ impl PluginSlot {
     /// Delivers `proxy_on_tick`; a failure is logged and the VM recreated
     /// on its next use.
     pub(crate) fn tick(&mut self) {
-        if let Ok((vm, _)) = self.vm()
-            && let Err(err) = vm.on_tick()
-        {
-            self.note_failure(&err);
+        self.root_callback(Vm::on_tick);
+    }
+
+    /// Runs a root callback with the streams this plugin paused lent to
+    /// the VM (so that `proxy_set_effective_context` reaches them), then
+    /// wakes the streams the plugin continued.
+    fn root_callback(&mut self, callback: impl FnOnce(&mut Vm) -> Result<(), VmError>) {
+        let Ok((_, generation)) = self.vm() else {
+            return;
+        };
+        let mut holders = Vec::new();
+        let mut lent = Vec::new();
+        for paused in self.paused.iter().filter(|p| p.generation == generation) {
+            let Some(filters) = paused.filters.upgrade() else {
+                continue;
+            };
+            let Ok(mut f) = filters.try_borrow_mut() else {
+                continue;
+            };
+            lent.push((
+                paused.context,
+                std::mem::replace(&mut f.stream, Box::new(NoStream)),
+            ));
+            drop(f);
+            holders.push(filters);
         }
+        let Some(vm) = self.vm.as_mut() else {
+            return;
+        };
+        vm.lend_streams(lent);
+        let result = callback(vm);
+        let back = vm.take_lent_streams();
+        let continued = vm.take_stream_actions();
+        for ((_, stream), filters) in back.into_iter().zip(&holders) {
+            filters.borrow_mut().stream = stream;
+        }
+        if let Err(err) = result {
+            self.note_failure(&err);
+            return;
+        }
+        for (context, _) in continued {
+            if let Some(index) = self
+                .paused
+                .iter()
+                .position(|p| p.context == context && p.generation == generation)
+            {
+                let paused = self.paused.swap_remove(index);
+                paused.resume.outcome.set(Some(true));
+                paused.resume.notify.notify_one();
+            }
+        }
+    }
+
+    /// Records a stream paused by this plugin; it waits on `resume`.
+    pub(crate) fn park(
+        &mut self,
+        context: ContextId,
+        generation: u64,
+        filters: &SharedFilters,
+        resume: Rc<Resume>,
+    ) {
+        self.paused.push(Paused {
+            context,
+            generation,
+            filters: Rc::downgrade(filters),
+            resume,
+        });
+    }
+
+    /// Forgets a paused stream (it gave up waiting).
+    pub(crate) fn unpark(&mut self, context: ContextId, generation: u64) {
+        self.paused
+            .retain(|p| !(p.context == context && p.generation == generation));
     }
 
     /// Delivers `proxy_on_queue_ready` for a queue this plugin registered.
     pub(crate) fn queue_ready(&mut self, queue: u32) {
-        if let Ok((vm, _)) = self.vm()
-            && let Err(err) = vm.on_queue_ready(queue)
-        {
-            self.note_failure(&err);
-        }
+        self.root_callback(|vm| vm.on_queue_ready(queue));
     }
 
     /// Handles a callback's failure: counts it and, if the VM marked itself
@@ -113,9 +200,14 @@ impl PluginSlot {
         self.retire_failed_vm();
     }
 
-    /// Drops a failed VM and schedules its replacement.
+    /// Drops a failed VM and schedules its replacement. Streams it had
+    /// paused learn that it failed.
     fn retire_failed_vm(&mut self) {
         self.vm = None;
+        for paused in self.paused.drain(..) {
+            paused.resume.outcome.set(Some(false));
+            paused.resume.notify.notify_one();
+        }
         if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
             self.backoff = MIN_BACKOFF;
         }
@@ -188,9 +280,15 @@ pub(crate) enum Stop {
     Local(LocalResponse),
     /// A fail-closed plugin failed.
     Failed { plugin: String },
-    /// A plugin paused the stream where nothing in this build can resume
-    /// it (a headers callback, or a body callback at the end of the body).
-    Paused { plugin: String },
+    /// A plugin paused the stream. From a headers callback it may continue
+    /// it later (`resume`); a body callback at the end of the body cannot
+    /// be resumed in this build.
+    Paused {
+        plugin: String,
+        resume: Option<Resumable>,
+    },
+    /// A plugin kept the stream paused longer than `PAUSE_LIMIT`.
+    TimedOut { plugin: String },
     /// A plugin held back more body than `MAX_HELD_BODY`.
     TooLarge { plugin: String },
 }
@@ -201,7 +299,11 @@ impl Stop {
         match self {
             Stop::Local(local) => format!("a filter answered locally with status {}", local.status),
             Stop::Failed { plugin } => format!("filter `{plugin}` failed"),
-            Stop::Paused { plugin } => format!("filter `{plugin}` paused the stream"),
+            Stop::Paused { plugin, .. } => format!("filter `{plugin}` paused the stream"),
+            Stop::TimedOut { plugin } => format!(
+                "filter `{plugin}` paused the stream and did not continue it within {}s",
+                PAUSE_LIMIT.as_secs()
+            ),
             Stop::TooLarge { plugin } => {
                 format!(
                     "filter `{plugin}` held back more than {} MiB of body",
@@ -210,6 +312,16 @@ impl Stop {
             }
         }
     }
+}
+
+/// Where a paused headers phase picks up: the step after the plugin that
+/// paused, once that plugin continues the stream.
+#[derive(Clone, Copy)]
+pub(crate) struct Resumable {
+    pub(crate) step: usize,
+    pub(crate) plugin: usize,
+    pub(crate) context: ContextId,
+    pub(crate) generation: u64,
 }
 
 /// Which callback a phase runs.
@@ -300,9 +412,14 @@ impl StreamFilters {
     pub(crate) fn run_headers(
         &mut self,
         phase: Phase,
-        header_count: usize,
+        start: usize,
         end_of_stream: bool,
     ) -> Result<(), Stop> {
+        let header_count = match (phase, self.state()) {
+            (Phase::RequestHeaders, Some(state)) => state.request_header_count(),
+            (_, Some(state)) => state.response_header_count(),
+            (_, None) => 0,
+        };
         // Indices rather than an iterator: `active` changes as plugins run (a
         // failed plugin's context is dropped). Walking it backwards stays valid
         // because only the current entry can be removed.
@@ -310,7 +427,7 @@ impl StreamFilters {
             Phase::RequestHeaders => self.route.chain.len(),
             _ => self.active.len(),
         };
-        for step in 0..steps {
+        for step in start..steps {
             let plugin = match phase {
                 Phase::RequestHeaders => self.route.chain.get(step).copied(),
                 _ => self.active.get(steps - 1 - step).map(|c| c.plugin),
@@ -331,8 +448,19 @@ impl StreamFilters {
             match self.outcome(plugin, outcome)? {
                 Action::Continue => {}
                 Action::Pause => {
+                    let resume =
+                        self.active
+                            .iter()
+                            .find(|c| c.plugin == plugin)
+                            .map(|c| Resumable {
+                                step,
+                                plugin,
+                                context: c.context,
+                                generation: c.generation,
+                            });
                     return Err(Stop::Paused {
                         plugin: self.worker.plugins[plugin].borrow().name().to_string(),
+                        resume,
                     });
                 }
             }
@@ -403,7 +531,10 @@ impl StreamFilters {
                 Action::Pause => {
                     let plugin = self.worker.plugins[ctx.plugin].borrow().name().to_string();
                     if end_of_stream {
-                        return Err(Stop::Paused { plugin });
+                        return Err(Stop::Paused {
+                            plugin,
+                            resume: None,
+                        });
                     }
                     if data.len() > MAX_HELD_BODY {
                         return Err(Stop::TooLarge { plugin });
@@ -442,6 +573,48 @@ impl StreamFilters {
                 Err(Stop::Failed {
                     plugin: slot.name().to_string(),
                 })
+            }
+        }
+    }
+}
+
+/// Runs a headers phase to its end, waiting wherever a plugin pauses
+/// until it continues the stream (from a timer or queue callback), fails,
+/// or `PAUSE_LIMIT` passes.
+pub(crate) async fn run_headers_phase(
+    worker: &Worker,
+    filters: &SharedFilters,
+    phase: Phase,
+    end_of_stream: bool,
+) -> Result<(), Stop> {
+    let mut start = 0;
+    loop {
+        let outcome = filters
+            .borrow_mut()
+            .run_headers(phase, start, end_of_stream);
+        let (plugin, resume) = match outcome {
+            Err(Stop::Paused {
+                plugin,
+                resume: Some(resume),
+            }) => (plugin, resume),
+            other => return other,
+        };
+        let waiting = Rc::new(Resume::default());
+        worker.plugins[resume.plugin].borrow_mut().park(
+            resume.context,
+            resume.generation,
+            filters,
+            waiting.clone(),
+        );
+        let waited = tokio::time::timeout(PAUSE_LIMIT, waiting.notify.notified()).await;
+        match (waited, waiting.outcome.get()) {
+            (Ok(()), Some(true)) => start = resume.step + 1,
+            (Ok(()), _) => return Err(Stop::Failed { plugin }),
+            (Err(_), _) => {
+                worker.plugins[resume.plugin]
+                    .borrow_mut()
+                    .unpark(resume.context, resume.generation);
+                return Err(Stop::TimedOut { plugin });
             }
         }
     }

@@ -19,7 +19,9 @@ use tokio::sync::{oneshot, watch};
 use weft_abi::{HttpStream, LocalResponse, Plugin, QueueNotifier};
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::chain::{Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters};
+use crate::chain::{
+    Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters, run_headers_phase,
+};
 use crate::cluster::ClusterPool;
 use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, strip_hop_by_hop};
 
@@ -231,13 +233,11 @@ async fn handle(
     )));
     let request_ended = body.is_end_stream();
 
-    if filtered {
-        let mut f = filters.borrow_mut();
-        let count = f.state().map_or(0, |s| s.request_header_count());
-        if let Err(stop) = f.run_headers(Phase::RequestHeaders, count, request_ended) {
-            drop(f);
-            return Ok(stopped(stop, filters));
-        }
+    if filtered
+        && let Err(stop) =
+            run_headers_phase(&worker, &filters, Phase::RequestHeaders, request_ended).await
+    {
+        return Ok(stopped(stop, filters));
     }
 
     // Body callbacks run on the body as it streams upstream; a plugin that
@@ -306,22 +306,19 @@ async fn handle(
     strip_hop_by_hop(&mut parts.headers);
     let mut response_callbacks = false;
     if filtered {
-        let mut f = filters.borrow_mut();
         let response_ended = body.is_end_stream();
-        let count = match f.state() {
-            Some(state) => {
-                state.response = Some(ResponseHead {
-                    status: parts.status,
-                    headers: std::mem::take(&mut parts.headers),
-                });
-                state.response_header_count()
-            }
-            None => 0,
-        };
-        if let Err(stop) = f.run_headers(Phase::ResponseHeaders, count, response_ended) {
-            drop(f);
+        if let Some(state) = filters.borrow_mut().state() {
+            state.response = Some(ResponseHead {
+                status: parts.status,
+                headers: std::mem::take(&mut parts.headers),
+            });
+        }
+        if let Err(stop) =
+            run_headers_phase(&worker, &filters, Phase::ResponseHeaders, response_ended).await
+        {
             return Ok(stopped(stop, filters));
         }
+        let mut f = filters.borrow_mut();
         if let Some(head) = f.state().and_then(|s| s.response.as_ref()) {
             // The filters keep seeing the response headers until on_log.
             parts.status = head.status;
@@ -351,12 +348,16 @@ fn stopped(stop: Stop, filters: SharedFilters) -> Response<ResponseBody> {
         Stop::Failed { .. } => {
             error_response(StatusCode::SERVICE_UNAVAILABLE, &stop.describe(), filters)
         }
-        Stop::Paused { ref plugin } => {
+        Stop::Paused { ref plugin, .. } => {
             tracing::error!(
                 plugin,
-                "the filter paused the stream where nothing can resume it yet (proxy_continue_stream and call-outs are not implemented)"
+                "the filter paused the stream where it cannot be resumed (at the end of a body)"
             );
             error_response(StatusCode::INTERNAL_SERVER_ERROR, &stop.describe(), filters)
+        }
+        Stop::TimedOut { .. } => {
+            tracing::warn!("{}", stop.describe());
+            error_response(StatusCode::GATEWAY_TIMEOUT, &stop.describe(), filters)
         }
         Stop::TooLarge { .. } => {
             tracing::warn!("{}", stop.describe());
