@@ -687,19 +687,23 @@ const LIMITS: &[(&str, &str)] = &[
     ),
     (
         "proxy_on_request_headers",
-        "PAUSE waits until the plugin continues the stream from a timer or queue callback (30 s at most)",
+        "PAUSE waits until the plugin continues the stream (or answers locally) from a timer, queue or call-out callback (30 s at most)",
     ),
     (
         "proxy_on_response_headers",
-        "PAUSE waits until the plugin continues the stream from a timer or queue callback (30 s at most)",
+        "PAUSE waits until the plugin continues the stream (or answers locally) from a timer, queue or call-out callback (30 s at most)",
     ),
     (
         "proxy_continue_stream",
-        "HTTP request and response, from timer and queue callbacks",
+        "HTTP request and response, from timer, queue and call-out callbacks",
+    ),
+    (
+        "proxy_http_call",
+        "to the proxy's clusters by name, over its pools; a failed or timed-out call arrives with no headers",
     ),
     (
         "proxy_set_effective_context",
-        "the root context, the running callback's context, or a stream paused by this VM (in timer and queue callbacks)",
+        "the root context, the running callback's context, or a stream paused by this VM (in timer, queue and call-out callbacks)",
     ),
 ];
 

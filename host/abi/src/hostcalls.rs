@@ -10,8 +10,10 @@ use std::time::Duration;
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
 use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status, StreamType};
+use crate::callout::{HttpCall, Pairs};
 use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
 use crate::shared::MetricKind;
+use crate::stream::HttpStream;
 use crate::stream::LocalResponse;
 use crate::vm::{ContextId, HostState, ROOT_CONTEXT, restore_effective_stream};
 use crate::wasi;
@@ -123,6 +125,29 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
         "proxy_set_buffer_bytes",
         |mut c: Caller<'_, HostState>, buffer: i32, start: i32, size: i32, dp: i32, dl: i32| {
             status(set_buffer_bytes(&mut c, buffer, start, size, (dp, dl)))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_http_call",
+        |mut c: Caller<'_, HostState>,
+         up: i32,
+         ul: i32,
+         hp: i32,
+         hl: i32,
+         bp: i32,
+         bl: i32,
+         tp: i32,
+         tl: i32,
+         timeout: i32,
+         ret: i32| {
+            status(http_call(
+                &mut c,
+                [(up, ul), (hp, hl), (bp, bl), (tp, tl)],
+                timeout,
+                ret,
+            ))
         },
     )?;
     reg.define(
@@ -452,7 +477,7 @@ fn get_buffer_bytes(
         let state = c.data();
         let bytes = match configuration_buffer(&plugin, buffer) {
             Some(bytes) => Ok(bytes),
-            None => state.stream.buffer(buffer),
+            None => buffer_reader(state, buffer).buffer(buffer),
         };
         bytes.and_then(|bytes| {
             let end = start.saturating_add(max).min(bytes.len());
@@ -488,6 +513,33 @@ fn set_buffer_bytes(
     state
         .stream
         .set_buffer(buffer, start as u32 as usize, size as u32 as usize, data)?;
+    Ok(())
+}
+
+/// `proxy_http_call`: hands the call to the embedder's caller.
+fn http_call(
+    c: &mut Caller<'_, HostState>,
+    [upstream, headers, body, trailers]: [(i32, i32); 4],
+    timeout: i32,
+    ret: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let caller = state.http_caller.clone().ok_or(Status::Unimplemented)?;
+    let owned = |pairs: Vec<Pair<'_>>| -> Pairs {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    };
+    let call = HttpCall {
+        upstream: text(slice(mem, upstream.0, upstream.1)?)?.to_string(),
+        headers: owned(parse_pairs(slice(mem, headers.0, headers.1)?)?),
+        body: slice(mem, body.0, body.1)?.to_vec(),
+        trailers: owned(parse_pairs(slice(mem, trailers.0, trailers.1)?)?),
+        timeout: Duration::from_millis(u64::from(timeout as u32)),
+    };
+    let token = caller(call)?;
+    write_u32(mem, ret, token)?;
     Ok(())
 }
 
@@ -532,7 +584,7 @@ fn get_buffer_status(
     let (mem, state) = split(c)?;
     let len = match configuration_buffer(&state.plugin, buffer) {
         Some(bytes) => bytes.len(),
-        None => state.stream.buffer(buffer)?.len(),
+        None => buffer_reader(state, buffer).buffer(buffer)?.len(),
     };
     write_u32(mem, ret_len, len as u32)?;
     write_u32(mem, ret_flags, 0)?;
@@ -554,6 +606,25 @@ fn call_foreign_function(
     })
 }
 
+/// Where a map is read from: an HTTP call's answer while
+/// `proxy_on_http_call_response` runs, the stream otherwise.
+fn reader(state: &HostState, map: MapType) -> &dyn HttpStream {
+    match (map, &state.call_response) {
+        (MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers, Some(response)) => {
+            response
+        }
+        _ => &*state.stream,
+    }
+}
+
+/// Where a buffer is read from (see [`reader`]).
+fn buffer_reader(state: &HostState, buffer: BufferType) -> &dyn HttpStream {
+    match (buffer, &state.call_response) {
+        (BufferType::HttpCallResponseBody, Some(response)) => response,
+        _ => &*state.stream,
+    }
+}
+
 fn map_type(map: i32) -> Result<MapType, Status> {
     MapType::from_abi(map).ok_or(Status::BadArgument)
 }
@@ -568,7 +639,7 @@ fn get_header_map_pairs(
     // First pass: the serialised size (count, lengths, then each key and
     // value NUL-terminated), so the guest allocates once.
     let (mut count, mut len) = (0usize, 4usize);
-    c.data().stream.visit_map(map, &mut |k, v| {
+    reader(c.data(), map).visit_map(map, &mut |k, v| {
         count += 1;
         len += 8 + k.len() + 1 + v.len() + 1;
     })?;
@@ -578,7 +649,7 @@ fn get_header_map_pairs(
         dst[..4].copy_from_slice(&(count as u32).to_le_bytes());
         let mut sizes = 4;
         let mut data = 4 + count * 8;
-        let _ = state.stream.visit_map(map, &mut |k, v| {
+        let _ = reader(state, map).visit_map(map, &mut |k, v| {
             dst[sizes..sizes + 4].copy_from_slice(&(k.len() as u32).to_le_bytes());
             dst[sizes + 4..sizes + 8].copy_from_slice(&(v.len() as u32).to_le_bytes());
             sizes += 8;
@@ -641,9 +712,7 @@ fn set_header_map_pairs(
 fn get_header_map_size(c: &mut Caller<'_, HostState>, map: i32, ret: i32) -> Result<(), HostError> {
     let map = map_type(map)?;
     let mut len = 4usize;
-    c.data()
-        .stream
-        .visit_map(map, &mut |k, v| len += 8 + k.len() + 1 + v.len() + 1)?;
+    reader(c.data(), map).visit_map(map, &mut |k, v| len += 8 + k.len() + 1 + v.len() + 1)?;
     let (mem, _) = split(c)?;
     write_u32(mem, ret, len as u32)?;
     Ok(())
@@ -662,7 +731,7 @@ fn get_header_map_value(
     let key = slice(mem, kp, kl)?;
     let mut scratch = std::mem::take(&mut state.scratch);
     scratch.clear();
-    match state.stream.map_value(map, key)? {
+    match reader(state, map).map_value(map, key)? {
         Some(value) => scratch.extend_from_slice(value),
         // ABI 0.1.0 answered OK with an empty value for a missing key.
         None if state.plugin.module.abi_version() == AbiVersion::V0_1_0 => {}

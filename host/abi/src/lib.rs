@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod abi;
+mod callout;
 pub mod coverage;
 mod hostcalls;
 mod memory;
@@ -32,6 +33,7 @@ mod vm;
 mod wasi;
 
 pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, Status, StreamType};
+pub use callout::{HttpCall, HttpCallResponse, HttpCaller, Pairs};
 pub use module::{Capabilities, LoadError, PluginModule};
 pub use runtime::{MetricsReader, Runtime, RuntimeError};
 pub use shared::{
@@ -39,4 +41,4 @@ pub use shared::{
     QueueNotifier,
 };
 pub use stream::{HttpStream, LocalResponse, NoStream};
-pub use vm::{ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError};
+pub use vm::{ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError, VmHooks};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::abi::{AbiVersion, Action, StreamType};
+use crate::callout::{HttpCallResponse, HttpCaller};
 use crate::module::PluginModule;
 use crate::runtime::EPOCH_TICK;
 use crate::shared::{Metric, QueueNotifier, SharedState};
@@ -26,6 +27,16 @@ pub enum FailurePolicy {
     FailClosed,
     /// Skip the plugin.
     FailOpen,
+}
+
+/// What the embedder gives a VM to serve some host functions.
+#[derive(Default, Clone)]
+pub struct VmHooks {
+    /// Told about new items on the shared queues the VM registers.
+    pub queue_notifier: Option<QueueNotifier>,
+    /// Starts the VM's `proxy_http_call`s; without it they answer
+    /// UNIMPLEMENTED.
+    pub http_caller: Option<HttpCaller>,
 }
 
 /// Resource limits of one VM.
@@ -150,6 +161,10 @@ pub(crate) struct HostState {
     pub(crate) stream_actions: Vec<(ContextId, StreamType)>,
     /// Told about new items on the queues this VM registers.
     pub(crate) queue_notifier: Option<QueueNotifier>,
+    /// Starts `proxy_http_call`s.
+    pub(crate) http_caller: Option<HttpCaller>,
+    /// The answer `proxy_on_http_call_response` is reading.
+    pub(crate) call_response: Option<HttpCallResponse>,
     /// Metrics this VM has used, by id, so updates take no lock.
     pub(crate) metrics: Vec<Option<Arc<Metric>>>,
     limits: StoreLimits,
@@ -184,6 +199,7 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_configure",
     "proxy_on_tick",
     "proxy_on_queue_ready",
+    "proxy_on_http_call_response",
     "proxy_on_request_headers",
     "proxy_on_response_headers",
     "proxy_on_request_body",
@@ -192,6 +208,10 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_log",
     "proxy_on_delete",
 ];
+
+/// `proxy_on_http_call_response`'s arguments: context, token, header
+/// count, body size, trailer count.
+type CallResponseArgs = (i32, i32, i32, i32, i32);
 
 /// Headers callbacks changed arity between ABI versions.
 enum HeadersFn {
@@ -214,6 +234,7 @@ struct Exports {
     on_delete: Option<TypedFunc<i32, ()>>,
     on_tick: Option<TypedFunc<i32, ()>>,
     on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+    on_http_call_response: Option<TypedFunc<CallResponseArgs, ()>>,
 }
 
 /// One instance of a plugin's module with its root context created, started
@@ -233,15 +254,12 @@ impl Vm {
     /// `_initialize`, `proxy_on_context_create(root)`, `proxy_on_vm_start`,
     /// `proxy_on_configure`. Any failure or refusal is an error.
     pub fn new(plugin: Arc<Plugin>) -> Result<Vm, VmError> {
-        Vm::with_queue_notifier(plugin, None)
+        Vm::with_hooks(plugin, VmHooks::default())
     }
 
-    /// [`Vm::new`], with `notifier` told about new items on the shared
-    /// queues this VM registers (it may register them while starting).
-    pub fn with_queue_notifier(
-        plugin: Arc<Plugin>,
-        notifier: Option<QueueNotifier>,
-    ) -> Result<Vm, VmError> {
+    /// [`Vm::new`], with the embedder's `hooks` (a plugin may use them
+    /// while it starts).
+    pub fn with_hooks(plugin: Arc<Plugin>, hooks: VmHooks) -> Result<Vm, VmError> {
         let module = plugin.module.inner.clone();
         let limits = StoreLimitsBuilder::new()
             .memory_size(plugin.limits.memory_bytes)
@@ -261,7 +279,9 @@ impl Vm {
                 created: Instant::now(),
                 shared: module.shared.clone(),
                 tick_period: None,
-                queue_notifier: notifier,
+                queue_notifier: hooks.queue_notifier,
+                http_caller: hooks.http_caller,
+                call_response: None,
                 starting: false,
                 current_context: ROOT_CONTEXT,
                 effective_context: ROOT_CONTEXT,
@@ -335,6 +355,7 @@ impl Vm {
             on_delete: optional!("proxy_on_delete"),
             on_tick: optional!("proxy_on_tick"),
             on_queue_ready: optional!("proxy_on_queue_ready"),
+            on_http_call_response: optional!("proxy_on_http_call_response"),
         };
         // The spec: `_initialize` then `main` when both are exported, else `_start`.
         let (initialize, main) = match instance.get_func(&mut store, "_initialize") {
@@ -456,6 +477,34 @@ impl Vm {
         self.call("proxy_on_queue_ready", deadline, |store| {
             ready.call(store, (root, queue_id as i32))
         })
+    }
+
+    /// `proxy_on_http_call_response` on the root context: the answer to
+    /// the call `token`, or `None` when the call failed (no headers).
+    pub fn on_http_call_response(
+        &mut self,
+        token: u32,
+        response: Option<HttpCallResponse>,
+    ) -> Result<(), VmError> {
+        let exports = Rc::clone(&self.exports);
+        let Some(callback) = &exports.on_http_call_response else {
+            return Ok(());
+        };
+        let sizes = response.as_ref().map_or((0, 0, 0), |r| {
+            (
+                r.headers.len() as i32,
+                r.body.len() as i32,
+                r.trailers.len() as i32,
+            )
+        });
+        self.store.data_mut().call_response = response;
+        let root = self.root_context as i32;
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        let result = self.call("proxy_on_http_call_response", deadline, |store| {
+            callback.call(store, (root, token as i32, sizes.0, sizes.1, sizes.2))
+        });
+        self.store.data_mut().call_response = None;
+        result
     }
 
     /// Creates a stream context (`proxy_on_context_create(id, root)`).

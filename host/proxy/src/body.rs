@@ -95,9 +95,11 @@ impl BodyFilters {
     }
 }
 
-/// The downstream body on its way upstream.
+/// The downstream body on its way upstream (or a call-out's body).
 pub struct RequestBody {
-    inner: Incoming,
+    inner: Option<Incoming>,
+    /// A body the proxy makes itself (call-outs).
+    full: Option<Bytes>,
     filters: Option<BodyFilters>,
     /// Tells the request handler why a plugin stopped the body, so that it
     /// can answer the client (a local response, 503, 413...).
@@ -113,12 +115,14 @@ impl RequestBody {
     ) -> Self {
         match filters {
             None => RequestBody {
-                inner,
+                inner: Some(inner),
+                full: None,
                 filters: None,
                 stopped: None,
             },
             Some((filters, stopped)) => RequestBody {
-                inner,
+                inner: Some(inner),
+                full: None,
                 filters: Some(BodyFilters {
                     filters,
                     request: true,
@@ -127,6 +131,18 @@ impl RequestBody {
                 }),
                 stopped: Some(stopped),
             },
+        }
+    }
+}
+
+impl RequestBody {
+    /// A body the proxy makes itself.
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        RequestBody {
+            inner: None,
+            full: (!bytes.is_empty()).then_some(bytes),
+            filters: None,
+            stopped: None,
         }
     }
 }
@@ -140,12 +156,15 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(this.full.take().map(|bytes| Ok(Frame::data(bytes))));
+        };
         let Some(filters) = &mut this.filters else {
-            return Pin::new(&mut this.inner)
+            return Pin::new(inner)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(BodyError::Read)));
         };
-        Poll::Ready(match ready!(filters.poll(&mut this.inner, cx)) {
+        Poll::Ready(match ready!(filters.poll(inner, cx)) {
             Pulled::End => None,
             Pulled::Frame(frame) => Some(Ok(frame)),
             Pulled::ReadError(err) => Some(Err(BodyError::Read(err))),
@@ -159,17 +178,19 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.filters {
-            None => self.inner.is_end_stream(),
-            Some(filters) => filters.is_end_stream(),
+        match (&self.inner, &self.filters) {
+            (None, _) => self.full.is_none(),
+            (Some(inner), None) => inner.is_end_stream(),
+            (Some(_), Some(filters)) => filters.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.filters {
-            None => self.inner.size_hint(),
+        match (&self.inner, &self.filters) {
+            (None, _) => SizeHint::with_exact(self.full.as_ref().map_or(0, |b| b.len() as u64)),
+            (Some(inner), None) => inner.size_hint(),
             // Plugins may change the length.
-            Some(_) => SizeHint::default(),
+            (Some(_), Some(_)) => SizeHint::default(),
         }
     }
 }

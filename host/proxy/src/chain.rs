@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use weft_abi::{
-    Action, ContextId, FailurePolicy, HttpStream, LocalResponse, NoStream, Plugin, QueueNotifier,
-    Vm, VmError,
+    Action, ContextId, FailurePolicy, HttpCallResponse, HttpStream, LocalResponse, NoStream,
+    Plugin, Vm, VmError, VmHooks,
 };
 
 use crate::stream::ProxyStream;
@@ -29,8 +29,9 @@ pub(crate) struct PluginStats {
 pub(crate) struct PluginSlot {
     plugin: Arc<Plugin>,
     stats: Arc<PluginStats>,
-    /// Given to each new VM: routes its queues' `on_queue_ready` here.
-    queue_notifier: QueueNotifier,
+    /// Given to each new VM: route its queues' `on_queue_ready` and its
+    /// HTTP call-outs through this worker.
+    hooks: VmHooks,
     vm: Option<Vm>,
     /// Bumped on every new VM, so that contexts of a VM that failed are
     /// never finished on its replacement.
@@ -68,15 +69,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
 impl PluginSlot {
-    pub(crate) fn new(
-        plugin: Arc<Plugin>,
-        stats: Arc<PluginStats>,
-        queue_notifier: QueueNotifier,
-    ) -> PluginSlot {
+    pub(crate) fn new(plugin: Arc<Plugin>, stats: Arc<PluginStats>, hooks: VmHooks) -> PluginSlot {
         PluginSlot {
             plugin,
             stats,
-            queue_notifier,
+            hooks,
             vm: None,
             generation: 0,
             started: None,
@@ -139,15 +136,24 @@ impl PluginSlot {
         vm.lend_streams(lent);
         let result = callback(vm);
         let back = vm.take_lent_streams();
-        let continued = vm.take_stream_actions();
-        for ((_, stream), filters) in back.into_iter().zip(&holders) {
+        let mut continued: Vec<ContextId> = vm
+            .take_stream_actions()
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        for ((context, mut stream), filters) in back.into_iter().zip(&holders) {
+            // A stream the plugin answered locally goes on too: to its end.
+            if crate::worker::proxy_stream(&mut stream).is_some_and(|s| s.local_response.is_some())
+            {
+                continued.push(context);
+            }
             filters.borrow_mut().stream = stream;
         }
         if let Err(err) = result {
             self.note_failure(&err);
             return;
         }
-        for (context, _) in continued {
+        for context in continued {
             if let Some(index) = self
                 .paused
                 .iter()
@@ -180,6 +186,11 @@ impl PluginSlot {
     pub(crate) fn unpark(&mut self, context: ContextId, generation: u64) {
         self.paused
             .retain(|p| !(p.context == context && p.generation == generation));
+    }
+
+    /// Delivers the answer (or failure, `None`) of an HTTP call-out.
+    pub(crate) fn http_call_response(&mut self, token: u32, response: Option<HttpCallResponse>) {
+        self.root_callback(|vm| vm.on_http_call_response(token, response));
     }
 
     /// Delivers `proxy_on_queue_ready` for a queue this plugin registered.
@@ -240,7 +251,7 @@ impl PluginSlot {
                     plugin: self.plugin.name.clone(),
                 });
             }
-            match Vm::with_queue_notifier(self.plugin.clone(), Some(self.queue_notifier.clone())) {
+            match Vm::with_hooks(self.plugin.clone(), self.hooks.clone()) {
                 Ok(vm) => {
                     self.vm = Some(vm);
                     self.generation += 1;
@@ -589,6 +600,14 @@ pub(crate) async fn run_headers_phase(
 ) -> Result<(), Stop> {
     let mut start = 0;
     loop {
+        // A plugin may have answered locally while the stream waited.
+        let local = filters
+            .borrow_mut()
+            .state()
+            .and_then(|s| s.local_response.take());
+        if let Some(local) = local {
+            return Err(Stop::Local(local));
+        }
         let outcome = filters
             .borrow_mut()
             .run_headers(phase, start, end_of_stream);

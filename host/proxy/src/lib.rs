@@ -8,6 +8,7 @@
 
 mod admin;
 mod body;
+mod callout;
 mod chain;
 mod cluster;
 mod stream;

@@ -16,7 +16,7 @@ use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, watch};
-use weft_abi::{HttpStream, LocalResponse, Plugin, QueueNotifier};
+use weft_abi::{HttpStream, LocalResponse, Plugin, VmHooks};
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::chain::{
@@ -53,6 +53,16 @@ pub(crate) struct Worker {
     open: Cell<usize>,
     closed: tokio::sync::Notify,
     shutdown: watch::Receiver<bool>,
+    call_tokens: Cell<u32>,
+}
+
+impl Worker {
+    /// A token for a new HTTP call-out, unique on this worker.
+    pub(crate) fn next_call_token(&self) -> u32 {
+        let token = self.call_tokens.get().wrapping_add(1).max(1);
+        self.call_tokens.set(token);
+        token
+    }
 }
 
 /// Runs a worker until `shutdown` turns true, then drains: it stops
@@ -73,22 +83,26 @@ pub(crate) fn run(
         // registered arrive here as (plugin, queue) and are delivered to
         // the VM by the task below.
         let (ready_sender, mut ready) = tokio::sync::mpsc::unbounded_channel::<(usize, u32)>();
-        let worker = Rc::new(Worker {
+        let plugins = init.plugins;
+        let worker = Rc::new_cyclic(|weak: &std::rc::Weak<Worker>| Worker {
             index: init.index,
             connections: Cell::new(0),
             open: Cell::new(0),
             closed: tokio::sync::Notify::new(),
             shutdown: shutdown.clone(),
-            plugins: init
-                .plugins
+            call_tokens: Cell::new(0),
+            plugins: plugins
                 .into_iter()
                 .enumerate()
                 .map(|(index, (plugin, stats))| {
                     let sender = ready_sender.clone();
-                    let notifier: QueueNotifier = Arc::new(move |queue| {
-                        let _ = sender.send((index, queue));
-                    });
-                    RefCell::new(PluginSlot::new(plugin, stats, notifier))
+                    let hooks = VmHooks {
+                        queue_notifier: Some(Arc::new(move |queue| {
+                            let _ = sender.send((index, queue));
+                        })),
+                        http_caller: Some(crate::callout::caller(weak.clone(), index)),
+                    };
+                    RefCell::new(PluginSlot::new(plugin, stats, hooks))
                 })
                 .collect(),
             clusters: init.clusters.iter().map(ClusterPool::new).collect(),

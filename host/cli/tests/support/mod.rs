@@ -42,7 +42,8 @@ pub struct Seen {
 
 /// A real HTTP/1.1 upstream on 127.0.0.1:0 that records every request and
 /// answers 200 with `x-upstream: yes` and body `upstream says hi` (after
-/// a second for paths starting with `/slow`).
+/// a second for paths starting with `/slow`; 403 for paths containing
+/// `deny`).
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -76,6 +77,7 @@ impl Upstream {
                             let record = record.clone();
                             async move {
                                 let (parts, body) = req.into_parts();
+                                let denied = parts.uri.path().contains("deny");
                                 if parts.uri.path().starts_with("/slow") {
                                     tokio::time::sleep(Duration::from_secs(1)).await;
                                 }
@@ -89,6 +91,9 @@ impl Upstream {
                                 let mut response = Response::new(Full::new(Bytes::from_static(
                                     b"upstream says hi",
                                 )));
+                                if denied {
+                                    *response.status_mut() = hyper::StatusCode::FORBIDDEN;
+                                }
                                 response
                                     .headers_mut()
                                     .insert("x-upstream", "yes".parse().unwrap());
