@@ -222,3 +222,12 @@ impl StreamType {
         })
     }
 }
+
+/// What a plugin asked of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamAction {
+    /// `proxy_continue_stream`: go on from where it paused.
+    Continue(StreamType),
+    /// `proxy_close_stream`: end it now.
+    Close(StreamType),
+}

@@ -698,6 +698,10 @@ const LIMITS: &[(&str, &str)] = &[
         "HTTP request and response, from timer, queue and call-out callbacks",
     ),
     (
+        "proxy_close_stream",
+        "a paused HTTP stream, from timer, queue and call-out callbacks: the client's connection is closed without a response",
+    ),
+    (
         "proxy_http_call",
         "to the proxy's clusters by name, over its pools; a failed or timed-out call arrives with no headers",
     ),

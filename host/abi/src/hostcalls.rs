@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
-use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status, StreamType};
+use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status, StreamAction, StreamType};
 use crate::callout::{HttpCall, Pairs};
 use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
 use crate::shared::MetricKind;
@@ -163,14 +163,15 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
         env,
         "proxy_continue_stream",
         |mut c: Caller<'_, HostState>, stream: i32| {
-            let result = StreamType::from_abi(stream)
-                .ok_or(Status::BadArgument)
-                .map(|stream| {
-                    let state = c.data_mut();
-                    let context = state.effective_context;
-                    state.stream_actions.push((context, stream));
-                });
-            status(result.map_err(HostError::from))
+            status(stream_action(c.data_mut(), stream, StreamAction::Continue))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_close_stream",
+        |mut c: Caller<'_, HostState>, stream: i32| {
+            status(stream_action(c.data_mut(), stream, StreamAction::Close))
         },
     )?;
     reg.define(
@@ -513,6 +514,19 @@ fn set_buffer_bytes(
     state
         .stream
         .set_buffer(buffer, start as u32 as usize, size as u32 as usize, data)?;
+    Ok(())
+}
+
+/// `proxy_continue_stream` / `proxy_close_stream`: recorded for the
+/// effective context; the embedder acts on it after the callback.
+fn stream_action(
+    state: &mut HostState,
+    stream: i32,
+    action: fn(StreamType) -> StreamAction,
+) -> Result<(), HostError> {
+    let stream = StreamType::from_abi(stream).ok_or(Status::BadArgument)?;
+    let context = state.effective_context;
+    state.stream_actions.push((context, action(stream)));
     Ok(())
 }
 

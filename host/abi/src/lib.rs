@@ -32,7 +32,9 @@ mod stream;
 mod vm;
 mod wasi;
 
-pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, Status, StreamType};
+pub use abi::{
+    AbiVersion, Action, BufferType, LogLevel, MapType, Status, StreamAction, StreamType,
+};
 pub use callout::{HttpCall, HttpCallResponse, HttpCaller, Pairs};
 pub use module::{Capabilities, LoadError, PluginModule};
 pub use runtime::{MetricsReader, Runtime, RuntimeError};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 
-use crate::abi::{AbiVersion, Action, StreamType};
+use crate::abi::{AbiVersion, Action, StreamAction};
 use crate::callout::{HttpCallResponse, HttpCaller};
 use crate::module::PluginModule;
 use crate::runtime::EPOCH_TICK;
@@ -157,8 +157,9 @@ pub(crate) struct HostState {
     /// and which of them is swapped into `stream` now.
     pub(crate) lent: Vec<(ContextId, Box<dyn HttpStream>)>,
     pub(crate) swapped: Option<usize>,
-    /// What the plugin asked with `proxy_continue_stream`, per context.
-    pub(crate) stream_actions: Vec<(ContextId, StreamType)>,
+    /// What the plugin asked with `proxy_continue_stream` and
+    /// `proxy_close_stream`, per context.
+    pub(crate) stream_actions: Vec<(ContextId, StreamAction)>,
     /// Told about new items on the queues this VM registers.
     pub(crate) queue_notifier: Option<QueueNotifier>,
     /// Starts `proxy_http_call`s.
@@ -670,9 +671,9 @@ impl Vm {
         std::mem::take(&mut self.store.data_mut().lent)
     }
 
-    /// The contexts the plugin asked to continue (`proxy_continue_stream`)
-    /// since the last call, with the stream it named.
-    pub fn take_stream_actions(&mut self) -> Vec<(ContextId, StreamType)> {
+    /// What the plugin asked of paused contexts (`proxy_continue_stream`,
+    /// `proxy_close_stream`) since the last call.
+    pub fn take_stream_actions(&mut self) -> Vec<(ContextId, StreamAction)> {
         std::mem::take(&mut self.store.data_mut().stream_actions)
     }
 

@@ -537,3 +537,25 @@ fn a_paused_request_fails_closed_when_the_plugin_crashes_meanwhile() {
     assert_eq!(got.headers["x-weft-error"], "filter `delayer` failed");
     assert!(upstream.seen.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_paused_request_the_filter_closes_gets_no_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let module = dir.path().join("closer.wat");
+    // The same filter, but its timer closes the stream instead.
+    let closer = DELAYER.replace(
+        r#"(import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))"#,
+        r#"(import "env" "proxy_close_stream" (func $continue (param i32) (result i32)))"#,
+    );
+    std::fs::write(&module, closer).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [delayer]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: delayer\n    module: {}\n",
+        upstream.addr,
+        module.display()
+    ));
+    let response = support::send_raw(weft.addr, b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert_eq!(response, "", "the connection closes without a response");
+    weft.wait_for_log("filter `delayer` closed the stream");
+    assert!(upstream.seen.lock().unwrap().is_empty());
+}

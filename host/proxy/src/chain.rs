@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use weft_abi::{
     Action, ContextId, FailurePolicy, HttpCallResponse, HttpStream, LocalResponse, NoStream,
-    Plugin, Vm, VmError, VmHooks,
+    Plugin, StreamAction, Vm, VmError, VmHooks,
 };
 
 use crate::stream::ProxyStream;
@@ -51,12 +51,29 @@ pub(crate) struct Paused {
     resume: Rc<Resume>,
 }
 
-/// How a paused stream learns it may go on: `outcome` is `Some(true)` when
-/// the plugin continued it, `Some(false)` when the plugin's VM failed.
+/// How a paused stream learns what became of it.
 #[derive(Default)]
 pub(crate) struct Resume {
     notify: tokio::sync::Notify,
-    outcome: Cell<Option<bool>>,
+    outcome: Cell<Option<Outcome>>,
+}
+
+/// What became of a paused stream.
+#[derive(Clone, Copy)]
+enum Outcome {
+    /// The plugin continued it (or answered it locally).
+    Continue,
+    /// The plugin closed it.
+    Close,
+    /// The plugin's VM failed.
+    Failed,
+}
+
+impl Resume {
+    fn wake(&self, outcome: Outcome) {
+        self.outcome.set(Some(outcome));
+        self.notify.notify_one();
+    }
 }
 
 /// How long a plugin may keep a stream paused before the request fails.
@@ -136,16 +153,19 @@ impl PluginSlot {
         vm.lend_streams(lent);
         let result = callback(vm);
         let back = vm.take_lent_streams();
-        let mut continued: Vec<ContextId> = vm
+        let mut decided: Vec<(ContextId, Outcome)> = vm
             .take_stream_actions()
             .into_iter()
-            .map(|(c, _)| c)
+            .map(|(context, action)| match action {
+                StreamAction::Continue(_) => (context, Outcome::Continue),
+                StreamAction::Close(_) => (context, Outcome::Close),
+            })
             .collect();
         for ((context, mut stream), filters) in back.into_iter().zip(&holders) {
             // A stream the plugin answered locally goes on too: to its end.
             if crate::worker::proxy_stream(&mut stream).is_some_and(|s| s.local_response.is_some())
             {
-                continued.push(context);
+                decided.push((context, Outcome::Continue));
             }
             filters.borrow_mut().stream = stream;
         }
@@ -153,15 +173,13 @@ impl PluginSlot {
             self.note_failure(&err);
             return;
         }
-        for context in continued {
+        for (context, outcome) in decided {
             if let Some(index) = self
                 .paused
                 .iter()
                 .position(|p| p.context == context && p.generation == generation)
             {
-                let paused = self.paused.swap_remove(index);
-                paused.resume.outcome.set(Some(true));
-                paused.resume.notify.notify_one();
+                self.paused.swap_remove(index).resume.wake(outcome);
             }
         }
     }
@@ -216,8 +234,7 @@ impl PluginSlot {
     fn retire_failed_vm(&mut self) {
         self.vm = None;
         for paused in self.paused.drain(..) {
-            paused.resume.outcome.set(Some(false));
-            paused.resume.notify.notify_one();
+            paused.resume.wake(Outcome::Failed);
         }
         if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
             self.backoff = MIN_BACKOFF;
@@ -300,6 +317,9 @@ pub(crate) enum Stop {
     },
     /// A plugin kept the stream paused longer than `PAUSE_LIMIT`.
     TimedOut { plugin: String },
+    /// A plugin closed the stream (`proxy_close_stream`): the client's
+    /// connection is closed without a response.
+    Closed { plugin: String },
     /// A plugin held back more body than `MAX_HELD_BODY`.
     TooLarge { plugin: String },
 }
@@ -311,6 +331,7 @@ impl Stop {
             Stop::Local(local) => format!("a filter answered locally with status {}", local.status),
             Stop::Failed { plugin } => format!("filter `{plugin}` failed"),
             Stop::Paused { plugin, .. } => format!("filter `{plugin}` paused the stream"),
+            Stop::Closed { plugin } => format!("filter `{plugin}` closed the stream"),
             Stop::TimedOut { plugin } => format!(
                 "filter `{plugin}` paused the stream and did not continue it within {}s",
                 PAUSE_LIMIT.as_secs()
@@ -627,7 +648,8 @@ pub(crate) async fn run_headers_phase(
         );
         let waited = tokio::time::timeout(PAUSE_LIMIT, waiting.notify.notified()).await;
         match (waited, waiting.outcome.get()) {
-            (Ok(()), Some(true)) => start = resume.step + 1,
+            (Ok(()), Some(Outcome::Continue)) => start = resume.step + 1,
+            (Ok(()), Some(Outcome::Close)) => return Err(Stop::Closed { plugin }),
             (Ok(()), _) => return Err(Stop::Failed { plugin }),
             (Err(_), _) => {
                 worker.plugins[resume.plugin]

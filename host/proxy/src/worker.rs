@@ -4,7 +4,6 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -235,7 +234,7 @@ async fn handle(
     route: Rc<ListenerRoute>,
     connection: Rc<ConnectionInfo>,
     request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+) -> Result<Response<ResponseBody>, StreamClosed> {
     let (parts, body) = request.into_parts();
     let cluster_name = worker.clusters[route.cluster].name.clone();
     let filtered = !route.chain.is_empty();
@@ -251,7 +250,7 @@ async fn handle(
         && let Err(stop) =
             run_headers_phase(&worker, &filters, Phase::RequestHeaders, request_ended).await
     {
-        return Ok(stopped(stop, filters));
+        return stopped(stop, filters);
     }
 
     // Body callbacks run on the body as it streams upstream; a plugin that
@@ -298,7 +297,7 @@ async fn handle(
             // what the client should hear, so it is looked at first.
             biased;
             reason = &mut stop, if !stop_closed => match reason {
-                Ok(reason) => return Ok(stopped(reason, filters)),
+                Ok(reason) => return stopped(reason, filters),
                 Err(_) => stop_closed = true,
             },
             sent = &mut send => break sent,
@@ -330,7 +329,7 @@ async fn handle(
         if let Err(stop) =
             run_headers_phase(&worker, &filters, Phase::ResponseHeaders, response_ended).await
         {
-            return Ok(stopped(stop, filters));
+            return stopped(stop, filters);
         }
         let mut f = filters.borrow_mut();
         if let Some(head) = f.state().and_then(|s| s.response.as_ref()) {
@@ -354,10 +353,20 @@ async fn handle(
     Ok(Response::from_parts(parts, body))
 }
 
+/// A filter closed the stream: hyper closes the client's connection
+/// without a response.
+#[derive(Debug, thiserror::Error)]
+#[error("a filter closed the stream")]
+pub(crate) struct StreamClosed;
+
 /// The response for a stream a filter stopped.
-fn stopped(stop: Stop, filters: SharedFilters) -> Response<ResponseBody> {
+fn stopped(stop: Stop, filters: SharedFilters) -> Result<Response<ResponseBody>, StreamClosed> {
     let filters = Some(filters);
-    match stop {
+    Ok(match stop {
+        Stop::Closed { .. } => {
+            tracing::info!("{}", stop.describe());
+            return Err(StreamClosed);
+        }
         Stop::Local(local) => local_response(local, filters),
         Stop::Failed { .. } => {
             error_response(StatusCode::SERVICE_UNAVAILABLE, &stop.describe(), filters)
@@ -377,7 +386,7 @@ fn stopped(stop: Stop, filters: SharedFilters) -> Response<ResponseBody> {
             tracing::warn!("{}", stop.describe());
             error_response(StatusCode::PAYLOAD_TOO_LARGE, &stop.describe(), filters)
         }
-    }
+    })
 }
 
 fn local_response(local: LocalResponse, filters: Option<SharedFilters>) -> Response<ResponseBody> {
