@@ -185,6 +185,7 @@ impl PluginSlot {
     }
 
     /// Records a stream paused by this plugin; it waits on `resume`.
+    /// Streams whose client went away meanwhile are forgotten here.
     pub(crate) fn park(
         &mut self,
         context: ContextId,
@@ -192,6 +193,7 @@ impl PluginSlot {
         filters: &SharedFilters,
         resume: Rc<Resume>,
     ) {
+        self.paused.retain(|p| p.filters.strong_count() > 0);
         self.paused.push(Paused {
             context,
             generation,
