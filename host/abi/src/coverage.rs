@@ -651,11 +651,11 @@ const LIMITS: &[(&str, &str)] = &[
     ),
     (
         "proxy_on_request_body",
-        "PAUSE holds the body (up to 4 MiB) until the plugin continues; PAUSE at the end of the body ends the request with 500",
+        "PAUSE holds the body (up to the plugin's body_buffer_mb) until the plugin continues; PAUSE at the end of the body ends the request with 500",
     ),
     (
         "proxy_on_response_body",
-        "PAUSE holds the body (up to 4 MiB) until the plugin continues; a stop after the headers went out cuts the response short",
+        "PAUSE holds the body (up to the plugin's body_buffer_mb) until the plugin continues; a stop after the headers went out cuts the response short",
     ),
     (
         "proxy_get_header_map_pairs",

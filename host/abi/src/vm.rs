@@ -49,6 +49,9 @@ pub struct PluginLimits {
     /// CPU deadline of start-up (`_initialize`, `proxy_on_vm_start`,
     /// `proxy_on_configure`), where filters parse their configuration.
     pub start_deadline: Duration,
+    /// The most body the plugin may hold back by pausing body callbacks.
+    /// The embedder enforces it: only it sees bodies arrive.
+    pub body_buffer_bytes: usize,
 }
 
 impl Default for PluginLimits {
@@ -57,6 +60,7 @@ impl Default for PluginLimits {
             memory_bytes: 64 << 20,
             callback_deadline: Duration::from_millis(200),
             start_deadline: Duration::from_secs(5),
+            body_buffer_bytes: 4 << 20,
         }
     }
 }

@@ -10,9 +10,14 @@ mod support;
 use support::{Upstream, Weft, filter, send, send_raw};
 
 fn start() -> (Upstream, Weft) {
+    start_with("")
+}
+
+/// The rewriter with `extra` appended to its plugin entry.
+fn start_with(extra: &str) -> (Upstream, Weft) {
     let upstream = Upstream::start();
     let weft = Weft::proxy(&format!(
-        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [rewriter]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: rewriter\n    module: {}\n",
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [rewriter]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: rewriter\n    module: {}\n{extra}",
         upstream.addr,
         filter("body_rewriter.wasm").display()
     ));
@@ -88,4 +93,19 @@ fn holding_back_too_much_body_is_413() {
         "filter `rewriter` held back more than 4 MiB of body"
     );
     assert!(upstream.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_hold_limit_is_per_plugin() {
+    let (upstream, weft) = start_with("    limits: {body_buffer_mb: 1}\n");
+    let got = send(weft.addr, "POST", "/", &[], &"a".repeat(2 << 20));
+    assert_eq!(got.status, 413);
+    assert_eq!(
+        got.headers["x-weft-error"],
+        "filter `rewriter` held back more than 1 MiB of body"
+    );
+    assert!(upstream.seen.lock().unwrap().is_empty());
+    // Under the limit, the same filter works.
+    let got = send(weft.addr, "POST", "/", &[], "small");
+    assert_eq!(got.status, 200);
 }

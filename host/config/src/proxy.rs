@@ -136,6 +136,9 @@ pub struct PluginLimits {
     /// CPU time start-up (`_initialize`, `proxy_on_vm_start`,
     /// `proxy_on_configure`) may take, in milliseconds.
     pub start_ms: u64,
+    /// The most body (MiB) the plugin may hold back by pausing its body
+    /// callbacks; more is answered 413.
+    pub body_buffer_mb: u32,
 }
 
 impl Default for PluginLimits {
@@ -144,6 +147,7 @@ impl Default for PluginLimits {
             memory_mb: 64,
             callback_ms: 200,
             start_ms: 5_000,
+            body_buffer_mb: 4,
         }
     }
 }
@@ -276,6 +280,7 @@ impl ProxyConfig {
                 ("memory_mb", u64::from(limits.memory_mb), 1..=4096),
                 ("callback_ms", limits.callback_ms, 1..=60_000),
                 ("start_ms", limits.start_ms, 1..=600_000),
+                ("body_buffer_mb", u64::from(limits.body_buffer_mb), 1..=1024),
             ] {
                 if !range.contains(&value) {
                     return Err(invalid(

@@ -1,6 +1,6 @@
 //! Every way a configuration file can be refused, and the message each gives.
 //! Update the snapshots with `UPDATE_EXPECT=1 cargo test -p weft-config`,
-//! then put any that expect-test wrote as `expect!["..."]` back into the
+//! then put any that expect-test wrote as `expect![[r#"..."#]]` back into the
 //! `expect![[r#"..."#]]` form: rustfmt breaks the former over lines, and
 //! expect-test cannot update it then.
 
@@ -91,7 +91,7 @@ fn bad_address() {
 fn missing_field() {
     check_parse(
         "listeners:\n  - name: a\n    address: 127.0.0.1:1\nclusters: []\n",
-        expect!["weft.yaml:2:5: field `listeners[0]`: missing field `cluster`"],
+        expect![[r#"weft.yaml:2:5: field `listeners[0]`: missing field `cluster`"#]],
     );
 }
 
@@ -99,7 +99,7 @@ fn missing_field() {
 fn not_yaml() {
     check_parse(
         "listeners: [\n",
-        expect!["weft.yaml:2:1: field `listeners`: did not find expected node content"],
+        expect![[r#"weft.yaml:2:1: field `listeners`: did not find expected node content"#]],
     );
 }
 
@@ -213,9 +213,9 @@ fn plugin_limits_out_of_range() {
 fn plugin_limits_unknown_field() {
     check_parse(
         &format!("{VALID}plugins:\n  - name: p\n    module: m.wasm\n    limits: {{memory: 5}}\n"),
-        expect![[
-            r#"weft.yaml:12:14: field `plugins[0].limits.memory`: unknown field `memory`, expected one of `memory_mb`, `callback_ms`, `start_ms`"#
-        ]],
+        expect![
+            "weft.yaml:12:14: field `plugins[0].limits.memory`: unknown field `memory`, expected one of `memory_mb`, `callback_ms`, `start_ms`, `body_buffer_mb`"
+        ],
     );
 }
 

@@ -322,8 +322,8 @@ pub(crate) enum Stop {
     /// A plugin closed the stream (`proxy_close_stream`): the client's
     /// connection is closed without a response.
     Closed { plugin: String },
-    /// A plugin held back more body than `MAX_HELD_BODY`.
-    TooLarge { plugin: String },
+    /// A plugin held back more body than its `body_buffer_bytes` limit.
+    TooLarge { plugin: String, limit: usize },
 }
 
 impl Stop {
@@ -338,10 +338,10 @@ impl Stop {
                 "filter `{plugin}` paused the stream and did not continue it within {}s",
                 PAUSE_LIMIT.as_secs()
             ),
-            Stop::TooLarge { plugin } => {
+            Stop::TooLarge { plugin, limit } => {
                 format!(
                     "filter `{plugin}` held back more than {} MiB of body",
-                    MAX_HELD_BODY >> 20
+                    limit >> 20
                 )
             }
         }
@@ -373,9 +373,6 @@ impl Phase {
         matches!(self, Phase::RequestHeaders | Phase::RequestBody)
     }
 }
-
-/// The most body a plugin may hold back by pausing body callbacks.
-pub(crate) const MAX_HELD_BODY: usize = 4 << 20;
 
 /// Body bytes a pausing plugin holds back, and which plugin holds them.
 #[derive(Default)]
@@ -570,8 +567,13 @@ impl StreamFilters {
                             resume: None,
                         });
                     }
-                    if data.len() > MAX_HELD_BODY {
-                        return Err(Stop::TooLarge { plugin });
+                    let limit = self.worker.plugins[ctx.plugin]
+                        .borrow()
+                        .plugin
+                        .limits
+                        .body_buffer_bytes;
+                    if data.len() > limit {
+                        return Err(Stop::TooLarge { plugin, limit });
                     }
                     let held = &mut self.held[side];
                     held.plugin = Some(ctx.plugin);

@@ -123,6 +123,7 @@ pub fn load_plugins(
                 memory_bytes: p.limits.memory_mb as usize * (1 << 20),
                 callback_deadline: Duration::from_millis(p.limits.callback_ms),
                 start_deadline: Duration::from_millis(p.limits.start_ms),
+                body_buffer_bytes: p.limits.body_buffer_mb as usize * (1 << 20),
             },
             module,
         });
