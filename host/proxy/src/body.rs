@@ -41,6 +41,22 @@ enum Pulled {
     Stopped(Stop),
 }
 
+impl Pulled {
+    /// The frame to hand on; a stop is reported to `on_stop` and ends the
+    /// body with an error.
+    fn into_frame(self, on_stop: impl FnOnce(Stop)) -> Option<Result<Frame<Bytes>, BodyError>> {
+        match self {
+            Pulled::End => None,
+            Pulled::Frame(frame) => Some(Ok(frame)),
+            Pulled::ReadError(err) => Some(Err(BodyError::Read(err))),
+            Pulled::Stopped(stop) => {
+                on_stop(stop);
+                Some(Err(BodyError::Stopped))
+            }
+        }
+    }
+}
+
 /// Body callbacks on one direction of a stream.
 struct BodyFilters {
     filters: SharedFilters,
@@ -164,17 +180,12 @@ impl Body for RequestBody {
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(BodyError::Read)));
         };
-        Poll::Ready(match ready!(filters.poll(inner, cx)) {
-            Pulled::End => None,
-            Pulled::Frame(frame) => Some(Ok(frame)),
-            Pulled::ReadError(err) => Some(Err(BodyError::Read(err))),
-            Pulled::Stopped(stop) => {
-                if let Some(stopped) = this.stopped.take() {
-                    let _ = stopped.send(stop);
-                }
-                Some(Err(BodyError::Stopped))
+        let stopped = &mut this.stopped;
+        Poll::Ready(ready!(filters.poll(inner, cx)).into_frame(|stop| {
+            if let Some(stopped) = stopped.take() {
+                let _ = stopped.send(stop);
             }
-        })
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -273,17 +284,13 @@ impl Body for ResponseBody {
             Kind::Upstream(body, None) => {
                 ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(BodyError::Read))
             }
-            Kind::Upstream(body, Some(filters)) => match ready!(filters.poll(body, cx)) {
-                Pulled::End => None,
-                Pulled::Frame(frame) => Some(Ok(frame)),
-                Pulled::ReadError(err) => Some(Err(BodyError::Read(err))),
-                Pulled::Stopped(stop) => {
+            Kind::Upstream(body, Some(filters)) => {
+                ready!(filters.poll(body, cx)).into_frame(|stop| {
                     // The response headers are already on their way: all
                     // that can be done is to cut the response short.
                     tracing::warn!("{}; the response is cut short", stop.describe());
-                    Some(Err(BodyError::Stopped))
-                }
-            },
+                })
+            }
         };
         match &frame {
             Some(Err(_)) => {
