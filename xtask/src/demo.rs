@@ -111,7 +111,7 @@ fn write_demo_config(upstream: SocketAddr) -> Result<PathBuf> {
         listener.address = "127.0.0.1:0".parse()?;
     }
     for cluster in &mut config.clusters {
-        cluster.endpoints = vec![upstream];
+        cluster.endpoints = vec![upstream.to_string()];
     }
     for plugin in &mut config.plugins {
         // Modules were resolved against the example's directory.

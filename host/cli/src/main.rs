@@ -104,14 +104,14 @@ fn check(file: &std::path::Path) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match weft_proxy::load_plugins(&config, &runtime) {
+    match weft_proxy::check(&config, &runtime) {
         Ok(plugins) => {
             println!(
                 "{}: ok ({} listener(s), {} cluster(s), {} plugin(s))",
                 file.display(),
                 config.listeners.len(),
                 config.clusters.len(),
-                plugins.len()
+                plugins
             );
             ExitCode::SUCCESS
         }

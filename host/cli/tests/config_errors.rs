@@ -209,3 +209,27 @@ fn capability_list_with_an_unknown_function() {
         ]],
     );
 }
+
+#[test]
+fn unresolvable_endpoint_is_refused_by_check_and_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(
+        dir.path(),
+        &filter("hello_rust.wasm"),
+        "{header: x-a, value: b}",
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("127.0.0.1:9", "no-such-host.invalid:80");
+    std::fs::write(&file, text).unwrap();
+    // The resolver's own words differ between machines; the rest does not.
+    for args in [["config", "check"], ["proxy", "--config"]] {
+        let (code, _, stderr) = weft(&[args[0], args[1], &file.display().to_string()]);
+        assert_eq!(code, 2, "{stderr}");
+        let want = format!(
+            "error: {}: clusters[0].endpoints[0]: cannot resolve `no-such-host.invalid:80`: ",
+            file.display()
+        );
+        assert!(stderr.lines().any(|l| l.starts_with(&want)), "{stderr}");
+    }
+}

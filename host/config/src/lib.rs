@@ -10,9 +10,16 @@
 
 mod error;
 mod proxy;
+mod route;
+mod validate;
 
 pub use error::ConfigError;
 pub use proxy::{
-    Admin, Cluster, FailurePolicy, Listener, Plugin, PluginConfiguration, PluginLimits,
-    ProxyConfig, load_proxy_config, parse_proxy_config,
+    Admin, CircuitBreakers, Cluster, FailurePolicy, HashOn, HealthCheck, LbPolicy, Listener,
+    ListenerLimits, OutlierDetection, Plugin, PluginConfiguration, PluginLimits, ProxyConfig,
+    load_proxy_config, parse_proxy_config, split_host_port,
+};
+pub use route::{
+    DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror, Redirect, RetryOn,
+    RetryPolicy, Route, RouteMatch, ValueMatch, VirtualHost, WeightedCluster,
 };

@@ -1,12 +1,12 @@
 //! The `weft proxy` configuration file.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
+use crate::route::VirtualHost;
 
 /// A whole `weft proxy` configuration file.
 ///
@@ -66,28 +66,161 @@ pub struct Listener {
     pub name: String,
     /// Socket address to bind; port 0 picks a free port (printed at start).
     pub address: SocketAddr,
-    /// The cluster every request is forwarded to.
-    pub cluster: String,
+    /// Shorthand for one virtual host with one route forwarding every
+    /// request to this cluster. Give this or `virtual_hosts`.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Virtual hosts and their routes.
+    #[serde(default)]
+    pub virtual_hosts: Vec<VirtualHost>,
     /// Names of plugins run on every request, in order (request path in
-    /// this order, response path in reverse).
+    /// this order, response path in reverse); a route may replace them.
     #[serde(default)]
     pub filters: Vec<String>,
+    /// Limits on what clients send.
+    #[serde(default)]
+    pub limits: ListenerLimits,
+}
+
+/// Limits on downstream requests.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerLimits {
+    /// Largest request head (request line and headers), in KiB; more is
+    /// answered 431. At least 8.
+    pub max_request_headers_kb: u32,
+    /// Largest request body, in KiB; more is answered 413. Default: no limit.
+    pub max_request_body_kb: Option<u64>,
+    /// Time a client has to send a whole request head, in milliseconds;
+    /// the connection is closed after (slow clients).
+    pub request_header_timeout_ms: u64,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_request_headers_kb: 64,
+            max_request_body_kb: None,
+            request_header_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// A set of upstream endpoints.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// Unique name, referenced by listeners.
+    /// Unique name, referenced by routes.
     pub name: String,
-    /// Static endpoints, balanced round robin.
-    pub endpoints: Vec<SocketAddr>,
+    /// Endpoints as `IP:PORT` or `HOST:PORT`; host names are resolved
+    /// when the proxy starts, each address becoming an endpoint.
+    pub endpoints: Vec<String>,
+    /// How an endpoint is picked for a request.
+    #[serde(default)]
+    pub lb_policy: LbPolicy,
+    /// What `ring_hash` hashes; without it (or without the value in a
+    /// request), an endpoint is picked at random.
+    #[serde(default)]
+    pub hash_on: Option<HashOn>,
     /// Connect timeout in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Idle upstream connections kept per endpoint per worker.
     #[serde(default = "default_max_idle_per_endpoint")]
     pub max_idle_per_endpoint: usize,
+    /// Active HTTP health checks; default none (all endpoints healthy).
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection of failing endpoints; default none.
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Limits across all workers; a request over one is answered 503 with
+    /// `x-weft-overflow` naming it.
+    #[serde(default)]
+    pub circuit_breakers: CircuitBreakers,
+}
+
+/// Load-balancing policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    /// Each endpoint in turn.
+    #[default]
+    RoundRobin,
+    /// The less busy of two endpoints picked at random.
+    LeastRequest,
+    /// An endpoint picked at random.
+    Random,
+    /// A consistent-hash ring over `hash_on`: the same key goes to the same
+    /// endpoint while it is healthy.
+    RingHash,
+}
+
+/// The request value a consistent hash is computed from: exactly one field.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashOn {
+    /// A request header.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A cookie.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// The client's IP address.
+    #[serde(default)]
+    pub source_ip: bool,
+}
+
+/// Active health checking: a GET to each endpoint every `interval_ms`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path requested.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// Time between checks, in milliseconds.
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    /// A check not answered in this long failed, in milliseconds.
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Failed checks in a row that mark an endpoint unhealthy.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Passed checks in a row that mark it healthy again.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+}
+
+/// Passive outlier detection: an endpoint that fails requests in a row
+/// (5xx answers, connect failures, resets) is ejected for a while.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// Failures in a row that eject the endpoint.
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    /// First ejection time, in milliseconds; multiplied by the number of
+    /// times the endpoint was ejected.
+    #[serde(default = "default_base_ejection_ms")]
+    pub base_ejection_ms: u64,
+    /// Most endpoints (percent of the cluster) ejected at once.
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+}
+
+/// Circuit-breaker limits, each across all workers; default: none.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakers {
+    /// Open upstream connections.
+    pub max_connections: Option<usize>,
+    /// Requests waiting for a new connection.
+    pub max_pending_requests: Option<usize>,
+    /// Requests in flight.
+    pub max_requests: Option<usize>,
+    /// Retries in flight.
+    pub max_retries: Option<usize>,
 }
 
 /// A proxy-wasm plugin: a module and the configuration its root context gets.
@@ -181,6 +314,38 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
+fn default_health_path() -> String {
+    "/".to_string()
+}
+
+fn default_health_interval_ms() -> u64 {
+    5_000
+}
+
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    2
+}
+
+fn default_healthy_threshold() -> u32 {
+    1
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+
+fn default_base_ejection_ms() -> u64 {
+    30_000
+}
+
+fn default_max_ejection_percent() -> u32 {
+    50
+}
+
 fn default_drain_timeout_ms() -> u64 {
     30_000
 }
@@ -219,124 +384,21 @@ pub fn parse_proxy_config(path: &Path, text: &str) -> Result<ProxyConfig, Config
         .map_err(|err| ConfigError::parse(path.to_path_buf(), err.path().to_string(), err.inner()))
 }
 
-impl ProxyConfig {
-    /// Checks what the schema cannot: references resolve, names are unique,
-    /// lists are not empty, module files exist. `path` names the file in errors.
-    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: String, message: String| ConfigError::invalid(path, field, message);
-        if self.workers == Some(0) {
-            return Err(invalid(
-                "workers".into(),
-                "must be at least 1 (omit it for one per CPU)".into(),
-            ));
-        }
-        if self.listeners.is_empty() {
-            return Err(invalid(
-                "listeners".into(),
-                "at least one listener is needed".into(),
-            ));
-        }
-        unique_names(self.listeners.iter().map(|l| &l.name), "listeners", path)?;
-        unique_names(self.clusters.iter().map(|c| &c.name), "clusters", path)?;
-        unique_names(self.plugins.iter().map(|p| &p.name), "plugins", path)?;
-
-        for (i, cluster) in self.clusters.iter().enumerate() {
-            if cluster.endpoints.is_empty() {
-                return Err(invalid(
-                    format!("clusters[{i}].endpoints"),
-                    format!(
-                        "cluster `{}` has no endpoints; list at least one address",
-                        cluster.name
-                    ),
-                ));
-            }
-        }
-        for (i, listener) in self.listeners.iter().enumerate() {
-            if !self.clusters.iter().any(|c| c.name == listener.cluster) {
-                return Err(invalid(
-                    format!("listeners[{i}].cluster"),
-                    format!(
-                        "no cluster named `{}`; known clusters: {}",
-                        listener.cluster,
-                        known(self.clusters.iter().map(|c| &c.name))
-                    ),
-                ));
-            }
-            for (j, filter) in listener.filters.iter().enumerate() {
-                if !self.plugins.iter().any(|p| &p.name == filter) {
-                    return Err(invalid(
-                        format!("listeners[{i}].filters[{j}]"),
-                        format!(
-                            "no plugin named `{filter}`; known plugins: {}",
-                            known(self.plugins.iter().map(|p| &p.name))
-                        ),
-                    ));
-                }
-            }
-        }
-        for (i, plugin) in self.plugins.iter().enumerate() {
-            let limits = &plugin.limits;
-            for (field, value, range) in [
-                ("memory_mb", u64::from(limits.memory_mb), 1..=4096),
-                ("callback_ms", limits.callback_ms, 1..=60_000),
-                ("start_ms", limits.start_ms, 1..=600_000),
-                ("body_buffer_mb", u64::from(limits.body_buffer_mb), 1..=1024),
-            ] {
-                if !range.contains(&value) {
-                    return Err(invalid(
-                        format!("plugins[{i}].limits.{field}"),
-                        format!(
-                            "{value} is out of range; use {} to {}",
-                            range.start(),
-                            range.end()
-                        ),
-                    ));
-                }
-            }
-            if !plugin.module.is_file() {
-                return Err(invalid(
-                    format!("plugins[{i}].module"),
-                    format!(
-                        "module file {} does not exist (relative paths are resolved against the config file's directory; build the filters with `cargo xtask build-filters`)",
-                        plugin.module.display()
-                    ),
-                ));
-            }
-        }
-        Ok(())
+/// Splits an endpoint written `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`.
+pub fn split_host_port(endpoint: &str) -> Result<(&str, u16), &'static str> {
+    if let Ok(addr) = endpoint.parse::<SocketAddr>() {
+        let port = addr.port();
+        let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| {
+            host.trim_start_matches('[').trim_end_matches(']')
+        });
+        return Ok((host, port));
     }
-}
-
-fn unique_names<'a>(
-    names: impl Iterator<Item = &'a String>,
-    list: &str,
-    path: &Path,
-) -> Result<(), ConfigError> {
-    let mut seen = HashSet::new();
-    for (i, name) in names.enumerate() {
-        if name.is_empty() {
-            return Err(ConfigError::invalid(
-                path,
-                format!("{list}[{i}].name"),
-                "must not be empty",
-            ));
-        }
-        if !seen.insert(name) {
-            return Err(ConfigError::invalid(
-                path,
-                format!("{list}[{i}].name"),
-                format!("`{name}` is used twice; names in `{list}` must be unique"),
-            ));
-        }
+    let (host, port) = endpoint.rsplit_once(':').ok_or("no port")?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| "the port is not a number from 0 to 65535")?;
+    if host.is_empty() || host.contains(['[', ']', '/', ' ']) || host.contains(':') {
+        return Err("not a host name or IP address");
     }
-    Ok(())
-}
-
-fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let list: Vec<String> = names.map(|n| format!("`{n}`")).collect();
-    if list.is_empty() {
-        "none".to_string()
-    } else {
-        list.join(", ")
-    }
+    Ok((host, port))
 }

@@ -46,7 +46,7 @@ fn valid_config_loads() {
     let path = dir.path().join("weft.yaml");
     std::fs::write(&path, VALID).unwrap();
     let config = load_proxy_config(&path).unwrap();
-    assert_eq!(config.listeners[0].cluster, "backend");
+    assert_eq!(config.listeners[0].cluster.as_deref(), Some("backend"));
     assert_eq!(config.clusters[0].connect_timeout_ms, 5000);
 }
 
@@ -64,7 +64,7 @@ fn unknown_field() {
     check_parse(
         "listeners:\n  - name: a\n    adress: 127.0.0.1:1\n    cluster: b\nclusters: []\n",
         expect![[
-            r#"weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `filters`"#
+            r#"weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `virtual_hosts`, `filters`, `limits`"#
         ]],
     );
 }
@@ -90,8 +90,8 @@ fn bad_address() {
 #[test]
 fn missing_field() {
     check_parse(
-        "listeners:\n  - name: a\n    address: 127.0.0.1:1\nclusters: []\n",
-        expect![[r#"weft.yaml:2:5: field `listeners[0]`: missing field `cluster`"#]],
+        "listeners:\n  - name: a\n    address: 127.0.0.1:1\nclusters:\n  - name: b\n",
+        expect![[r#"weft.yaml:5:5: field `clusters[0]`: missing field `endpoints`"#]],
     );
 }
 
@@ -237,4 +237,201 @@ fn reference_example_parses() {
         4
     );
     assert!(config.admin.is_some());
+    // Everything but the module files (not built here) is valid.
+    let err = config
+        .validate(Path::new("docs/configuration.md"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("plugins[0].module"), "{err}");
+}
+
+const ROUTED: &str = "
+listeners:
+  - name: ingress
+    address: 127.0.0.1:8080
+    virtual_hosts:
+      - name: api
+        domains: [api.example.com]
+        routes:
+          - match: {prefix: /v1/}
+            forward:
+              weighted_clusters: [{cluster: v1, weight: 90}, {cluster: v2, weight: 10}]
+              retry: {attempts: 2, on: [5xx]}
+          - direct_response: {status: 404, body: nope}
+clusters:
+  - {name: v1, endpoints: ['127.0.0.1:9001']}
+  - {name: v2, endpoints: ['localhost:9002']}
+";
+
+#[test]
+fn routed_config_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(&path, ROUTED).unwrap();
+    load_proxy_config(&path).unwrap();
+}
+
+#[test]
+fn listener_without_destination() {
+    check_load(
+        &VALID.replace("    cluster: backend\n", ""),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0]`: listener `ingress` has nowhere to send requests; give `cluster` or `virtual_hosts`"#
+        ]],
+    );
+}
+
+#[test]
+fn listener_with_cluster_and_virtual_hosts() {
+    check_load(
+        &ROUTED.replace("    virtual_hosts:", "    cluster: v1\n    virtual_hosts:"),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].cluster`: give either `cluster` (every request to one cluster) or `virtual_hosts`, not both"#
+        ]],
+    );
+}
+
+#[test]
+fn route_with_two_actions() {
+    check_load(
+        &ROUTED.replace(
+            "direct_response: {status: 404, body: nope}",
+            "direct_response: {status: 404}\n            redirect: {host: x}",
+        ),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[0].routes[1]`: give exactly one action: `forward`, `redirect` or `direct_response`"#
+        ]],
+    );
+}
+
+#[test]
+fn weighted_cluster_unknown() {
+    check_load(
+        &ROUTED.replace("{cluster: v2, weight: 10}", "{cluster: v3, weight: 10}"),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[0].routes[0].forward.weighted_clusters[1].cluster`: no cluster named `v3`; known clusters: `v1`, `v2`"#
+        ]],
+    );
+}
+
+#[test]
+fn weights_add_up_to_zero() {
+    check_load(
+        &ROUTED
+            .replace("weight: 90", "weight: 0")
+            .replace("weight: 10", "weight: 0"),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[0].routes[0].forward.weighted_clusters`: the weights add up to 0; give at least one a positive weight"#
+        ]],
+    );
+}
+
+#[test]
+fn bad_path_regex() {
+    check_load(
+        &ROUTED.replace("match: {prefix: /v1/}", "match: {regex: '/v1/(['}"),
+        expect![[r#"
+            $DIR/weft.yaml: field `listeners[0].virtual_hosts[0].routes[0].match.regex`: `/v1/([` is not a valid regular expression: regex parse error:
+                /v1/([
+                     ^
+            error: unclosed character class"#]],
+    );
+}
+
+#[test]
+fn header_match_without_condition() {
+    check_load(
+        &ROUTED.replace("match: {prefix: /v1/}", "match: {headers: [{name: x-a}]}"),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[0].routes[0].match.headers[0]`: give exactly one of `exact`, `prefix`, `suffix`, `regex`, `present`"#
+        ]],
+    );
+}
+
+#[test]
+fn retriable_status_codes_without_codes() {
+    check_load(
+        &ROUTED.replace("on: [5xx]", "on: [retriable-status-codes]"),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[0].routes[0].forward.retry.status_codes`: `retriable-status-codes` is in `on`, so list the statuses to retry"#
+        ]],
+    );
+}
+
+#[test]
+fn unknown_retry_condition() {
+    check_parse(
+        &ROUTED.replace("on: [5xx]", "on: [4xx]"),
+        expect![[
+            r#"weft.yaml:12:41: field `listeners[0].virtual_hosts[0].routes[0].forward.retry.on[0]`: unknown variant `4xx`, expected one of `5xx`, `gateway-error`, `reset`, `connect-failure`, `retriable-status-codes`"#
+        ]],
+    );
+}
+
+#[test]
+fn domain_served_twice() {
+    check_load(
+        &ROUTED.replace(
+            "          - direct_response: {status: 404, body: nope}\n",
+            "          - direct_response: {status: 404, body: nope}\n      - name: again\n        domains: [API.example.com]\n        routes: [{direct_response: {status: 200}}]\n",
+        ),
+        expect![[r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[1].domains[0]`: `API.example.com` is served by two virtual hosts of this listener"#]],
+    );
+}
+
+#[test]
+fn bad_domain_wildcard() {
+    check_load(
+        &ROUTED.replace("[api.example.com]", "[api.*.com]"),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[0].domains[0]`: `api.*.com`: a `*` may only stand alone, start the name (`*.example.com`) or end it (`api.*`)"#
+        ]],
+    );
+}
+
+#[test]
+fn bad_endpoint() {
+    check_load(
+        &ROUTED.replace("localhost:9002", "localhost"),
+        expect![[
+            r#"$DIR/weft.yaml: field `clusters[1].endpoints[0]`: `localhost`: no port; write IP:PORT or HOST:PORT, such as 10.0.0.5:8000 or backend.internal:8000"#
+        ]],
+    );
+}
+
+#[test]
+fn redirect_status_not_a_redirect() {
+    check_load(
+        &ROUTED.replace(
+            "direct_response: {status: 404, body: nope}",
+            "redirect: {status: 200}",
+        ),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].virtual_hosts[0].routes[1].redirect.status`: 200 is not a redirect status; use 301, 302, 303, 307 or 308"#
+        ]],
+    );
+}
+
+#[test]
+fn hash_on_two_keys() {
+    check_load(
+        &ROUTED.replace(
+            "endpoints: ['127.0.0.1:9001']",
+            "endpoints: ['127.0.0.1:9001'], lb_policy: ring_hash, hash_on: {header: x-user, source_ip: true}",
+        ),
+        expect![[r#"$DIR/weft.yaml: field `clusters[0].hash_on`: give exactly one of `header`, `cookie`, `source_ip: true`"#]],
+    );
+}
+
+#[test]
+fn header_limit_too_small() {
+    check_load(
+        &VALID.replace(
+            "cluster: backend",
+            "cluster: backend\n    limits: {max_request_headers_kb: 4}",
+        ),
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[0].limits.max_request_headers_kb`: 4 is out of range; use 8 to 1024"#
+        ]],
+    );
 }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use weft_abi::{HISTOGRAM_BOUNDS, Metric, MetricValue, MetricsReader};
 
 use crate::chain::PluginStats;
+use crate::cluster::{ClusterShared, ClusterStats};
 
 /// What the admin endpoints show.
 #[derive(Clone)]
@@ -28,6 +29,8 @@ pub(crate) struct AdminState {
     pub(crate) plugin_stats: Vec<(String, Arc<PluginStats>)>,
     /// `/plugins`: one JSON object per plugin.
     pub(crate) plugins: serde_json::Value,
+    /// Clusters, for `/clusters` and their metrics.
+    pub(crate) clusters: Vec<Arc<ClusterShared>>,
 }
 
 /// Binds `address` and serves the admin endpoints until `shutdown`.
@@ -78,7 +81,14 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            render_host_metrics(&state.plugin_stats) + &render_metrics(&state.metrics.metrics()),
+            render_host_metrics(&state.plugin_stats)
+                + &render_cluster_metrics(&state.clusters)
+                + &render_metrics(&state.metrics.metrics()),
+        ),
+        "/clusters" => (
+            StatusCode::OK,
+            "application/json",
+            format!("{:#}\n", clusters_json(&state.clusters)),
         ),
         "/plugins" => (
             StatusCode::OK,
@@ -88,7 +98,7 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /ready, /metrics or /plugins\n".to_string(),
+            "not found; try /ready, /metrics, /clusters or /plugins\n".to_string(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -154,6 +164,111 @@ fn render_host_metrics(plugins: &[(String, Arc<PluginStats>)]) -> String {
         }
     }
     out
+}
+
+/// Picks one counter out of a cluster's stats.
+type ClusterCounter = fn(&ClusterStats) -> &AtomicU64;
+
+/// Per-cluster counters and endpoint health, labelled by cluster.
+fn render_cluster_metrics(clusters: &[Arc<ClusterShared>]) -> String {
+    let mut out = String::new();
+    let families: [(&str, &str, ClusterCounter); 5] = [
+        (
+            "weft_cluster_upstream_requests_total",
+            "Requests routed to the cluster (including those refused by a circuit breaker).",
+            |s| &s.requests,
+        ),
+        ("weft_cluster_retries_total", "Retries sent.", |s| {
+            &s.retries
+        }),
+        (
+            "weft_cluster_timeouts_total",
+            "Requests that timed out waiting for response headers.",
+            |s| &s.timeouts,
+        ),
+        (
+            "weft_cluster_ejections_total",
+            "Endpoints ejected by outlier detection.",
+            |s| &s.ejections,
+        ),
+        (
+            "weft_cluster_overflows_total",
+            "Requests or retries refused by a circuit breaker.",
+            |s| &s.overflows,
+        ),
+    ];
+    for (name, help, field) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for cluster in clusters {
+            let value = field(&cluster.stats).load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}{{cluster=\"{}\"}} {value}",
+                label(&cluster.name)
+            );
+        }
+    }
+    let name = "weft_cluster_upstream_responses_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Responses from the cluster by status class.\n# TYPE {name} counter"
+    );
+    for cluster in clusters {
+        for (i, count) in cluster.stats.responses_by_class.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{cluster=\"{}\",class=\"{}xx\"}} {}",
+                label(&cluster.name),
+                i + 1,
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let name = "weft_cluster_endpoint_available";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 if the endpoint takes requests (healthy, not ejected).\n# TYPE {name} gauge"
+    );
+    for cluster in clusters {
+        for (i, endpoint) in cluster.endpoints.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{cluster=\"{}\",endpoint=\"{}\"}} {}",
+                label(&cluster.name),
+                endpoint.addr,
+                u8::from(cluster.available(i))
+            );
+        }
+    }
+    out
+}
+
+/// `/clusters`: each cluster's endpoints and their state.
+fn clusters_json(clusters: &[Arc<ClusterShared>]) -> serde_json::Value {
+    clusters
+        .iter()
+        .map(|cluster| {
+            let endpoints: Vec<serde_json::Value> = cluster
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, endpoint)| {
+                    serde_json::json!({
+                        "address": endpoint.addr.to_string(),
+                        "healthy": endpoint.healthy.load(Ordering::Relaxed),
+                        "ejected": cluster.ejected(i),
+                        "available": cluster.available(i),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": &*cluster.name,
+                "lb_policy": cluster.config.lb_policy,
+                "health_checked": cluster.config.health_check.is_some(),
+                "endpoints": endpoints,
+            })
+        })
+        .collect()
 }
 
 /// A label value with `\`, `"` and newlines escaped.

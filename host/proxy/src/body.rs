@@ -19,7 +19,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::sync::oneshot;
 
 use crate::chain::{SharedFilters, Stop};
-use crate::cluster::Endpoint;
+use crate::cluster::{Admitted, Endpoint, Load};
 
 /// Why a body ended early.
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +31,61 @@ pub enum BodyError {
     /// held back); the reason is logged where it happened.
     #[error("a filter stopped the body")]
     Stopped,
+    /// The body is longer than the listener allows.
+    #[error("the body is longer than {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+/// A body from a peer, counted against a limit.
+pub(crate) struct Source {
+    inner: Incoming,
+    seen: u64,
+    limit: Option<u64>,
+}
+
+impl Source {
+    pub(crate) fn new(inner: Incoming, limit: Option<u64>) -> Source {
+        Source {
+            inner,
+            seen: 0,
+            limit,
+        }
+    }
+}
+
+impl Body for Source {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let (Some(Ok(frame)), Some(limit)) = (&frame, self.limit) {
+            let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+            self.seen += len;
+            if self.seen > limit {
+                return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
+            }
+        }
+        Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What pulling a body through the plugins gave.
 enum Pulled {
     Frame(Frame<Bytes>),
     End,
-    ReadError(hyper::Error),
+    ReadError(BodyError),
     Stopped(Stop),
 }
 
@@ -48,7 +96,7 @@ impl Pulled {
         match self {
             Pulled::End => None,
             Pulled::Frame(frame) => Some(Ok(frame)),
-            Pulled::ReadError(err) => Some(Err(BodyError::Read(err))),
+            Pulled::ReadError(err) => Some(Err(err)),
             Pulled::Stopped(stop) => {
                 on_stop(stop);
                 Some(Err(BodyError::Stopped))
@@ -70,7 +118,7 @@ struct BodyFilters {
 impl BodyFilters {
     /// Pulls chunks from `inner` through the plugins until one yields
     /// something to send on.
-    fn poll(&mut self, inner: &mut Incoming, cx: &mut Context<'_>) -> Poll<Pulled> {
+    fn poll(&mut self, inner: &mut Source, cx: &mut Context<'_>) -> Poll<Pulled> {
         loop {
             if let Some(trailers) = self.trailers.take() {
                 return Poll::Ready(Pulled::Frame(trailers));
@@ -113,45 +161,37 @@ impl BodyFilters {
 
 /// The downstream body on its way upstream (or a call-out's body).
 pub struct RequestBody {
-    inner: Option<Incoming>,
-    /// A body the proxy makes itself (call-outs).
+    inner: Option<Source>,
+    /// A body the proxy makes itself (call-outs, retries).
     full: Option<Bytes>,
     filters: Option<BodyFilters>,
-    /// Tells the request handler why a plugin stopped the body, so that it
-    /// can answer the client (a local response, 503, 413...).
+    /// Tells the request handler why the body stopped (a plugin stopped
+    /// it, or it is too long), so that it can answer the client (a local
+    /// response, 503, 413...).
     stopped: Option<oneshot::Sender<Stop>>,
 }
 
 impl RequestBody {
-    /// `inner` as it is, or through the body callbacks of `filters`,
+    /// `inner`, through the body callbacks of `filters` if given,
     /// reporting a stop on `stopped`.
     pub(crate) fn new(
-        inner: Incoming,
-        filters: Option<(SharedFilters, oneshot::Sender<Stop>)>,
+        inner: Source,
+        filters: Option<SharedFilters>,
+        stopped: oneshot::Sender<Stop>,
     ) -> Self {
-        match filters {
-            None => RequestBody {
-                inner: Some(inner),
-                full: None,
-                filters: None,
-                stopped: None,
-            },
-            Some((filters, stopped)) => RequestBody {
-                inner: Some(inner),
-                full: None,
-                filters: Some(BodyFilters {
-                    filters,
-                    request: true,
-                    ended: false,
-                    trailers: None,
-                }),
-                stopped: Some(stopped),
-            },
+        RequestBody {
+            inner: Some(inner),
+            full: None,
+            filters: filters.map(|filters| BodyFilters {
+                filters,
+                request: true,
+                ended: false,
+                trailers: None,
+            }),
+            stopped: Some(stopped),
         }
     }
-}
 
-impl RequestBody {
     /// A body the proxy makes itself.
     pub(crate) fn full(bytes: Bytes) -> Self {
         RequestBody {
@@ -159,6 +199,12 @@ impl RequestBody {
             full: (!bytes.is_empty()).then_some(bytes),
             filters: None,
             stopped: None,
+        }
+    }
+
+    fn report(&mut self, stop: Stop) {
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.send(stop);
         }
     }
 }
@@ -175,17 +221,18 @@ impl Body for RequestBody {
         let Some(inner) = &mut this.inner else {
             return Poll::Ready(this.full.take().map(|bytes| Ok(Frame::data(bytes))));
         };
-        let Some(filters) = &mut this.filters else {
-            return Pin::new(inner)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(BodyError::Read)));
+        let mut stop = None;
+        let frame = match &mut this.filters {
+            None => ready!(Pin::new(inner).poll_frame(cx)),
+            Some(filters) => ready!(filters.poll(inner, cx)).into_frame(|s| stop = Some(s)),
         };
-        let stopped = &mut this.stopped;
-        Poll::Ready(ready!(filters.poll(inner, cx)).into_frame(|stop| {
-            if let Some(stopped) = stopped.take() {
-                let _ = stopped.send(stop);
-            }
-        }))
+        if let Some(Err(BodyError::TooLarge { limit })) = &frame {
+            stop = Some(Stop::BodyTooLarge { limit: *limit });
+        }
+        if let Some(stop) = stop {
+            this.report(stop);
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -212,10 +259,13 @@ pub struct ResponseBody {
     upstream: Option<(Rc<Endpoint>, SendRequest<RequestBody>)>,
     /// Held until the body is done, so that the stream's contexts end then.
     filters: Option<SharedFilters>,
+    /// The request counts (circuit breakers, least request) it holds until
+    /// the body is done.
+    in_flight: Option<(Load, Admitted)>,
 }
 
 enum Kind {
-    Upstream(Incoming, Option<BodyFilters>),
+    Upstream(Source, Option<BodyFilters>),
     Full(Option<Bytes>),
 }
 
@@ -225,8 +275,8 @@ impl ResponseBody {
     /// `endpoint`'s pool once the body has been read to the end.
     pub(crate) fn upstream(
         body: Incoming,
-        endpoint: Rc<Endpoint>,
-        sender: SendRequest<RequestBody>,
+        upstream: (Rc<Endpoint>, SendRequest<RequestBody>),
+        in_flight: (Load, Admitted),
         filters: SharedFilters,
         run_callbacks: bool,
     ) -> Self {
@@ -237,9 +287,10 @@ impl ResponseBody {
             trailers: None,
         });
         ResponseBody {
-            kind: Kind::Upstream(body, callbacks),
-            upstream: Some((endpoint, sender)),
+            kind: Kind::Upstream(Source::new(body, None), callbacks),
+            upstream: Some(upstream),
             filters: Some(filters),
+            in_flight: Some(in_flight),
         }
     }
 
@@ -250,6 +301,7 @@ impl ResponseBody {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             upstream: None,
             filters,
+            in_flight: None,
         }
     }
 
@@ -260,6 +312,7 @@ impl ResponseBody {
             endpoint.release(sender);
         }
         self.filters = None;
+        self.in_flight = None;
     }
 
     fn upstream_ended(&self) -> bool {
@@ -282,7 +335,7 @@ impl Body for ResponseBody {
         let frame = match &mut this.kind {
             Kind::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             Kind::Upstream(body, None) => {
-                ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(BodyError::Read))
+                ready!(Pin::new(body).poll_frame(cx))
             }
             Kind::Upstream(body, Some(filters)) => {
                 ready!(filters.poll(body, cx)).into_frame(|stop| {

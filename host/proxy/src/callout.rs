@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use weft_abi::{HttpCall, HttpCallResponse, HttpCaller, Pairs, Status};
 
 use crate::body::RequestBody;
+use crate::cluster::Pick;
 use crate::worker::Worker;
 
 /// The `proxy_http_call` of plugin `plugin` on this worker.
@@ -77,7 +78,11 @@ async fn send(
 ) -> Option<HttpCallResponse> {
     let exchange = async {
         let worker = worker.upgrade()?;
-        let upstream = worker.clusters[cluster].send(request).await.ok()?;
+        let pick = Pick {
+            hash: None,
+            random: worker.random(),
+        };
+        let upstream = worker.clusters[cluster].send(request, pick).await.ok()?;
         let (parts, body) = upstream.response.into_parts();
         let collected = body.collect().await.ok()?;
         upstream.endpoint.release(upstream.sender);

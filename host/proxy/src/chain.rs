@@ -13,7 +13,7 @@ use weft_abi::{
 };
 
 use crate::stream::ProxyStream;
-use crate::worker::{ListenerRoute, Worker};
+use crate::worker::Worker;
 
 /// Counts of what happened to a plugin's VMs, over all workers; shown on
 /// the admin `/metrics` endpoint.
@@ -324,6 +324,8 @@ pub(crate) enum Stop {
     Closed { plugin: String },
     /// A plugin held back more body than its `body_buffer_bytes` limit.
     TooLarge { plugin: String, limit: usize },
+    /// The request body is longer than the listener allows.
+    BodyTooLarge { limit: u64 },
 }
 
 impl Stop {
@@ -338,6 +340,9 @@ impl Stop {
                 "filter `{plugin}` paused the stream and did not continue it within {}s",
                 PAUSE_LIMIT.as_secs()
             ),
+            Stop::BodyTooLarge { limit } => {
+                format!("the request body is longer than the listener's limit of {limit} bytes")
+            }
             Stop::TooLarge { plugin, limit } => {
                 format!(
                     "filter `{plugin}` held back more than {} MiB of body",
@@ -397,7 +402,7 @@ impl Held {
 /// are finished: `on_done`, `on_log`, `on_delete`.
 pub(crate) struct StreamFilters {
     worker: Rc<Worker>,
-    route: Rc<ListenerRoute>,
+    chain: Arc<[usize]>,
     stream: Box<dyn HttpStream>,
     active: Vec<ActiveContext>,
     /// Held request body, held response body.
@@ -408,11 +413,11 @@ pub(crate) struct StreamFilters {
 pub(crate) type SharedFilters = Rc<RefCell<StreamFilters>>;
 
 impl StreamFilters {
-    pub(crate) fn new(worker: Rc<Worker>, route: Rc<ListenerRoute>, stream: ProxyStream) -> Self {
-        let active = Vec::with_capacity(route.chain.len());
+    pub(crate) fn new(worker: Rc<Worker>, chain: Arc<[usize]>, stream: ProxyStream) -> Self {
+        let active = Vec::with_capacity(chain.len());
         StreamFilters {
             worker,
-            route,
+            chain,
             stream: Box::new(stream),
             active,
             held: Default::default(),
@@ -455,12 +460,12 @@ impl StreamFilters {
         // failed plugin's context is dropped). Walking it backwards stays valid
         // because only the current entry can be removed.
         let steps = match phase {
-            Phase::RequestHeaders => self.route.chain.len(),
+            Phase::RequestHeaders => self.chain.len(),
             _ => self.active.len(),
         };
         for step in start..steps {
             let plugin = match phase {
-                Phase::RequestHeaders => self.route.chain.get(step).copied(),
+                Phase::RequestHeaders => self.chain.get(step).copied(),
                 _ => self.active.get(steps - 1 - step).map(|c| c.plugin),
             };
             let Some(plugin) = plugin else { continue };

@@ -1,18 +1,24 @@
-//! Clusters and their per-worker connection pools.
+//! Clusters: endpoints, load balancing, circuit breakers, outlier
+//! detection, and per-worker connection pools.
 //!
-//! Each worker owns its pools (no locks): idle HTTP/1.1 connections per
-//! endpoint, taken for a request and given back when the response body has
-//! been read to its end.
+//! What all workers must agree on — endpoint health, ejections, breaker
+//! counts — is in [`ClusterShared`], atomics only. What is cheaper kept
+//! apart — idle connections, request counts for least-request — each
+//! worker owns in its [`ClusterPool`] (no locks).
 
 use std::cell::{Cell, RefCell};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use weft_config::{LbPolicy, OutlierDetection};
 
 use crate::body::RequestBody;
 
@@ -36,13 +42,301 @@ pub(crate) enum UpstreamError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("cluster `{cluster}` is over its {breaker} circuit breaker")]
+    Overflow {
+        cluster: Arc<str>,
+        breaker: &'static str,
+    },
 }
+
+impl UpstreamError {
+    /// No connection could be made (the request was not sent).
+    pub(crate) fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Connect { .. }
+                | UpstreamError::Handshake { .. }
+        )
+    }
+}
+
+/// A failed send, with the request back when it was never sent.
+pub(crate) struct SendError {
+    pub(crate) error: UpstreamError,
+    pub(crate) unsent: Option<Request<RequestBody>>,
+}
+
+/// An endpoint as every worker sees it.
+pub(crate) struct EndpointShared {
+    pub(crate) addr: SocketAddr,
+    /// Set by active health checks.
+    pub(crate) healthy: AtomicBool,
+    /// Failures in a row (outlier detection).
+    failures: AtomicU32,
+    /// Ejected until this many milliseconds after the cluster was made.
+    ejected_until: AtomicU64,
+    ejections: AtomicU32,
+}
+
+/// Counts for `/metrics` and `/clusters`.
+#[derive(Default)]
+pub(crate) struct ClusterStats {
+    pub(crate) requests: AtomicU64,
+    pub(crate) responses_by_class: [AtomicU64; 5],
+    pub(crate) retries: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) ejections: AtomicU64,
+    pub(crate) overflows: AtomicU64,
+}
+
+/// A cluster's state shared by all workers.
+pub(crate) struct ClusterShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) endpoints: Vec<EndpointShared>,
+    pub(crate) config: weft_config::Cluster,
+    /// Consistent-hash ring: (point, endpoint), sorted by point.
+    ring: Vec<(u64, usize)>,
+    made: Instant,
+    connections: AtomicUsize,
+    pending: AtomicUsize,
+    requests: AtomicUsize,
+    retries: AtomicUsize,
+    pub(crate) stats: ClusterStats,
+}
+
+/// Virtual nodes per endpoint on the hash ring.
+const RING_POINTS: usize = 128;
+
+/// Why a cluster's endpoints could not be found.
+#[derive(Debug, thiserror::Error)]
+#[error("clusters[{index}].endpoints[{endpoint}]: cannot resolve `{name}`: {problem}")]
+pub struct ResolveError {
+    index: usize,
+    endpoint: usize,
+    name: String,
+    problem: String,
+}
+
+impl ClusterShared {
+    /// Resolves `config`'s endpoints (cluster number `index`): each address
+    /// a host name resolves to becomes an endpoint.
+    pub(crate) fn new(
+        index: usize,
+        config: &weft_config::Cluster,
+    ) -> Result<ClusterShared, ResolveError> {
+        let mut addrs = Vec::new();
+        for (j, endpoint) in config.endpoints.iter().enumerate() {
+            let fail = |problem: String| ResolveError {
+                index,
+                endpoint: j,
+                name: endpoint.clone(),
+                problem,
+            };
+            let (host, port) =
+                weft_config::split_host_port(endpoint).map_err(|p| fail(p.into()))?;
+            let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                .map_err(|e| fail(e.to_string()))?
+                .collect();
+            if resolved.is_empty() {
+                return Err(fail("no addresses".into()));
+            }
+            for addr in resolved {
+                if !addrs.contains(&addr) {
+                    addrs.push(addr);
+                }
+            }
+        }
+        let mut ring = Vec::new();
+        if config.lb_policy == LbPolicy::RingHash {
+            for (i, addr) in addrs.iter().enumerate() {
+                for point in 0..RING_POINTS {
+                    ring.push((hash_of(&(addr, point)), i));
+                }
+            }
+            ring.sort_unstable();
+        }
+        Ok(ClusterShared {
+            name: Arc::from(config.name.as_str()),
+            endpoints: addrs
+                .into_iter()
+                .map(|addr| EndpointShared {
+                    addr,
+                    healthy: AtomicBool::new(true),
+                    failures: AtomicU32::new(0),
+                    ejected_until: AtomicU64::new(0),
+                    ejections: AtomicU32::new(0),
+                })
+                .collect(),
+            config: config.clone(),
+            ring,
+            made: Instant::now(),
+            connections: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            retries: AtomicUsize::new(0),
+            stats: ClusterStats::default(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.made.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether endpoint `i` may take requests: healthy and not ejected.
+    pub(crate) fn available(&self, i: usize) -> bool {
+        let endpoint = &self.endpoints[i];
+        endpoint.healthy.load(Ordering::Relaxed)
+            && endpoint.ejected_until.load(Ordering::Relaxed) <= self.now_ms()
+    }
+
+    /// Whether endpoint `i` is ejected by outlier detection now.
+    pub(crate) fn ejected(&self, i: usize) -> bool {
+        self.endpoints[i].ejected_until.load(Ordering::Relaxed) > self.now_ms()
+    }
+
+    /// Records how a request to endpoint `i` went, for outlier detection.
+    pub(crate) fn report(&self, i: usize, success: bool) {
+        let Some(outlier) = &self.config.outlier_detection else {
+            return;
+        };
+        let endpoint = &self.endpoints[i];
+        if success {
+            endpoint.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = endpoint.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= outlier.consecutive_failures {
+            self.eject(i, outlier);
+        }
+    }
+
+    fn eject(&self, i: usize, outlier: &OutlierDetection) {
+        let now = self.now_ms();
+        let ejected = (0..self.endpoints.len())
+            .filter(|&j| self.endpoints[j].ejected_until.load(Ordering::Relaxed) > now)
+            .count();
+        let allowed = self.endpoints.len() * outlier.max_ejection_percent as usize / 100;
+        let endpoint = &self.endpoints[i];
+        if ejected >= allowed.max(1) || endpoint.ejected_until.load(Ordering::Relaxed) > now {
+            return;
+        }
+        let times = (endpoint.ejections.fetch_add(1, Ordering::Relaxed) + 1).min(10);
+        let duration = outlier.base_ejection_ms.saturating_mul(times.into());
+        endpoint
+            .ejected_until
+            .store(now.saturating_add(duration), Ordering::Relaxed);
+        endpoint.failures.store(0, Ordering::Relaxed);
+        self.stats.ejections.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            cluster = %self.name,
+            endpoint = %endpoint.addr,
+            "endpoint ejected for {duration} ms after {} failures in a row",
+            outlier.consecutive_failures
+        );
+    }
+
+    /// Takes a request slot, unless `max_requests` are in flight.
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<Admitted, UpstreamError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot::take(
+            self,
+            Counter::Requests,
+            self.config.circuit_breakers.max_requests,
+        )
+        .ok_or_else(|| self.overflow("max_requests"))?;
+        Ok(Admitted(slot))
+    }
+
+    /// Takes a retry slot, unless `max_retries` are in flight.
+    pub(crate) fn retry_slot(self: &Arc<Self>) -> Option<Slot> {
+        let slot = Slot::take(
+            self,
+            Counter::Retries,
+            self.config.circuit_breakers.max_retries,
+        );
+        match slot {
+            Some(_) => self.stats.retries.fetch_add(1, Ordering::Relaxed),
+            None => self.stats.overflows.fetch_add(1, Ordering::Relaxed),
+        };
+        slot
+    }
+
+    fn overflow(&self, breaker: &'static str) -> UpstreamError {
+        self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+        UpstreamError::Overflow {
+            cluster: self.name.clone(),
+            breaker,
+        }
+    }
+
+    /// Counts a response for the metrics.
+    pub(crate) fn count_response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.stats.responses_by_class[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The circuit-breaker counts.
+#[derive(Clone, Copy)]
+enum Counter {
+    Requests,
+    Retries,
+    Pending,
+    Connections,
+}
+
+impl ClusterShared {
+    fn counter(&self, which: Counter) -> &AtomicUsize {
+        match which {
+            Counter::Requests => &self.requests,
+            Counter::Retries => &self.retries,
+            Counter::Pending => &self.pending,
+            Counter::Connections => &self.connections,
+        }
+    }
+}
+
+/// One unit of a circuit-breaker count, given back when dropped.
+pub(crate) struct Slot {
+    cluster: Arc<ClusterShared>,
+    which: Counter,
+}
+
+impl Slot {
+    fn take(cluster: &Arc<ClusterShared>, which: Counter, max: Option<usize>) -> Option<Slot> {
+        let counter = cluster.counter(which);
+        let now = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        if max.is_some_and(|max| now > max) {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot {
+            cluster: cluster.clone(),
+            which,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.cluster
+            .counter(self.which)
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request counted against `max_requests` until it is dropped.
+pub(crate) struct Admitted(#[expect(dead_code, reason = "held for its Drop")] Slot);
 
 /// One upstream address and its idle connections on this worker.
 pub(crate) struct Endpoint {
+    pub(crate) index: usize,
     pub(crate) addr: SocketAddr,
     idle: RefCell<Vec<SendRequest<RequestBody>>>,
     max_idle: usize,
+    /// Requests in flight from this worker (least request).
+    active: Cell<usize>,
 }
 
 impl Endpoint {
@@ -55,9 +349,26 @@ impl Endpoint {
     }
 }
 
+/// A request in flight on an endpoint, for least-request balancing.
+pub(crate) struct Load(Rc<Endpoint>);
+
+impl Load {
+    fn new(endpoint: Rc<Endpoint>) -> Load {
+        endpoint.active.set(endpoint.active.get() + 1);
+        Load(endpoint)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get().saturating_sub(1));
+    }
+}
+
 /// A cluster as one worker sees it.
 pub(crate) struct ClusterPool {
     pub(crate) name: Rc<str>,
+    pub(crate) shared: Arc<ClusterShared>,
     endpoints: Vec<Rc<Endpoint>>,
     next: Cell<usize>,
     connect_timeout: Duration,
@@ -68,42 +379,96 @@ pub(crate) struct Upstream {
     pub(crate) response: Response<Incoming>,
     pub(crate) endpoint: Rc<Endpoint>,
     pub(crate) sender: SendRequest<RequestBody>,
+    pub(crate) load: Load,
+}
+
+/// What a request offers the balancer: a consistent-hash key, and
+/// randomness.
+#[derive(Clone, Copy)]
+pub(crate) struct Pick {
+    pub(crate) hash: Option<u64>,
+    pub(crate) random: u64,
 }
 
 impl ClusterPool {
-    pub(crate) fn new(cluster: &weft_config::Cluster) -> ClusterPool {
+    pub(crate) fn new(shared: Arc<ClusterShared>) -> ClusterPool {
         ClusterPool {
-            name: Rc::from(cluster.name.as_str()),
-            endpoints: cluster
+            name: Rc::from(&*shared.name),
+            endpoints: shared
                 .endpoints
                 .iter()
-                .map(|&addr| {
+                .enumerate()
+                .map(|(index, e)| {
                     Rc::new(Endpoint {
-                        addr,
+                        index,
+                        addr: e.addr,
                         idle: RefCell::new(Vec::new()),
-                        max_idle: cluster.max_idle_per_endpoint,
+                        max_idle: shared.config.max_idle_per_endpoint,
+                        active: Cell::new(0),
                     })
                 })
                 .collect(),
             next: Cell::new(0),
-            connect_timeout: Duration::from_millis(cluster.connect_timeout_ms),
+            connect_timeout: Duration::from_millis(shared.config.connect_timeout_ms),
+            shared,
         }
     }
 
-    /// Picks an endpoint round robin.
-    fn pick(&self) -> Rc<Endpoint> {
-        let i = self.next.get();
-        self.next.set(i.wrapping_add(1));
-        self.endpoints[i % self.endpoints.len()].clone()
+    /// Picks an endpoint by the cluster's policy among those available; if
+    /// none is, among all (better to try than to refuse everything).
+    fn pick(&self, pick: Pick) -> Rc<Endpoint> {
+        let n = self.endpoints.len();
+        let shared = &self.shared;
+        let any_available = (0..n).any(|i| shared.available(i));
+        let ok = |i: usize| !any_available || shared.available(i);
+        let first_ok_from = |start: usize| {
+            (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| ok(i))
+                .unwrap_or(start % n)
+        };
+        let chosen = match shared.config.lb_policy {
+            LbPolicy::RoundRobin => {
+                let start = self.next.get();
+                let chosen = first_ok_from(start);
+                self.next.set(chosen.wrapping_add(1));
+                chosen
+            }
+            LbPolicy::Random => first_ok_from((pick.random % n as u64) as usize),
+            LbPolicy::LeastRequest => {
+                let a = first_ok_from((pick.random % n as u64) as usize);
+                let b = first_ok_from(((pick.random >> 32) % n as u64) as usize);
+                if self.endpoints[b].active.get() < self.endpoints[a].active.get() {
+                    b
+                } else {
+                    a
+                }
+            }
+            LbPolicy::RingHash => match pick.hash {
+                Some(hash) => {
+                    let ring = &shared.ring;
+                    let start = ring.partition_point(|(point, _)| *point < hash);
+                    (0..ring.len())
+                        .map(|k| ring[(start + k) % ring.len()].1)
+                        .find(|&i| ok(i))
+                        .unwrap_or(0)
+                }
+                None => first_ok_from((pick.random % n as u64) as usize),
+            },
+        };
+        self.endpoints[chosen].clone()
     }
 
-    /// Sends `request` on a pooled connection, or a new one.
+    /// Sends `request` to an endpoint the policy picks, on a pooled
+    /// connection or a new one.
     pub(crate) async fn send(
         &self,
         mut request: Request<RequestBody>,
-    ) -> Result<Upstream, UpstreamError> {
-        let endpoint = self.pick();
+        pick: Pick,
+    ) -> Result<Upstream, SendError> {
+        let endpoint = self.pick(pick);
         let addr = endpoint.addr;
+        let load = Load::new(endpoint.clone());
         // Idle connections may have been closed by the upstream meanwhile: a
         // request that was not sent on one is retried on the next, and then on
         // a fresh connection.
@@ -111,11 +476,26 @@ impl ClusterPool {
             let pooled = endpoint.idle.borrow_mut().pop();
             let (mut sender, fresh) = match pooled {
                 Some(sender) => (sender, false),
-                None => (self.connect(addr).await?, true),
+                None => match self.connect(addr).await {
+                    Ok(sender) => (sender, true),
+                    Err(error) => {
+                        if error.is_connect_failure() {
+                            self.shared.report(endpoint.index, false);
+                        }
+                        return Err(SendError {
+                            error,
+                            unsent: Some(request),
+                        });
+                    }
+                },
             };
             if let Err(source) = sender.ready().await {
                 if fresh {
-                    return Err(UpstreamError::Handshake { addr, source });
+                    self.shared.report(endpoint.index, false);
+                    return Err(SendError {
+                        error: UpstreamError::Handshake { addr, source },
+                        unsent: Some(request),
+                    });
                 }
                 continue;
             }
@@ -125,14 +505,19 @@ impl ClusterPool {
                         response,
                         endpoint,
                         sender,
+                        load,
                     });
                 }
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if !fresh => request = unsent,
-                    _ => {
-                        return Err(UpstreamError::Request {
-                            addr,
-                            source: err.into_error(),
+                    unsent => {
+                        self.shared.report(endpoint.index, false);
+                        return Err(SendError {
+                            error: UpstreamError::Request {
+                                addr,
+                                source: err.into_error(),
+                            },
+                            unsent,
                         });
                     }
                 },
@@ -141,6 +526,12 @@ impl ClusterPool {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
+        let shared = &self.shared;
+        let breakers = shared.config.circuit_breakers;
+        let _pending = Slot::take(shared, Counter::Pending, breakers.max_pending_requests)
+            .ok_or_else(|| shared.overflow("max_pending_requests"))?;
+        let connection_slot = Slot::take(shared, Counter::Connections, breakers.max_connections)
+            .ok_or_else(|| shared.overflow("max_connections"))?;
         let tcp = tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout {
@@ -154,10 +545,20 @@ impl ClusterPool {
             .await
             .map_err(|source| UpstreamError::Handshake { addr, source })?;
         tokio::task::spawn_local(async move {
+            // The connection counts against max_connections while it is open.
+            let _slot = connection_slot;
             if let Err(err) = connection.await {
                 tracing::debug!(%addr, "upstream connection ended: {err}");
             }
         });
         Ok(sender)
     }
+}
+
+/// A stable 64-bit hash (the same in every worker and run).
+pub(crate) fn hash_of(value: &impl Hash) -> u64 {
+    #[allow(deprecated)]
+    let mut hasher = std::hash::SipHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }

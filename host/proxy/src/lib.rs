@@ -11,6 +11,9 @@ mod body;
 mod callout;
 mod chain;
 mod cluster;
+mod forward;
+mod health;
+mod router;
 mod stream;
 mod worker;
 
@@ -72,6 +75,12 @@ pub enum StartError {
     /// A worker thread could not be spawned.
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+    /// A cluster's endpoint could not be resolved.
+    #[error(transparent)]
+    Resolve(#[from] cluster::ResolveError),
+    /// A listener's routes could not be built.
+    #[error(transparent)]
+    Route(#[from] router::RouteError),
 }
 
 /// A listener's name and the address it is bound to (port 0 resolved).
@@ -143,6 +152,20 @@ pub fn load_plugins(
     Ok(plugins)
 }
 
+/// Everything [`Proxy::start`] checks before it binds anything: plugins
+/// load and start, cluster endpoints resolve, routes compile. Returns the
+/// number of plugins.
+pub fn check(config: &ProxyConfig, runtime: &Runtime) -> Result<usize, StartError> {
+    let plugins = load_plugins(config, runtime)?;
+    for (index, c) in config.clusters.iter().enumerate() {
+        cluster::ClusterShared::new(index, c)?;
+    }
+    for index in 0..config.listeners.len() {
+        router::ListenerRoutes::new(config, index)?;
+    }
+    Ok(plugins.len())
+}
+
 impl Proxy {
     /// Starts the proxy described by `config` (already validated).
     pub fn start(config: &ProxyConfig, runtime: &Runtime) -> Result<Proxy, StartError> {
@@ -151,25 +174,20 @@ impl Proxy {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
+        let clusters: Vec<Arc<cluster::ClusterShared>> = config
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(index, c)| cluster::ClusterShared::new(index, c).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+
         // Each listener is bound once per worker; the first bind resolves
         // port 0, the others reuse that port.
-        let mut sockets: Vec<Vec<(worker::ListenerRoute, std::net::TcpListener)>> =
+        let mut sockets: Vec<Vec<(Arc<router::ListenerRoutes>, std::net::TcpListener)>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut bound = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
-            let route = worker::ListenerRoute {
-                name: listener.name.clone(),
-                chain: listener
-                    .filters
-                    .iter()
-                    .filter_map(|f| config.plugins.iter().position(|p| &p.name == f))
-                    .collect(),
-                cluster: config
-                    .clusters
-                    .iter()
-                    .position(|c| c.name == listener.cluster)
-                    .unwrap_or_default(),
-            };
+            let route = Arc::new(router::ListenerRoutes::new(config, index)?);
             let mut address = listener.address;
             for per_worker in &mut sockets {
                 let socket = bind(address).map_err(|source| StartError::Bind {
@@ -220,6 +238,7 @@ impl Proxy {
                         })
                     })
                     .collect(),
+                clusters: clusters.clone(),
             };
             let (address, handle) =
                 admin::start(admin.address, state, receiver.clone()).map_err(|source| {
@@ -234,11 +253,16 @@ impl Proxy {
             });
             handles.push(handle);
         }
+        if let Some(handle) =
+            health::start(&clusters, receiver.clone()).map_err(StartError::Thread)?
+        {
+            handles.push(handle);
+        }
         for (index, listeners) in sockets.into_iter().enumerate() {
             let init = worker::WorkerInit {
                 index,
                 plugins: plugins.iter().cloned().zip(stats.iter().cloned()).collect(),
-                clusters: config.clusters.clone(),
+                clusters: clusters.clone(),
                 listeners,
             };
             let receiver = receiver.clone();

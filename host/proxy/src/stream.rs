@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::BytesMut;
@@ -10,6 +11,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use weft_abi::{BufferType, HttpStream, LocalResponse, MapType, Status};
+
+use crate::router::Route;
 
 /// One request's state while filters run on it.
 pub(crate) struct ProxyStream {
@@ -24,7 +27,10 @@ pub(crate) struct ProxyStream {
     pub(crate) response: Option<ResponseHead>,
     pub(crate) local_response: Option<LocalResponse>,
     connection: Rc<ConnectionInfo>,
-    cluster: Rc<str>,
+    /// The cluster the request goes to, once chosen.
+    pub(crate) cluster: Option<Rc<str>>,
+    /// The route it matched.
+    pub(crate) route: Option<Arc<Route>>,
     version: Version,
     start: SystemTime,
     /// The request and response body as the running body callback sees it.
@@ -49,6 +55,11 @@ pub(crate) struct ResponseHead {
 }
 
 impl ProxyStream {
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.connection.peer
+    }
+
     /// The body buffer body callbacks of the request (`true`) or response see.
     pub(crate) fn body_mut(&mut self, request: bool) -> &mut BytesMut {
         if request {
@@ -259,7 +270,10 @@ impl HttpStream for ProxyStream {
             [b"connection", b"id"] => out.extend_from_slice(&self.connection.id.to_le_bytes()),
             [b"connection", b"mtls"] => out.push(0),
             [b"cluster_name"] | [b"xds", b"cluster_name"] => {
-                out.extend_from_slice(self.cluster.as_bytes())
+                out.extend_from_slice(self.cluster.as_deref().ok_or(Status::NotFound)?.as_bytes())
+            }
+            [b"route_name"] | [b"xds", b"route_name"] => {
+                out.extend_from_slice(self.route.as_ref().ok_or(Status::NotFound)?.name.as_bytes())
             }
             _ => {
                 let key = path.join(&b'.');
@@ -325,11 +339,7 @@ impl HttpStream for ProxyStream {
 }
 
 impl ProxyStream {
-    pub(crate) fn from_request(
-        parts: Parts,
-        connection: Rc<ConnectionInfo>,
-        cluster: Rc<str>,
-    ) -> ProxyStream {
+    pub(crate) fn from_request(parts: Parts, connection: Rc<ConnectionInfo>) -> ProxyStream {
         let Parts {
             method,
             uri,
@@ -354,7 +364,8 @@ impl ProxyStream {
             response: None,
             local_response: None,
             connection,
-            cluster,
+            cluster: None,
+            route: None,
             version,
             start: SystemTime::now(),
             request_body: BytesMut::new(),
@@ -427,8 +438,8 @@ mod tests {
                 .into_parts()
                 .0,
             connection,
-            Rc::from("backend"),
         );
+        stream.cluster = Some(Rc::from("backend"));
         stream.request_headers = headers;
         stream
     }

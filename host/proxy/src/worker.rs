@@ -9,37 +9,29 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use weft_abi::{HttpStream, LocalResponse, Plugin, VmHooks};
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{ResponseBody, Source};
 use crate::chain::{
     Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters, run_headers_phase,
 };
-use crate::cluster::ClusterPool;
-use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, strip_hop_by_hop};
+use crate::cluster::{ClusterPool, ClusterShared};
+use crate::router::{Action, ListenerRoutes, Route};
+use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead};
 
 /// What a worker thread is started with; all of it can cross threads.
 pub(crate) struct WorkerInit {
     pub(crate) index: usize,
     pub(crate) plugins: Vec<(Arc<Plugin>, Arc<PluginStats>)>,
-    pub(crate) clusters: Vec<weft_config::Cluster>,
-    pub(crate) listeners: Vec<(ListenerRoute, std::net::TcpListener)>,
-}
-
-/// Where a listener's requests go.
-#[derive(Clone)]
-pub(crate) struct ListenerRoute {
-    pub(crate) name: String,
-    /// Indices into the worker's plugins, in chain order.
-    pub(crate) chain: Vec<usize>,
-    /// Index into the worker's clusters.
-    pub(crate) cluster: usize,
+    pub(crate) clusters: Vec<Arc<ClusterShared>>,
+    pub(crate) listeners: Vec<(Arc<ListenerRoutes>, std::net::TcpListener)>,
 }
 
 /// A worker's own state.
@@ -53,9 +45,21 @@ pub(crate) struct Worker {
     closed: tokio::sync::Notify,
     shutdown: watch::Receiver<bool>,
     call_tokens: Cell<u32>,
+    /// State of the worker's random numbers (splitmix64).
+    random: Cell<u64>,
 }
 
 impl Worker {
+    /// A random number, for load balancing, weighted routes and jitter.
+    pub(crate) fn random(&self) -> u64 {
+        let state = self.random.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.random.set(state);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
     /// A token for a new HTTP call-out, unique on this worker.
     pub(crate) fn next_call_token(&self) -> u32 {
         let token = self.call_tokens.get().wrapping_add(1).max(1);
@@ -90,6 +94,7 @@ pub(crate) fn run(
             closed: tokio::sync::Notify::new(),
             shutdown: shutdown.clone(),
             call_tokens: Cell::new(0),
+            random: Cell::new(seed(init.index)),
             plugins: plugins
                 .into_iter()
                 .enumerate()
@@ -104,7 +109,7 @@ pub(crate) fn run(
                     RefCell::new(PluginSlot::new(plugin, stats, hooks))
                 })
                 .collect(),
-            clusters: init.clusters.iter().map(ClusterPool::new).collect(),
+            clusters: init.clusters.into_iter().map(ClusterPool::new).collect(),
         });
         drop(ready_sender);
         {
@@ -122,7 +127,6 @@ pub(crate) fn run(
         let mut accepting = Vec::new();
         for (route, socket) in init.listeners {
             let listener = tokio::net::TcpListener::from_std(socket)?;
-            let route = Rc::new(route);
             let worker = worker.clone();
             let mut shutdown = shutdown.clone();
             accepting.push(tokio::task::spawn_local(async move {
@@ -166,6 +170,15 @@ pub(crate) fn run(
     })
 }
 
+/// A seed for a worker's random numbers: the clock, the worker and the
+/// process, mixed.
+fn seed(worker: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (worker as u64).rotate_left(32) ^ u64::from(std::process::id()).rotate_left(16)
+}
+
 /// Delivers `proxy_on_tick` to one plugin's VM at the period it set. A
 /// plugin may set or change its period in any callback, so without one the
 /// loop looks again every `IDLE_TICK_CHECK`.
@@ -188,9 +201,10 @@ async fn serve(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     worker: Rc<Worker>,
-    route: Rc<ListenerRoute>,
+    route: Arc<ListenerRoutes>,
 ) {
     let drain_worker = worker.clone();
+    let limits = route.limits;
     let id = worker.connections.get();
     worker.connections.set(id + 1);
     let connection = Rc::new(ConnectionInfo {
@@ -203,7 +217,8 @@ async fn serve(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(Duration::from_millis(limits.request_header_timeout_ms))
+        .max_buf_size(limits.max_request_headers_kb as usize * 1024)
         .serve_connection(TokioIo::new(tcp), service);
     tokio::pin!(connection);
     drain_worker.open.set(drain_worker.open.get() + 1);
@@ -231,17 +246,50 @@ pub(crate) fn proxy_stream(stream: &mut Box<dyn HttpStream>) -> Option<&mut Prox
 
 async fn handle(
     worker: Rc<Worker>,
-    route: Rc<ListenerRoute>,
+    routes: Arc<ListenerRoutes>,
     connection: Rc<ConnectionInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, StreamClosed> {
     let (parts, body) = request.into_parts();
-    let cluster_name = worker.clusters[route.cluster].name.clone();
+    let body_limit = routes.limits.max_request_body_kb.map(|kb| kb * 1024);
+    if let Some(limit) = body_limit
+        && body.size_hint().lower() > limit
+    {
+        return Ok(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is longer than the listener's limit of {limit} bytes"),
+            None,
+        ));
+    }
+    let mut stream = ProxyStream::from_request(parts, connection);
+    let Some(route) = routes
+        .route(
+            &stream.authority,
+            &stream.method,
+            &stream.path,
+            &stream.request_headers,
+        )
+        .cloned()
+    else {
+        return Ok(error_response(
+            StatusCode::NOT_FOUND,
+            &format!("no route for {}{}", stream.authority, stream.path),
+            None,
+        ));
+    };
+    stream.route = Some(route.clone());
+    let mut cluster = None;
+    if let Action::Forward(forward) = &route.action {
+        // Chosen before the filters run so that they see `cluster_name`;
+        // `cluster_header` may change it after.
+        let index = forward.pick(worker.random());
+        stream.cluster = Some(worker.clusters[index].name.clone());
+        cluster = Some(index);
+    }
     let filtered = !route.chain.is_empty();
-    let stream = ProxyStream::from_request(parts, connection, cluster_name);
     let filters: SharedFilters = Rc::new(RefCell::new(StreamFilters::new(
         worker.clone(),
-        route.clone(),
+        route.chain.clone(),
         stream,
     )));
     let request_ended = body.is_end_stream();
@@ -253,104 +301,96 @@ async fn handle(
         return stopped(stop, filters);
     }
 
-    // Body callbacks run on the body as it streams upstream; a plugin that
-    // stops it reports why through `stopped`.
-    let body_callbacks = filtered && !request_ended && filters.borrow().has_body_callbacks(true);
-    let (stop_sender, mut stop) = oneshot::channel();
-    let body = RequestBody::new(body, body_callbacks.then(|| (filters.clone(), stop_sender)));
-    let upstream_request = {
-        let mut f = filters.borrow_mut();
-        match f.state().map(|s| s.upstream_request(body, filtered)) {
-            Some(Ok(mut request)) => {
-                if body_callbacks {
-                    // Plugins may change the body's length: it is re-framed.
-                    request.headers_mut().remove(header::CONTENT_LENGTH);
-                }
-                request
-            }
-            Some(Err(reason)) => {
-                drop(f);
-                return Ok(error_response(
-                    StatusCode::BAD_REQUEST,
-                    reason,
-                    Some(filters),
-                ));
-            }
-            None => {
-                drop(f);
-                return Ok(error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal: stream state lost",
-                    Some(filters),
-                ));
-            }
+    match (&route.action, cluster) {
+        (Action::Forward(forward), Some(cluster)) => {
+            let exchange = crate::forward::Exchange {
+                worker,
+                filters,
+                route: route.clone(),
+                filtered,
+            };
+            exchange
+                .forward(
+                    forward,
+                    cluster,
+                    Source::new(body, body_limit),
+                    request_ended,
+                )
+                .await
         }
-    };
-
-    let cluster = &worker.clusters[route.cluster];
-    let send = cluster.send(upstream_request);
-    tokio::pin!(send);
-    let mut stop_closed = false;
-    let sent = loop {
-        tokio::select! {
-            // A stopped body also fails the upstream request; the stop says
-            // what the client should hear, so it is looked at first.
-            biased;
-            reason = &mut stop, if !stop_closed => match reason {
-                Ok(reason) => return stopped(reason, filters),
-                Err(_) => stop_closed = true,
+        (
+            Action::Direct {
+                status,
+                body,
+                content_type,
             },
-            sent = &mut send => break sent,
+            _,
+        ) => {
+            let mut headers = HeaderMap::new();
+            if !body.is_empty() {
+                headers.insert(header::CONTENT_TYPE, content_type.clone());
+            }
+            respond(&worker, filters, &route, *status, headers, body.clone()).await
         }
-    };
-    let upstream = match sent {
-        Ok(upstream) => upstream,
-        Err(err) => {
-            tracing::warn!(cluster = %cluster.name, "{err}");
-            return Ok(error_response(
-                StatusCode::BAD_GATEWAY,
-                "upstream connection failed",
-                Some(filters),
-            ));
+        (Action::Redirect(redirect), _) => {
+            let location = {
+                let mut f = filters.borrow_mut();
+                f.state()
+                    .map(|s| route.redirect_location(redirect, s.scheme, &s.authority, &s.path))
+            };
+            let mut headers = HeaderMap::new();
+            if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                headers.insert(header::LOCATION, location);
+            }
+            let status =
+                StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            respond(&worker, filters, &route, status, headers, Bytes::new()).await
         }
-    };
+        (Action::Forward(_), None) => Ok(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal: no cluster chosen",
+            Some(filters),
+        )),
+    }
+}
 
-    let (mut parts, body) = upstream.response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let mut response_callbacks = false;
-    if filtered {
-        let response_ended = body.is_end_stream();
+/// Answers with a response the proxy makes (direct responses, redirects),
+/// through the route's response header changes and the response filters.
+async fn respond(
+    worker: &Worker,
+    filters: SharedFilters,
+    route: &Route,
+    mut status: StatusCode,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, StreamClosed> {
+    route.response_headers.apply(&mut headers);
+    if !route.chain.is_empty() {
         if let Some(state) = filters.borrow_mut().state() {
-            state.response = Some(ResponseHead {
-                status: parts.status,
-                headers: std::mem::take(&mut parts.headers),
-            });
+            state.response = Some(ResponseHead { status, headers });
         }
         if let Err(stop) =
-            run_headers_phase(&worker, &filters, Phase::ResponseHeaders, response_ended).await
+            run_headers_phase(worker, &filters, Phase::ResponseHeaders, body.is_empty()).await
         {
             return stopped(stop, filters);
         }
-        let mut f = filters.borrow_mut();
-        if let Some(head) = f.state().and_then(|s| s.response.as_ref()) {
-            // The filters keep seeing the response headers until on_log.
-            parts.status = head.status;
-            parts.headers = head.headers.clone();
-        }
-        response_callbacks = !response_ended && f.has_body_callbacks(false);
-        if response_callbacks {
-            // Plugins may change the body's length: it is re-framed.
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
+        let head = filters
+            .borrow_mut()
+            .state()
+            .and_then(|s| s.response.as_ref().map(|r| (r.status, r.headers.clone())));
+        let Some((s, h)) = head else {
+            return Ok(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal: stream state lost",
+                Some(filters),
+            ));
+        };
+        (status, headers) = (s, h);
     }
-    let body = ResponseBody::upstream(
-        body,
-        upstream.endpoint,
-        upstream.sender,
-        filters,
-        response_callbacks,
-    );
-    Ok(Response::from_parts(parts, body))
+    let mut response = Response::new(ResponseBody::full(body, Some(filters)));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
 }
 
 /// A filter closed the stream: hyper closes the client's connection
@@ -360,7 +400,10 @@ async fn handle(
 pub(crate) struct StreamClosed;
 
 /// The response for a stream a filter stopped.
-fn stopped(stop: Stop, filters: SharedFilters) -> Result<Response<ResponseBody>, StreamClosed> {
+pub(crate) fn stopped(
+    stop: Stop,
+    filters: SharedFilters,
+) -> Result<Response<ResponseBody>, StreamClosed> {
     let filters = Some(filters);
     Ok(match stop {
         Stop::Closed { .. } => {
@@ -382,7 +425,7 @@ fn stopped(stop: Stop, filters: SharedFilters) -> Result<Response<ResponseBody>,
             tracing::warn!("{}", stop.describe());
             error_response(StatusCode::GATEWAY_TIMEOUT, &stop.describe(), filters)
         }
-        Stop::TooLarge { .. } => {
+        Stop::TooLarge { .. } | Stop::BodyTooLarge { .. } => {
             tracing::warn!("{}", stop.describe());
             error_response(StatusCode::PAYLOAD_TOO_LARGE, &stop.describe(), filters)
         }
@@ -408,7 +451,7 @@ fn local_response(local: LocalResponse, filters: Option<SharedFilters>) -> Respo
 }
 
 /// A response the proxy makes itself, saying why in `x-weft-error`.
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     reason: &str,
     filters: Option<SharedFilters>,

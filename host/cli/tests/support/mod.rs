@@ -41,19 +41,30 @@ pub struct Seen {
 }
 
 /// A real HTTP/1.1 upstream on 127.0.0.1:0 that records every request and
-/// answers 200 with `x-upstream: yes` and body `upstream says hi` (after
-/// a second for paths starting with `/slow`; 403 for paths containing
-/// `deny`).
+/// answers 200 with `x-upstream: yes`, `x-served-by: NAME` and body
+/// `upstream says hi` — after a second for paths starting with `/slow`,
+/// after N ms for `/delay/N`; 403 for paths containing `deny`; status N
+/// for `/status/N`; 503 while `fail_next` is above zero (counting it
+/// down); `/healthz` answers 200 while `healthy`, else 500.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// Requests to answer 503 before answering normally again.
+    pub fail_next: Arc<AtomicUsize>,
+    /// What `/healthz` says.
+    pub healthy: Arc<std::sync::atomic::AtomicBool>,
     _thread: std::thread::JoinHandle<()>,
 }
 
 impl Upstream {
     pub fn start() -> Upstream {
+        Upstream::named("upstream")
+    }
+
+    /// An upstream that says `x-served-by: NAME`.
+    pub fn named(name: &'static str) -> Upstream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -61,6 +72,10 @@ impl Upstream {
         let record = seen.clone();
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = connections.clone();
+        let fail_next = Arc::new(AtomicUsize::new(0));
+        let failing = fail_next.clone();
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let health = healthy.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -72,14 +87,34 @@ impl Upstream {
                     let (tcp, _) = listener.accept().await.unwrap();
                     accepted.fetch_add(1, Ordering::SeqCst);
                     let record = record.clone();
+                    let failing = failing.clone();
+                    let health = health.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |req: Request<Incoming>| {
                             let record = record.clone();
+                            let failing = failing.clone();
+                            let health = health.clone();
                             async move {
                                 let (parts, body) = req.into_parts();
-                                let denied = parts.uri.path().contains("deny");
-                                if parts.uri.path().starts_with("/slow") {
-                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                let path = parts.uri.path().to_string();
+                                let mut status = hyper::StatusCode::OK;
+                                if path.contains("deny") {
+                                    status = hyper::StatusCode::FORBIDDEN;
+                                }
+                                if let Some(code) = path.strip_prefix("/status/") {
+                                    status =
+                                        hyper::StatusCode::from_bytes(code.as_bytes()).unwrap();
+                                }
+                                if path == "/healthz" && !health.load(Ordering::SeqCst) {
+                                    status = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                                }
+                                if failing
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        n.checked_sub(1)
+                                    })
+                                    .is_ok()
+                                {
+                                    status = hyper::StatusCode::SERVICE_UNAVAILABLE;
                                 }
                                 let body = body.collect().await?.to_bytes();
                                 record.lock().unwrap().push(Seen {
@@ -88,15 +123,23 @@ impl Upstream {
                                     headers: parts.headers,
                                     body,
                                 });
+                                if path.starts_with("/slow") {
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                                if let Some(ms) = path.strip_prefix("/delay/") {
+                                    tokio::time::sleep(Duration::from_millis(ms.parse().unwrap()))
+                                        .await;
+                                }
                                 let mut response = Response::new(Full::new(Bytes::from_static(
                                     b"upstream says hi",
                                 )));
-                                if denied {
-                                    *response.status_mut() = hyper::StatusCode::FORBIDDEN;
-                                }
+                                *response.status_mut() = status;
                                 response
                                     .headers_mut()
                                     .insert("x-upstream", "yes".parse().unwrap());
+                                response
+                                    .headers_mut()
+                                    .insert("x-served-by", name.parse().unwrap());
                                 Ok::<_, hyper::Error>(response)
                             }
                         });
@@ -111,6 +154,8 @@ impl Upstream {
             addr,
             seen,
             connections,
+            fail_next,
+            healthy,
             _thread: thread,
         }
     }
@@ -235,7 +280,8 @@ pub struct Got {
     pub body: String,
 }
 
-/// Sends one request with hyper's client on a new connection.
+/// Sends one request with hyper's client on a new connection, with
+/// `host: test.weft` unless `headers` give one.
 pub fn send(
     addr: SocketAddr,
     method: &str,
@@ -253,10 +299,10 @@ pub fn send(
             .await
             .unwrap();
         tokio::spawn(conn);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "test.weft");
+        let mut request = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            request = request.header("host", "test.weft");
+        }
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -299,4 +345,45 @@ pub fn send_raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut response = Vec::new();
     let _ = tcp.read_to_end(&mut response);
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Sends `count` GET requests for `path` on one keep-alive connection.
+pub fn send_many(addr: SocketAddr, count: usize, path: &str, headers: &[(&str, &str)]) -> Vec<Got> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut request = Request::get(path).header("host", "test.weft");
+            for (k, v) in headers {
+                request = request.header(*k, *v);
+            }
+            let request = request.body(Full::new(Bytes::new())).unwrap();
+            sender.ready().await.unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            out.push(Got {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        out
+    })
+}
+
+/// Who answered: the `x-served-by` header (or the status, for proxy errors).
+pub fn served_by(got: &Got) -> String {
+    got.headers.get("x-served-by").map_or_else(
+        || format!("status {}", got.status),
+        |v| v.to_str().unwrap().to_string(),
+    )
 }

@@ -1,0 +1,295 @@
+//! Resilience end to end: retries, timeouts, circuit breakers, health
+//! checks, outlier detection, mirroring and request size limits, against
+//! real upstreams on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use support::{Upstream, Weft, send, send_many, send_raw, served_by};
+
+fn one_route(forward: &str, clusters: &str) -> String {
+    format!(
+        r#"
+workers: 1
+admin: {{address: 127.0.0.1:0}}
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        routes:
+          - forward: {forward}
+clusters:
+{clusters}
+"#
+    )
+}
+
+#[test]
+fn retries_get_past_a_flaky_upstream_and_stop_at_the_limit() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, retry: {attempts: 2, on: [5xx], backoff_base_ms: 5}}",
+        &format!("  - {{name: app, endpoints: [\"{}\"]}}", up.addr),
+    ));
+    up.fail_next.store(2, Ordering::SeqCst);
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 200, "third try succeeds");
+    assert_eq!(up.seen.lock().unwrap().len(), 3);
+
+    up.fail_next.store(5, Ordering::SeqCst);
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(
+        got.status, 503,
+        "the upstream's answer after the last retry"
+    );
+    assert_eq!(up.seen.lock().unwrap().len(), 6);
+
+    // A request with a body is not replayed.
+    up.fail_next.store(1, Ordering::SeqCst);
+    assert_eq!(send(weft.addr, "POST", "/", &[], "body").status, 503);
+    assert_eq!(up.seen.lock().unwrap().len(), 7);
+
+    let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
+    assert!(
+        metrics.contains("weft_cluster_retries_total{cluster=\"app\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weft_cluster_upstream_responses_total{cluster=\"app\",class=\"2xx\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn connect_failures_are_retried_on_another_endpoint() {
+    let up = Upstream::named("alive");
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, retry: {attempts: 1, on: [connect-failure], backoff_base_ms: 1}}",
+        &format!(
+            "  - {{name: app, endpoints: [\"{dead}\", \"{}\"]}}",
+            up.addr
+        ),
+    ));
+    for got in send_many(weft.addr, 10, "/", &[]) {
+        assert_eq!(served_by(&got), "alive");
+    }
+}
+
+#[test]
+fn timeouts_answer_504() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, timeout_ms: 300}",
+        &format!("  - {{name: app, endpoints: [\"{}\"]}}", up.addr),
+    ));
+    let start = Instant::now();
+    let got = send(weft.addr, "GET", "/delay/3000", &[], "");
+    assert_eq!(got.status, 504);
+    assert_eq!(got.headers["x-weft-error"], "upstream request timed out");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(send(weft.addr, "GET", "/delay/10", &[], "").status, 200);
+}
+
+#[test]
+fn per_try_timeouts_are_retried() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, per_try_timeout_ms: 200, retry: {attempts: 2, on: [reset], backoff_base_ms: 1}}",
+        &format!("  - {{name: app, endpoints: [\"{}\"]}}", up.addr),
+    ));
+    let start = Instant::now();
+    let got = send(weft.addr, "GET", "/delay/1000", &[], "");
+    assert_eq!(got.status, 504);
+    assert!(start.elapsed() < Duration::from_millis(1000));
+    assert_eq!(
+        up.seen.lock().unwrap().len(),
+        3,
+        "three tries reached the upstream"
+    );
+}
+
+#[test]
+fn circuit_breaker_overflow_answers_503_saying_which() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app}",
+        &format!(
+            "  - {{name: app, endpoints: [\"{}\"], circuit_breakers: {{max_requests: 1}}}}",
+            up.addr
+        ),
+    ));
+    let addr = weft.addr;
+    let slow = std::thread::spawn(move || send(addr, "GET", "/slow", &[], "").status);
+    std::thread::sleep(Duration::from_millis(300));
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 503);
+    assert_eq!(got.headers["x-weft-overflow"], "max_requests");
+    assert_eq!(slow.join().unwrap(), 200);
+    assert_eq!(
+        send(weft.addr, "GET", "/", &[], "").status,
+        200,
+        "the slot came back"
+    );
+    let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
+    assert!(
+        metrics.contains("weft_cluster_overflows_total{cluster=\"app\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Polls `/clusters` until endpoint `addr` of the first cluster is (not) available.
+fn wait_available(weft: &Weft, addr: std::net::SocketAddr, want: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = send(weft.listeners["admin"], "GET", "/clusters", &[], "").body;
+        let clusters: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let endpoint = clusters[0]["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["address"] == addr.to_string())
+            .unwrap()
+            .clone();
+        if endpoint["available"] == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} never became available={want}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_checks_take_a_dead_endpoint_out_and_bring_it_back() {
+    let a = Upstream::named("a");
+    let b = Upstream::named("b");
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app}",
+        &format!(
+            r#"  - name: app
+    endpoints: ["{}", "{}"]
+    health_check: {{path: /healthz, interval_ms: 50, timeout_ms: 500, unhealthy_threshold: 2, healthy_threshold: 1}}"#,
+            a.addr, b.addr
+        ),
+    ));
+    a.healthy.store(false, Ordering::SeqCst);
+    wait_available(&weft, a.addr, false);
+    weft.wait_for_log("endpoint is unhealthy");
+    for got in send_many(weft.addr, 20, "/", &[]) {
+        assert_eq!(served_by(&got), "b");
+    }
+    a.healthy.store(true, Ordering::SeqCst);
+    wait_available(&weft, a.addr, true);
+    let got = send_many(weft.addr, 20, "/", &[]);
+    assert!(got.iter().any(|g| served_by(g) == "a"));
+}
+
+#[test]
+fn outlier_detection_ejects_an_endpoint_that_keeps_failing() {
+    let bad = Upstream::named("bad");
+    let good = Upstream::named("good");
+    bad.fail_next.store(1_000_000, Ordering::SeqCst);
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app}",
+        &format!(
+            r#"  - name: app
+    endpoints: ["{}", "{}"]
+    outlier_detection: {{consecutive_failures: 3, base_ejection_ms: 60000, max_ejection_percent: 50}}"#,
+            bad.addr, good.addr
+        ),
+    ));
+    let first = send_many(weft.addr, 10, "/", &[]);
+    assert_eq!(
+        first.iter().filter(|g| g.status == 503).count(),
+        3,
+        "ejected after 3 failures"
+    );
+    wait_available(&weft, bad.addr, false);
+    for got in send_many(weft.addr, 20, "/", &[]) {
+        assert_eq!(served_by(&got), "good");
+    }
+    weft.wait_for_log("endpoint ejected");
+    let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
+    assert!(
+        metrics.contains("weft_cluster_ejections_total{cluster=\"app\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn mirror_gets_a_copy_and_its_answer_is_ignored() {
+    let main = Upstream::named("main");
+    let shadow = Upstream::named("shadow");
+    shadow.fail_next.store(1_000, Ordering::SeqCst);
+    let weft = Weft::proxy(&one_route(
+        "{cluster: main, mirror: {cluster: shadow, percent: 100}}",
+        &format!(
+            "  - {{name: main, endpoints: [\"{}\"]}}\n  - {{name: shadow, endpoints: [\"{}\"]}}",
+            main.addr, shadow.addr
+        ),
+    ));
+    let got = send(weft.addr, "GET", "/copy-me?x=1", &[("x-trace", "t1")], "");
+    assert_eq!((got.status, served_by(&got).as_str()), (200, "main"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shadow.seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the mirror never got its copy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let copy = shadow.seen.lock().unwrap()[0].clone();
+    assert_eq!(copy.path, "/copy-me?x=1");
+    assert_eq!(copy.headers["host"], "test.weft-shadow");
+    assert_eq!(copy.headers["x-trace"], "t1");
+}
+
+#[test]
+fn oversized_headers_get_431_and_bodies_413() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: 1
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    cluster: app
+    limits: {{max_request_headers_kb: 8, max_request_body_kb: 1}}
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+"#,
+        up.addr
+    ));
+    let big = "x".repeat(10_000);
+    let raw = send_raw(
+        weft.addr,
+        format!("GET / HTTP/1.1\r\nhost: t\r\nx-big: {big}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(raw.starts_with("HTTP/1.1 431"), "{raw}");
+
+    let got = send(weft.addr, "POST", "/", &[], &"b".repeat(2000));
+    assert_eq!(got.status, 413, "Content-Length over the limit");
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        800,
+        "c".repeat(800),
+        800,
+        "c".repeat(800)
+    );
+    let raw = send_raw(weft.addr, chunked.as_bytes());
+    assert!(
+        raw.starts_with("HTTP/1.1 413"),
+        "a chunked body over the limit: {raw}"
+    );
+    assert_eq!(send(weft.addr, "POST", "/", &[], "small").status, 200);
+}

@@ -1,0 +1,426 @@
+//! Forwarding a request to its route's cluster: the filter's cluster
+//! choice, rewrites, circuit breakers, tries with retries and timeouts,
+//! mirroring, then the response through the response filters.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::sync::oneshot;
+
+use crate::body::{RequestBody, ResponseBody, Source};
+use crate::chain::{Phase, SharedFilters, run_headers_phase};
+use crate::cluster::{ClusterPool, Pick, SendError, Upstream, UpstreamError, hash_of};
+use crate::router::{Forward, Retry, Route};
+use crate::stream::{ResponseHead, strip_hop_by_hop};
+use crate::worker::{StreamClosed, Worker, error_response, stopped};
+
+/// One request on its way to a cluster.
+pub(crate) struct Exchange {
+    pub(crate) worker: Rc<Worker>,
+    pub(crate) filters: SharedFilters,
+    pub(crate) route: Arc<Route>,
+    /// Whether plugins run on this stream.
+    pub(crate) filtered: bool,
+}
+
+/// Why no response came back.
+enum TryFailure {
+    Upstream(UpstreamError),
+    Timeout,
+    BadRequest(&'static str),
+}
+
+type Answer = Result<Response<ResponseBody>, StreamClosed>;
+
+impl Exchange {
+    /// Forwards the request (its request filters have run) to `cluster`,
+    /// or to the cluster a filter named in the route's `cluster_header`.
+    pub(crate) async fn forward(
+        self,
+        forward: &Forward,
+        mut cluster: usize,
+        body: Source,
+        request_ended: bool,
+    ) -> Answer {
+        let worker = self.worker.clone();
+        let hash = {
+            let mut f = self.filters.borrow_mut();
+            let Some(state) = f.state() else {
+                drop(f);
+                return self.fail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal: stream state lost",
+                );
+            };
+            if let Some(name) = &forward.cluster_header
+                && let Some(value) = state.request_headers.get(name)
+            {
+                match worker
+                    .clusters
+                    .iter()
+                    .position(|c| c.name.as_bytes() == value.as_bytes())
+                {
+                    Some(index) => cluster = index,
+                    None => {
+                        let reason = format!(
+                            "the `{name}` header names no cluster: `{}`",
+                            String::from_utf8_lossy(value.as_bytes())
+                        );
+                        drop(f);
+                        return self.fail(StatusCode::SERVICE_UNAVAILABLE, &reason);
+                    }
+                }
+            }
+            state.cluster = Some(worker.clusters[cluster].name.clone());
+            if let Some(prefix) = &forward.prefix_rewrite {
+                state.path = self.route.rewrite_path(&state.path, prefix);
+            }
+            if let Some(host) = &forward.host_rewrite {
+                state.authority = host.clone();
+            }
+            self.route.request_headers.apply(&mut state.request_headers);
+            hash_key(&worker.clusters[cluster], state)
+        };
+        let pool = &worker.clusters[cluster];
+        let admitted = match pool.shared.admit() {
+            Ok(admitted) => admitted,
+            Err(error) => return Ok(self.failure(TryFailure::Upstream(error))),
+        };
+
+        // Body callbacks run on the body as it streams upstream; a plugin
+        // that stops it, or a body over the listener's limit, reports why
+        // through `stop`.
+        let body_callbacks =
+            self.filtered && !request_ended && self.filters.borrow().has_body_callbacks(true);
+        let (stop_sender, mut stop) = oneshot::channel();
+        let body = RequestBody::new(
+            body,
+            body_callbacks.then(|| self.filters.clone()),
+            stop_sender,
+        );
+        // Only a request without a body can be sent again (retries, mirror).
+        let replayable = request_ended;
+        let keep =
+            self.filtered || (replayable && (forward.retry.is_some() || forward.mirror.is_some()));
+        let first = {
+            let mut f = self.filters.borrow_mut();
+            match f.state().map(|s| s.upstream_request(body, keep)) {
+                Some(Ok(mut request)) => {
+                    if body_callbacks {
+                        // Plugins may change the body's length: it is re-framed.
+                        request.headers_mut().remove(header::CONTENT_LENGTH);
+                    }
+                    request
+                }
+                Some(Err(reason)) => {
+                    drop(f);
+                    return self.fail(StatusCode::BAD_REQUEST, reason);
+                }
+                None => {
+                    drop(f);
+                    return self.fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal: stream state lost",
+                    );
+                }
+            }
+        };
+        if let Some((mirror, percent)) = forward.mirror
+            && (worker.random() % 10_000) as f64 / 100.0 < percent
+        {
+            if replayable {
+                self.mirror(mirror, forward.timeout);
+            } else {
+                tracing::debug!(route = %self.route.name, "request with a body not mirrored");
+            }
+        }
+
+        let outcome = {
+            let tries = self.tries(forward, pool, first, replayable, hash);
+            let tries = async {
+                match forward.timeout {
+                    Some(limit) => tokio::time::timeout(limit, tries)
+                        .await
+                        .unwrap_or(Err(TryFailure::Timeout)),
+                    None => tries.await,
+                }
+            };
+            tokio::pin!(tries);
+            let mut stop_closed = false;
+            loop {
+                tokio::select! {
+                    // A stopped body also fails the upstream request; the stop
+                    // says what the client should hear, so it is looked at first.
+                    biased;
+                    reason = &mut stop, if !stop_closed => match reason {
+                        Ok(reason) => break Err(reason),
+                        Err(_) => stop_closed = true,
+                    },
+                    outcome = &mut tries => break Ok(outcome),
+                }
+            }
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(reason) => return stopped(reason, self.filters),
+        };
+        let upstream = match outcome {
+            Ok(upstream) => upstream,
+            Err(failure) => {
+                if matches!(failure, TryFailure::Timeout) {
+                    pool.shared
+                        .stats
+                        .timeouts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                return Ok(self.failure(failure));
+            }
+        };
+        pool.shared
+            .count_response(upstream.response.status().as_u16());
+        self.respond(upstream, admitted).await
+    }
+
+    /// The response through the route's header changes and the response
+    /// filters, its body streamed on.
+    async fn respond(self, upstream: Upstream, admitted: crate::cluster::Admitted) -> Answer {
+        let Upstream {
+            response,
+            endpoint,
+            sender,
+            load,
+        } = upstream;
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        self.route.response_headers.apply(&mut parts.headers);
+        let mut response_callbacks = false;
+        if self.filtered {
+            let response_ended = body.is_end_stream();
+            if let Some(state) = self.filters.borrow_mut().state() {
+                state.response = Some(ResponseHead {
+                    status: parts.status,
+                    headers: std::mem::take(&mut parts.headers),
+                });
+            }
+            if let Err(stop) = run_headers_phase(
+                &self.worker,
+                &self.filters,
+                Phase::ResponseHeaders,
+                response_ended,
+            )
+            .await
+            {
+                return stopped(stop, self.filters);
+            }
+            let mut f = self.filters.borrow_mut();
+            if let Some(head) = f.state().and_then(|s| s.response.as_ref()) {
+                // The filters keep seeing the response headers until on_log.
+                parts.status = head.status;
+                parts.headers = head.headers.clone();
+            }
+            response_callbacks = !response_ended && f.has_body_callbacks(false);
+            if response_callbacks {
+                // Plugins may change the body's length: it is re-framed.
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+        }
+        let body = ResponseBody::upstream(
+            body,
+            (endpoint, sender),
+            (load, admitted),
+            self.filters,
+            response_callbacks,
+        );
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Sends the request, and again as the route's retry policy allows.
+    async fn tries(
+        &self,
+        forward: &Forward,
+        pool: &ClusterPool,
+        first: Request<RequestBody>,
+        replayable: bool,
+        hash: Option<u64>,
+    ) -> Result<Upstream, TryFailure> {
+        let mut next = Some(first);
+        let mut retries = 0;
+        // Held while a retry is in flight (`max_retries`).
+        let mut _retry_slot = None;
+        loop {
+            let request = match next.take() {
+                Some(request) => request,
+                None => self.rebuild()?,
+            };
+            let pick = Pick {
+                hash,
+                random: self.worker.random(),
+            };
+            let attempt = pool.send(request, pick);
+            let sent = match forward.per_try_timeout {
+                Some(limit) => tokio::time::timeout(limit, attempt).await.ok(),
+                None => Some(attempt.await),
+            };
+            let policy: Option<&Retry> = forward.retry.as_ref().filter(|r| retries < r.attempts);
+            let (outcome, retriable) = match sent {
+                Some(Ok(upstream)) => {
+                    let status = upstream.response.status();
+                    pool.shared
+                        .report(upstream.endpoint.index, !status.is_server_error());
+                    let retriable = replayable && policy.is_some_and(|r| r.on_status(status));
+                    (Ok(upstream), retriable)
+                }
+                Some(Err(SendError { error, unsent })) => {
+                    let can_resend = unsent.is_some() || replayable;
+                    let retriable = can_resend
+                        && policy.is_some_and(|r| {
+                            if error.is_connect_failure() {
+                                r.on_connect_failure()
+                            } else {
+                                matches!(error, UpstreamError::Request { .. }) && r.on_reset()
+                            }
+                        });
+                    next = unsent;
+                    (Err(TryFailure::Upstream(error)), retriable)
+                }
+                None => {
+                    let retriable = replayable && policy.is_some_and(Retry::on_reset);
+                    (Err(TryFailure::Timeout), retriable)
+                }
+            };
+            let Some(policy) = policy.filter(|_| retriable) else {
+                return outcome;
+            };
+            let Some(slot) = pool.shared.retry_slot() else {
+                return outcome;
+            };
+            _retry_slot = Some(slot);
+            retries += 1;
+            match &outcome {
+                Ok(upstream) => tracing::debug!(
+                    cluster = %pool.name,
+                    status = %upstream.response.status(),
+                    "retry {retries}"
+                ),
+                Err(TryFailure::Upstream(error)) => {
+                    tracing::debug!(cluster = %pool.name, "retry {retries} after: {error}")
+                }
+                Err(_) => tracing::debug!(cluster = %pool.name, "retry {retries} after a timeout"),
+            }
+            drop(outcome);
+            tokio::time::sleep(policy.backoff(retries, self.worker.random())).await;
+        }
+    }
+
+    /// The request again, for a retry or a mirror (only ever for requests
+    /// without a body).
+    fn rebuild(&self) -> Result<Request<RequestBody>, TryFailure> {
+        let mut f = self.filters.borrow_mut();
+        let state = f
+            .state()
+            .ok_or(TryFailure::BadRequest("internal: stream state lost"))?;
+        state
+            .upstream_request(RequestBody::full(Bytes::new()), true)
+            .map_err(TryFailure::BadRequest)
+    }
+
+    /// Sends a copy to `cluster`, its `Host` suffixed `-shadow`; the
+    /// answer is read and dropped.
+    fn mirror(&self, cluster: usize, timeout: Option<Duration>) {
+        let Ok(mut request) = self.rebuild() else {
+            return;
+        };
+        if let Some(host) = request.headers().get(header::HOST)
+            && let Ok(shadow) = HeaderValue::from_bytes(&[host.as_bytes(), b"-shadow"].concat())
+        {
+            request.headers_mut().insert(header::HOST, shadow);
+        }
+        let worker = self.worker.clone();
+        let pick = Pick {
+            hash: None,
+            random: worker.random(),
+        };
+        tokio::task::spawn_local(async move {
+            let pool = &worker.clusters[cluster];
+            let exchange = async {
+                let upstream = pool.send(request, pick).await.ok()?;
+                upstream.response.into_body().collect().await.ok()?;
+                upstream.endpoint.release(upstream.sender);
+                Some(())
+            };
+            let limit = timeout.unwrap_or(Duration::from_secs(60));
+            if tokio::time::timeout(limit, exchange)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                tracing::debug!(cluster = %pool.name, "mirrored request failed");
+            }
+        });
+    }
+
+    fn fail(self, status: StatusCode, reason: &str) -> Answer {
+        Ok(error_response(status, reason, Some(self.filters)))
+    }
+
+    fn failure(self, failure: TryFailure) -> Response<ResponseBody> {
+        match failure {
+            TryFailure::Upstream(UpstreamError::Overflow { cluster, breaker }) => {
+                let reason = format!("cluster `{cluster}` is over its {breaker} limit");
+                let mut response =
+                    error_response(StatusCode::SERVICE_UNAVAILABLE, &reason, Some(self.filters));
+                response
+                    .headers_mut()
+                    .insert("x-weft-overflow", HeaderValue::from_static(breaker));
+                response
+            }
+            TryFailure::Upstream(error) => {
+                tracing::warn!(route = %self.route.name, "{error}");
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream connection failed",
+                    Some(self.filters),
+                )
+            }
+            TryFailure::Timeout => error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream request timed out",
+                Some(self.filters),
+            ),
+            TryFailure::BadRequest(reason) => {
+                error_response(StatusCode::BAD_REQUEST, reason, Some(self.filters))
+            }
+        }
+    }
+}
+
+/// The consistent-hash key of a request, by the cluster's `hash_on`.
+fn hash_key(pool: &ClusterPool, state: &crate::stream::ProxyStream) -> Option<u64> {
+    let hash_on = pool.shared.config.hash_on.as_ref()?;
+    if let Some(name) = &hash_on.header {
+        return state
+            .request_headers
+            .get(name.as_str())
+            .map(|v| hash_of(&v.as_bytes()));
+    }
+    if let Some(name) = &hash_on.cookie {
+        return state
+            .request_headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                (key == name).then(|| hash_of(&value.as_bytes()))
+            });
+    }
+    hash_on.source_ip.then(|| hash_of(&state.peer().ip()))
+}
