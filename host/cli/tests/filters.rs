@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Upstream, Weft, send};
+use support::{PROPERTY_ECHO, Upstream, Weft, send};
 
 /// A filter that answers 403 itself when the request has `x-deny`, and
 /// traps (`unreachable`) when it has `x-crash`.
@@ -200,46 +200,6 @@ fn timers_tick_on_every_worker() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-/// A filter that answers every request itself with the value of the
-/// property named by the `x-want` header (dots as separators), or 404 when
-/// the host does not know it.
-const PROPERTY_ECHO: &str = r#"(module
-  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_send_local_response"
-    (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
-  (data (i32.const 100) "x-want")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
-    (local $p i32) (local.set $p (global.get $heap))
-    ;; One spare byte after each allocation, for a path's closing NUL.
-    (global.set $heap (i32.add (global.get $heap) (i32.add (local.get $size) (i32.const 1))))
-    (local.get $p))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (local $p i32) (local $len i32) (local $i i32)
-    (if (call $get (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 300) (i32.const 304))
-      (then (return (i32.const 0))))
-    (local.set $p (i32.load (i32.const 300)))
-    (local.set $len (i32.load (i32.const 304)))
-    (block $done (loop $each
-      (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
-      (if (i32.eq (i32.load8_u (i32.add (local.get $p) (local.get $i))) (i32.const 46))
-        (then (i32.store8 (i32.add (local.get $p) (local.get $i)) (i32.const 0))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $each)))
-    (i32.store8 (i32.add (local.get $p) (local.get $len)) (i32.const 0))
-    (if (call $prop (local.get $p) (i32.add (local.get $len) (i32.const 1)) (i32.const 308) (i32.const 312))
-      (then
-        (drop (call $respond (i32.const 404) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
-          (i32.const 0) (i32.const 0) (i32.const -1)))
-        (return (i32.const 1))))
-    (drop (call $respond (i32.const 200) (i32.const 0) (i32.const 0)
-      (i32.load (i32.const 308)) (i32.load (i32.const 312)) (i32.const 0) (i32.const 0) (i32.const -1)))
-    (i32.const 1)))"#;
 
 #[test]
 fn properties_of_the_request_connection_and_plugin() {

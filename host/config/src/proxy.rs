@@ -80,6 +80,75 @@ pub struct Listener {
     /// Limits on what clients send.
     #[serde(default)]
     pub limits: ListenerLimits,
+    /// TLS termination; without it the listener speaks plain HTTP.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Accept HTTP/2: by ALPN on TLS, by prior knowledge on plain TCP.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+/// TLS termination on a listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificates; the one whose `server_names` match the client's SNI
+    /// is used, else the first.
+    pub certificates: Vec<CertificateFiles>,
+    /// PEM file of CA certificates client certificates must chain to (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse clients without a certificate (default
+    /// true); false lets them in without an identity.
+    #[serde(default = "yes")]
+    pub require_client_certificate: bool,
+    /// How often the certificate and key files are looked at for changes,
+    /// in milliseconds; changed files are loaded without a restart (and if
+    /// they do not load, the old ones stay). Default 2000.
+    #[serde(default = "default_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// SNI names this certificate is for (`*.example.com` allowed); empty:
+    /// only as the default.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+/// TLS to a cluster's endpoints.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// The name the endpoints' certificates are checked against (and sent
+    /// as SNI); default: the endpoint's host as written.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM file of CA certificates to trust; default: the system's.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// A client certificate to present (upstream mTLS), with `key`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_reload_interval_ms() -> u64 {
+    2_000
 }
 
 /// Limits on downstream requests.
@@ -138,6 +207,13 @@ pub struct Cluster {
     /// `x-weft-overflow` naming it.
     #[serde(default)]
     pub circuit_breakers: CircuitBreakers,
+    /// TLS to the endpoints; default plain TCP.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// Speak HTTP/2 to the endpoints (by ALPN with TLS, by prior knowledge
+    /// without); default HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// Load-balancing policies.
@@ -367,9 +443,27 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
     })?;
     let mut config = parse_proxy_config(path, &text)?;
     let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |file: &mut PathBuf| {
+        if file.is_relative() {
+            *file = base.join(&*file);
+        }
+    };
     for plugin in &mut config.plugins {
-        if plugin.module.is_relative() {
-            plugin.module = base.join(&plugin.module);
+        resolve(&mut plugin.module);
+    }
+    for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+        for files in &mut tls.certificates {
+            resolve(&mut files.cert);
+            resolve(&mut files.key);
+        }
+        tls.client_ca.iter_mut().for_each(resolve);
+    }
+    for tls in config.clusters.iter_mut().filter_map(|c| c.tls.as_mut()) {
+        for file in [&mut tls.ca, &mut tls.cert, &mut tls.key]
+            .into_iter()
+            .flatten()
+        {
+            resolve(file);
         }
     }
     config.validate(path)?;

@@ -138,6 +138,17 @@ impl Check<'_> {
                 1..=100,
             )?;
         }
+        if let Some(tls) = &cluster.tls {
+            let at = format!("{at}.tls");
+            for (field, file) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+                if let Some(file) = file {
+                    self.file(&format!("{at}.{field}"), file)?;
+                }
+            }
+            if tls.cert.is_some() != tls.key.is_some() {
+                return Err(self.fail(at, "give both `cert` and `key`, or neither"));
+            }
+        }
         if let Some(outlier) = &cluster.outlier_detection {
             let field = format!("{at}.outlier_detection");
             self.range(
@@ -197,6 +208,28 @@ impl Check<'_> {
             limits.request_header_timeout_ms,
             1..=3_600_000,
         )?;
+        if let Some(tls) = &listener.tls {
+            let at = format!("{at}.tls");
+            if tls.certificates.is_empty() {
+                return Err(self.fail(
+                    format!("{at}.certificates"),
+                    "list at least one certificate",
+                ));
+            }
+            for (i, files) in tls.certificates.iter().enumerate() {
+                self.file(&format!("{at}.certificates[{i}].cert"), &files.cert)?;
+                self.file(&format!("{at}.certificates[{i}].key"), &files.key)?;
+            }
+            if let Some(ca) = &tls.client_ca {
+                self.file(&format!("{at}.client_ca"), ca)?;
+            }
+            self.range(
+                &at,
+                "reload_interval_ms",
+                tls.reload_interval_ms,
+                100..=86_400_000,
+            )?;
+        }
         self.unique_names(
             listener.virtual_hosts.iter().map(|v| &v.name),
             &format!("{at}.virtual_hosts"),
@@ -445,6 +478,19 @@ impl Check<'_> {
             }
         }
         Ok(())
+    }
+
+    fn file(&self, field: &str, file: &Path) -> Checked {
+        if file.is_file() {
+            return Ok(());
+        }
+        Err(self.fail(
+            field,
+            format!(
+                "file {} does not exist (relative paths are resolved against the config file's directory)",
+                file.display()
+            ),
+        ))
     }
 
     fn status(&self, field: &str, status: u16) -> Checked {

@@ -15,11 +15,10 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use tokio::sync::oneshot;
 
 use crate::chain::{SharedFilters, Stop};
-use crate::cluster::{Admitted, Endpoint, Load};
+use crate::cluster::{Admitted, Conn, Endpoint, Load};
 
 /// Why a body ended early.
 #[derive(Debug, thiserror::Error)]
@@ -256,7 +255,7 @@ impl Body for RequestBody {
 /// What a downstream response carries.
 pub struct ResponseBody {
     kind: Kind,
-    upstream: Option<(Rc<Endpoint>, SendRequest<RequestBody>)>,
+    upstream: Option<(Rc<Endpoint>, Conn)>,
     /// Held until the body is done, so that the stream's contexts end then.
     filters: Option<SharedFilters>,
     /// The request counts (circuit breakers, least request) it holds until
@@ -275,7 +274,7 @@ impl ResponseBody {
     /// `endpoint`'s pool once the body has been read to the end.
     pub(crate) fn upstream(
         body: Incoming,
-        upstream: (Rc<Endpoint>, SendRequest<RequestBody>),
+        upstream: (Rc<Endpoint>, Conn),
         in_flight: (Load, Admitted),
         filters: SharedFilters,
         run_callbacks: bool,

@@ -7,6 +7,7 @@
 //! worker owns in its [`ClusterPool`] (no locks).
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -15,12 +16,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::{TrySendError, http1, http2};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
 use weft_config::{LbPolicy, OutlierDetection};
 
 use crate::body::RequestBody;
+use crate::tls::ClientTls;
 
 /// Why a request could not be sent upstream.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,8 @@ pub(crate) enum UpstreamError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("TLS with {addr} failed: {problem}")]
+    Tls { addr: SocketAddr, problem: String },
     #[error("cluster `{cluster}` is over its {breaker} circuit breaker")]
     Overflow {
         cluster: Arc<str>,
@@ -57,6 +62,7 @@ impl UpstreamError {
             UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::Connect { .. }
                 | UpstreamError::Handshake { .. }
+                | UpstreamError::Tls { .. }
         )
     }
 }
@@ -70,6 +76,8 @@ pub(crate) struct SendError {
 /// An endpoint as every worker sees it.
 pub(crate) struct EndpointShared {
     pub(crate) addr: SocketAddr,
+    /// The host as the config wrote it (the TLS server name by default).
+    pub(crate) host: String,
     /// Set by active health checks.
     pub(crate) healthy: AtomicBool,
     /// Failures in a row (outlier detection).
@@ -95,6 +103,7 @@ pub(crate) struct ClusterShared {
     pub(crate) name: Arc<str>,
     pub(crate) endpoints: Vec<EndpointShared>,
     pub(crate) config: weft_config::Cluster,
+    tls: Option<ClientTls>,
     /// Consistent-hash ring: (point, endpoint), sorted by point.
     ring: Vec<(u64, usize)>,
     made: Instant,
@@ -108,14 +117,24 @@ pub(crate) struct ClusterShared {
 /// Virtual nodes per endpoint on the hash ring.
 const RING_POINTS: usize = 128;
 
-/// Why a cluster's endpoints could not be found.
+/// Why a cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("clusters[{index}].endpoints[{endpoint}]: cannot resolve `{name}`: {problem}")]
-pub struct ResolveError {
-    index: usize,
-    endpoint: usize,
-    name: String,
-    problem: String,
+pub enum ClusterError {
+    /// An endpoint's host name did not resolve.
+    #[error("clusters[{index}].endpoints[{endpoint}]: cannot resolve `{name}`: {problem}")]
+    Resolve {
+        /// The cluster.
+        index: usize,
+        /// The endpoint.
+        endpoint: usize,
+        /// The endpoint as written.
+        name: String,
+        /// What the resolver said.
+        problem: String,
+    },
+    /// Its TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl ClusterShared {
@@ -124,10 +143,10 @@ impl ClusterShared {
     pub(crate) fn new(
         index: usize,
         config: &weft_config::Cluster,
-    ) -> Result<ClusterShared, ResolveError> {
-        let mut addrs = Vec::new();
+    ) -> Result<ClusterShared, ClusterError> {
+        let mut addrs: Vec<(SocketAddr, String)> = Vec::new();
         for (j, endpoint) in config.endpoints.iter().enumerate() {
-            let fail = |problem: String| ResolveError {
+            let fail = |problem: String| ClusterError::Resolve {
                 index,
                 endpoint: j,
                 name: endpoint.clone(),
@@ -142,14 +161,14 @@ impl ClusterShared {
                 return Err(fail("no addresses".into()));
             }
             for addr in resolved {
-                if !addrs.contains(&addr) {
-                    addrs.push(addr);
+                if !addrs.iter().any(|(a, _)| *a == addr) {
+                    addrs.push((addr, host.to_string()));
                 }
             }
         }
         let mut ring = Vec::new();
         if config.lb_policy == LbPolicy::RingHash {
-            for (i, addr) in addrs.iter().enumerate() {
+            for (i, (addr, _)) in addrs.iter().enumerate() {
                 for point in 0..RING_POINTS {
                     ring.push((hash_of(&(addr, point)), i));
                 }
@@ -160,8 +179,9 @@ impl ClusterShared {
             name: Arc::from(config.name.as_str()),
             endpoints: addrs
                 .into_iter()
-                .map(|addr| EndpointShared {
+                .map(|(addr, host)| EndpointShared {
                     addr,
+                    host,
                     healthy: AtomicBool::new(true),
                     failures: AtomicU32::new(0),
                     ejected_until: AtomicU64::new(0),
@@ -169,6 +189,11 @@ impl ClusterShared {
                 })
                 .collect(),
             config: config.clone(),
+            tls: config
+                .tls
+                .as_ref()
+                .map(|tls| ClientTls::new(index, tls, config.http2))
+                .transpose()?,
             ring,
             made: Instant::now(),
             connections: AtomicUsize::new(0),
@@ -329,11 +354,53 @@ impl Drop for Slot {
 /// A request counted against `max_requests` until it is dropped.
 pub(crate) struct Admitted(#[expect(dead_code, reason = "held for its Drop")] Slot);
 
+/// An upstream connection: HTTP/1.1 (one request at a time, pooled when
+/// idle) or HTTP/2 (one per endpoint per worker, shared by its requests).
+pub(crate) enum Conn {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+impl Conn {
+    async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Conn::H1(sender) => sender.ready().await,
+            Conn::H2(sender) => sender.ready().await,
+        }
+    }
+
+    async fn try_send(
+        &mut self,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+        match self {
+            Conn::H1(sender) => sender.try_send_request(request).await,
+            Conn::H2(sender) => {
+                // HTTP/2 carries scheme and authority as pseudo-headers:
+                // the URI must be absolute.
+                let authority = request
+                    .headers_mut()
+                    .remove(http::header::HOST)
+                    .and_then(|h| h.to_str().ok().map(str::to_string));
+                if let Some(authority) = authority {
+                    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                    if let Ok(uri) = format!("http://{authority}{path}").parse() {
+                        *request.uri_mut() = uri;
+                    }
+                }
+                *request.version_mut() = http::Version::HTTP_2;
+                sender.try_send_request(request).await
+            }
+        }
+    }
+}
+
 /// One upstream address and its idle connections on this worker.
 pub(crate) struct Endpoint {
     pub(crate) index: usize,
     pub(crate) addr: SocketAddr,
-    idle: RefCell<Vec<SendRequest<RequestBody>>>,
+    host: String,
+    idle: RefCell<Vec<Conn>>,
     max_idle: usize,
     /// Requests in flight from this worker (least request).
     active: Cell<usize>,
@@ -341,10 +408,27 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     /// Gives a connection whose response has been read back to the pool.
-    pub(crate) fn release(&self, sender: SendRequest<RequestBody>) {
+    pub(crate) fn release(&self, conn: Conn) {
+        // The HTTP/2 connection never left the pool.
+        if let Conn::H1(sender) = conn {
+            let mut idle = self.idle.borrow_mut();
+            if idle.len() < self.max_idle && !sender.is_closed() {
+                idle.push(Conn::H1(sender));
+            }
+        }
+    }
+
+    /// A pooled connection: an idle HTTP/1.1 one, or a handle on the
+    /// HTTP/2 one.
+    fn pooled(&self) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
-        if idle.len() < self.max_idle && !sender.is_closed() {
-            idle.push(sender);
+        match idle.last() {
+            Some(Conn::H2(sender)) if !sender.is_closed() => Some(Conn::H2(sender.clone())),
+            Some(Conn::H2(_)) => {
+                idle.pop();
+                None
+            }
+            _ => idle.pop(),
         }
     }
 }
@@ -378,7 +462,7 @@ pub(crate) struct ClusterPool {
 pub(crate) struct Upstream {
     pub(crate) response: Response<Incoming>,
     pub(crate) endpoint: Rc<Endpoint>,
-    pub(crate) sender: SendRequest<RequestBody>,
+    pub(crate) sender: Conn,
     pub(crate) load: Load,
 }
 
@@ -402,6 +486,7 @@ impl ClusterPool {
                     Rc::new(Endpoint {
                         index,
                         addr: e.addr,
+                        host: e.host.clone(),
                         idle: RefCell::new(Vec::new()),
                         max_idle: shared.config.max_idle_per_endpoint,
                         active: Cell::new(0),
@@ -473,10 +558,10 @@ impl ClusterPool {
         // request that was not sent on one is retried on the next, and then on
         // a fresh connection.
         loop {
-            let pooled = endpoint.idle.borrow_mut().pop();
+            let pooled = endpoint.pooled();
             let (mut sender, fresh) = match pooled {
                 Some(sender) => (sender, false),
-                None => match self.connect(addr).await {
+                None => match self.connect(&endpoint).await {
                     Ok(sender) => (sender, true),
                     Err(error) => {
                         if error.is_connect_failure() {
@@ -499,7 +584,7 @@ impl ClusterPool {
                 }
                 continue;
             }
-            match sender.try_send_request(request).await {
+            match sender.try_send(request).await {
                 Ok(response) => {
                     return Ok(Upstream {
                         response,
@@ -525,33 +610,93 @@ impl ClusterPool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, UpstreamError> {
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Conn, UpstreamError> {
+        let addr = endpoint.addr;
         let shared = &self.shared;
         let breakers = shared.config.circuit_breakers;
         let _pending = Slot::take(shared, Counter::Pending, breakers.max_pending_requests)
             .ok_or_else(|| shared.overflow("max_pending_requests"))?;
-        let connection_slot = Slot::take(shared, Counter::Connections, breakers.max_connections)
+        let slot = Slot::take(shared, Counter::Connections, breakers.max_connections)
             .ok_or_else(|| shared.overflow("max_connections"))?;
-        let tcp = tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
+        let connecting = async {
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|source| UpstreamError::Connect { addr, source })?;
+            let _ = tcp.set_nodelay(true);
+            let Some(tls) = &shared.tls else {
+                return self.handshake(addr, TokioIo::new(tcp), slot).await;
+            };
+            let name = match &tls.server_name {
+                Some(name) => name.clone(),
+                None => {
+                    ServerName::try_from(endpoint.host.clone()).map_err(|e| UpstreamError::Tls {
+                        addr,
+                        problem: format!("`{}` is no TLS server name: {e}", endpoint.host),
+                    })?
+                }
+            };
+            let stream =
+                tls.connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| UpstreamError::Tls {
+                        addr,
+                        problem: e.to_string(),
+                    })?;
+            self.handshake(addr, TokioIo::new(stream), slot).await
+        };
+        tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| UpstreamError::ConnectTimeout {
                 addr,
                 timeout: self.connect_timeout,
             })?
-            .map_err(|source| UpstreamError::Connect { addr, source })?;
-        let _ = tcp.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|source| UpstreamError::Handshake { addr, source })?;
-        tokio::task::spawn_local(async move {
-            // The connection counts against max_connections while it is open.
-            let _slot = connection_slot;
-            if let Err(err) = connection.await {
-                tracing::debug!(%addr, "upstream connection ended: {err}");
-            }
-        });
-        Ok(sender)
+    }
+
+    /// HTTP/1.1 or HTTP/2 over a connected stream; the connection runs on
+    /// its own task, holding its `max_connections` slot.
+    async fn handshake<T>(&self, addr: SocketAddr, io: T, slot: Slot) -> Result<Conn, UpstreamError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    {
+        let handshake = |source| UpstreamError::Handshake { addr, source };
+        if self.shared.config.http2 {
+            let (sender, connection) = http2::Builder::new(LocalExec)
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(handshake)?;
+            tokio::task::spawn_local(async move {
+                let _slot = slot;
+                if let Err(err) = connection.await {
+                    tracing::debug!(%addr, "upstream connection ended: {err}");
+                }
+            });
+            Ok(Conn::H2(sender))
+        } else {
+            let (sender, connection) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(handshake)?;
+            tokio::task::spawn_local(async move {
+                let _slot = slot;
+                if let Err(err) = connection.await {
+                    tracing::debug!(%addr, "upstream connection ended: {err}");
+                }
+            });
+            Ok(Conn::H1(sender))
+        }
+    }
+}
+
+/// Runs hyper's background tasks (HTTP/2 streams) on the worker's
+/// `LocalSet`, so that nothing needs to be `Send`.
+#[derive(Clone, Copy)]
+pub(crate) struct LocalExec;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(future);
     }
 }
 

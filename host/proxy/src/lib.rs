@@ -15,6 +15,7 @@ mod forward;
 mod health;
 mod router;
 mod stream;
+mod tls;
 mod worker;
 
 use std::net::SocketAddr;
@@ -75,9 +76,13 @@ pub enum StartError {
     /// A worker thread could not be spawned.
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
-    /// A cluster's endpoint could not be resolved.
+    /// A cluster could not be set up (an endpoint does not resolve, its
+    /// TLS files cannot be used).
     #[error(transparent)]
-    Resolve(#[from] cluster::ResolveError),
+    Cluster(#[from] cluster::ClusterError),
+    /// A listener's TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// A listener's routes could not be built.
     #[error(transparent)]
     Route(#[from] router::RouteError),
@@ -160,8 +165,11 @@ pub fn check(config: &ProxyConfig, runtime: &Runtime) -> Result<usize, StartErro
     for (index, c) in config.clusters.iter().enumerate() {
         cluster::ClusterShared::new(index, c)?;
     }
-    for index in 0..config.listeners.len() {
+    for (index, listener) in config.listeners.iter().enumerate() {
         router::ListenerRoutes::new(config, index)?;
+        if let Some(tls) = &listener.tls {
+            tls::ServerTls::new(index, tls, listener.http2)?;
+        }
     }
     Ok(plugins.len())
 }
@@ -186,8 +194,15 @@ impl Proxy {
         let mut sockets: Vec<Vec<(Arc<router::ListenerRoutes>, std::net::TcpListener)>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut bound = Vec::new();
+        let mut cert_stores = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
-            let route = Arc::new(router::ListenerRoutes::new(config, index)?);
+            let mut route = router::ListenerRoutes::new(config, index)?;
+            if let Some(tls) = &listener.tls {
+                let tls = tls::ServerTls::new(index, tls, listener.http2)?;
+                cert_stores.push(tls.store.clone());
+                route.tls = Some(tls);
+            }
+            let route = Arc::new(route);
             let mut address = listener.address;
             for per_worker in &mut sockets {
                 let socket = bind(address).map_err(|source| StartError::Bind {
@@ -255,6 +270,11 @@ impl Proxy {
         }
         if let Some(handle) =
             health::start(&clusters, receiver.clone()).map_err(StartError::Thread)?
+        {
+            handles.push(handle);
+        }
+        if let Some(handle) =
+            tls::start_reloader(cert_stores, receiver.clone()).map_err(StartError::Thread)?
         {
             handles.push(handle);
         }

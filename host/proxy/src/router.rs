@@ -22,6 +22,10 @@ pub(crate) struct ListenerRoutes {
     any: Option<usize>,
     vhosts: Vec<Vec<Arc<Route>>>,
     pub(crate) limits: weft_config::ListenerLimits,
+    /// Whether HTTP/2 is accepted.
+    pub(crate) http2: bool,
+    /// TLS termination, when configured.
+    pub(crate) tls: Option<crate::tls::ServerTls>,
 }
 
 /// One route, ready to use.
@@ -305,6 +309,8 @@ impl ListenerRoutes {
             any: None,
             vhosts: Vec::new(),
             limits: listener.limits,
+            http2: listener.http2,
+            tls: None,
         };
         for (v, vhost) in vhosts.iter().enumerate() {
             for domain in &vhost.domains {

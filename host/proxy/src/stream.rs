@@ -13,6 +13,7 @@ use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use weft_abi::{BufferType, HttpStream, LocalResponse, MapType, Status};
 
 use crate::router::Route;
+use crate::tls::TlsInfo;
 
 /// One request's state while filters run on it.
 pub(crate) struct ProxyStream {
@@ -46,6 +47,8 @@ pub(crate) struct ConnectionInfo {
     pub(crate) id: u64,
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
+    /// What the TLS handshake established, on TLS listeners.
+    pub(crate) tls: Option<TlsInfo>,
 }
 
 /// Status and headers of the response being filtered.
@@ -229,6 +232,8 @@ impl HttpStream for ProxyStream {
                 .ok_or(Status::NotFound)
         };
         let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let tls = self.connection.tls.as_ref();
+        let peer = tls.and_then(|t| t.peer.as_ref());
         match path {
             [b"request", b"path"] => out.extend_from_slice(self.path.as_bytes()),
             [b"request", b"url_path"] => {
@@ -268,7 +273,33 @@ impl HttpStream for ProxyStream {
             }
             [b"destination", b"port"] => int(out, self.connection.local.port().into()),
             [b"connection", b"id"] => out.extend_from_slice(&self.connection.id.to_le_bytes()),
-            [b"connection", b"mtls"] => out.push(0),
+            [b"connection", b"mtls"] => out.push(u8::from(peer.is_some())),
+            [b"connection", b"tls_version"] => out.extend_from_slice(
+                tls.and_then(|t| t.version.as_deref())
+                    .ok_or(Status::NotFound)?
+                    .as_bytes(),
+            ),
+            [b"connection", b"requested_server_name"] => out.extend_from_slice(
+                tls.and_then(|t| t.server_name.as_deref())
+                    .ok_or(Status::NotFound)?
+                    .as_bytes(),
+            ),
+            [b"connection", b"subject_peer_certificate"] => {
+                out.extend_from_slice(peer.ok_or(Status::NotFound)?.subject.as_bytes())
+            }
+            [b"connection", b"uri_san_peer_certificate"] => out.extend_from_slice(
+                peer.and_then(|p| p.uri_sans.first())
+                    .ok_or(Status::NotFound)?
+                    .as_bytes(),
+            ),
+            [b"connection", b"dns_san_peer_certificate"] => out.extend_from_slice(
+                peer.and_then(|p| p.dns_sans.first())
+                    .ok_or(Status::NotFound)?
+                    .as_bytes(),
+            ),
+            [b"connection", b"sha256_peer_certificate_digest"] => {
+                out.extend_from_slice(peer.ok_or(Status::NotFound)?.sha256.as_bytes())
+            }
             [b"cluster_name"] | [b"xds", b"cluster_name"] => {
                 out.extend_from_slice(self.cluster.as_deref().ok_or(Status::NotFound)?.as_bytes())
             }
@@ -355,9 +386,14 @@ impl ProxyStream {
             .unwrap_or_default();
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         strip_hop_by_hop(&mut headers);
+        let scheme = if connection.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         ProxyStream {
             method,
-            scheme: "http",
+            scheme,
             authority,
             path,
             request_headers: headers,
@@ -430,6 +466,7 @@ mod tests {
             id: 7,
             peer: "10.0.0.1:5555".parse().unwrap(),
             local: "10.0.0.2:80".parse().unwrap(),
+            tls: None,
         });
         let mut stream = ProxyStream::from_request(
             Request::get("http://example.com/p?q=1")

@@ -22,9 +22,10 @@ use crate::body::{ResponseBody, Source};
 use crate::chain::{
     Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters, run_headers_phase,
 };
-use crate::cluster::{ClusterPool, ClusterShared};
+use crate::cluster::{ClusterPool, ClusterShared, LocalExec};
 use crate::router::{Action, ListenerRoutes, Route};
 use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead};
+use crate::tls::TlsInfo;
 
 /// What a worker thread is started with; all of it can cross threads.
 pub(crate) struct WorkerInit {
@@ -203,38 +204,77 @@ async fn serve(
     worker: Rc<Worker>,
     route: Arc<ListenerRoutes>,
 ) {
-    let drain_worker = worker.clone();
-    let limits = route.limits;
     let id = worker.connections.get();
     worker.connections.set(id + 1);
-    let connection = Rc::new(ConnectionInfo {
+    worker.open.set(worker.open.get() + 1);
+    let local = tcp.local_addr().unwrap_or(peer);
+    let mut info = ConnectionInfo {
         id: (worker.index as u64) << 40 | id,
         peer,
-        local: tcp.local_addr().unwrap_or(peer),
-    });
+        local,
+        tls: None,
+    };
+    let result = match &route.tls {
+        None => serve_http(TokioIo::new(tcp), info, worker.clone(), route.clone()).await,
+        Some(tls) => {
+            let limit = Duration::from_millis(route.limits.request_header_timeout_ms);
+            match tokio::time::timeout(limit, tls.acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    info.tls = Some(TlsInfo::of(stream.get_ref().1));
+                    serve_http(TokioIo::new(stream), info, worker.clone(), route.clone()).await
+                }
+                Ok(Err(err)) => Err(format!("TLS handshake failed: {err}").into()),
+                Err(_) => Err("TLS handshake timed out".into()),
+            }
+        }
+    };
+    worker.open.set(worker.open.get() - 1);
+    worker.closed.notify_waiters();
+    if let Err(err) = result {
+        tracing::debug!(%peer, listener = %route.name, "downstream connection ended: {err}");
+    }
+}
+
+/// Serves HTTP/1.1, and HTTP/2 when the listener allows it, on one
+/// connection until it closes, or until shutdown and its requests in
+/// flight are done.
+async fn serve_http<T>(
+    io: T,
+    info: ConnectionInfo,
+    worker: Rc<Worker>,
+    route: Arc<ListenerRoutes>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let limits = route.limits;
+    let mut shutdown = worker.shutdown.clone();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.request_header_timeout_ms))
+        .max_buf_size(limits.max_request_headers_kb as usize * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_request_headers_kb * 1024);
+    if !route.http2 {
+        builder = builder.http1_only();
+    }
+    let connection = Rc::new(info);
     let service = service_fn(move |request| {
         handle(worker.clone(), route.clone(), connection.clone(), request)
     });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.request_header_timeout_ms))
-        .max_buf_size(limits.max_request_headers_kb as usize * 1024)
-        .serve_connection(TokioIo::new(tcp), service);
+    let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
-    drain_worker.open.set(drain_worker.open.get() + 1);
-    let mut shutdown = drain_worker.shutdown.clone();
-    let result = tokio::select! {
+    tokio::select! {
         result = &mut connection => result,
         _ = shutdown.wait_for(|stop| *stop) => {
-            // Finish the request in flight, then close.
+            // Finish the requests in flight, then close.
             connection.as_mut().graceful_shutdown();
             connection.await
         }
-    };
-    drain_worker.open.set(drain_worker.open.get() - 1);
-    drain_worker.closed.notify_waiters();
-    if let Err(err) = result {
-        tracing::debug!(%peer, "downstream connection ended: {err}");
     }
 }
 
