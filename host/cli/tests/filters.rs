@@ -320,7 +320,7 @@ fn admin_endpoint_exports_plugin_metrics() {
     let module = dir.path().join("counter.wat");
     std::fs::write(&module, COUNTER).unwrap();
     let weft = Weft::proxy(&format!(
-        "workers: 2\nadmin: {{address: 127.0.0.1:0}}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [counter]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: counter\n    module: {}\n",
+        "workers: 2\nadmin: {{address: 127.0.0.1:0}}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [counter]\n    request_id: false\n    traceparent: false\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nplugins:\n  - name: counter\n    module: {}\n",
         upstream.addr,
         module.display()
     ));

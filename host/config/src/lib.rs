@@ -15,9 +15,10 @@ mod validate;
 
 pub use error::ConfigError;
 pub use proxy::{
-    Admin, CertificateFiles, CircuitBreakers, Cluster, FailurePolicy, HashOn, HealthCheck,
-    LbPolicy, Listener, ListenerLimits, ListenerTls, OutlierDetection, Plugin, PluginConfiguration,
-    PluginLimits, ProxyConfig, UpstreamTls, load_proxy_config, parse_proxy_config, split_host_port,
+    AccessLog, Admin, CertificateFiles, CircuitBreakers, Cluster, FailurePolicy, HashOn,
+    HealthCheck, LbPolicy, Listener, ListenerLimits, ListenerTls, LogField, OutlierDetection,
+    Plugin, PluginConfiguration, PluginLimits, ProxyConfig, UpstreamTls, load_proxy_config,
+    parse_proxy_config, split_host_port,
 };
 pub use route::{
     DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror, Redirect, RetryOn,

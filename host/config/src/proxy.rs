@@ -87,6 +87,131 @@ pub struct Listener {
     /// Default true.
     #[serde(default = "yes")]
     pub http2: bool,
+    /// A JSON line per request; default none.
+    #[serde(default)]
+    pub access_log: Option<AccessLog>,
+    /// Give requests without an `x-request-id` one (a random UUID), before
+    /// the filters run. Default true.
+    #[serde(default = "yes")]
+    pub request_id: bool,
+    /// W3C trace context: send a `traceparent` with this hop's span id,
+    /// continuing the client's trace or starting one. Default true.
+    #[serde(default = "yes")]
+    pub traceparent: bool,
+}
+
+/// The access log: one JSON object per line per request, written when the
+/// response is done.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// File to append to (created if missing); `-` for standard output.
+    pub path: PathBuf,
+    /// The fields, in order; default all of them.
+    #[serde(default)]
+    pub fields: Vec<LogField>,
+}
+
+/// An access log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogField {
+    /// When the request arrived, RFC 3339 UTC with milliseconds.
+    StartTime,
+    /// The request method.
+    Method,
+    /// `:authority` (Host).
+    Authority,
+    /// Path and query, as sent upstream.
+    Path,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    Protocol,
+    /// The status sent to the client; null when the stream was closed.
+    Status,
+    /// From the request's arrival to the end of the response, in ms.
+    DurationMs,
+    /// Request body bytes read from the client.
+    BytesReceived,
+    /// Response body bytes sent to the client.
+    BytesSent,
+    /// The cluster the request went to.
+    UpstreamCluster,
+    /// The endpoint that answered.
+    UpstreamHost,
+    /// The matched route (`VHOST/ROUTE`).
+    Route,
+    /// The listener's name.
+    Listener,
+    /// The client's address.
+    DownstreamRemoteAddress,
+    /// The address the client connected to.
+    DownstreamLocalAddress,
+    /// `x-request-id`.
+    RequestId,
+    /// `traceparent` as sent upstream.
+    Traceparent,
+    /// `user-agent`.
+    UserAgent,
+    /// `referer`.
+    Referer,
+    /// The SNI name of a TLS connection.
+    TlsServerName,
+    /// The client certificate's first URI SAN, else its subject (mTLS).
+    PeerIdentity,
+}
+
+impl LogField {
+    /// Every field, in the default order.
+    pub const ALL: [LogField; 21] = [
+        LogField::StartTime,
+        LogField::Method,
+        LogField::Authority,
+        LogField::Path,
+        LogField::Protocol,
+        LogField::Status,
+        LogField::DurationMs,
+        LogField::BytesReceived,
+        LogField::BytesSent,
+        LogField::UpstreamCluster,
+        LogField::UpstreamHost,
+        LogField::Route,
+        LogField::Listener,
+        LogField::DownstreamRemoteAddress,
+        LogField::DownstreamLocalAddress,
+        LogField::RequestId,
+        LogField::Traceparent,
+        LogField::UserAgent,
+        LogField::Referer,
+        LogField::TlsServerName,
+        LogField::PeerIdentity,
+    ];
+
+    /// The JSON key.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogField::StartTime => "start_time",
+            LogField::Method => "method",
+            LogField::Authority => "authority",
+            LogField::Path => "path",
+            LogField::Protocol => "protocol",
+            LogField::Status => "status",
+            LogField::DurationMs => "duration_ms",
+            LogField::BytesReceived => "bytes_received",
+            LogField::BytesSent => "bytes_sent",
+            LogField::UpstreamCluster => "upstream_cluster",
+            LogField::UpstreamHost => "upstream_host",
+            LogField::Route => "route",
+            LogField::Listener => "listener",
+            LogField::DownstreamRemoteAddress => "downstream_remote_address",
+            LogField::DownstreamLocalAddress => "downstream_local_address",
+            LogField::RequestId => "request_id",
+            LogField::Traceparent => "traceparent",
+            LogField::UserAgent => "user_agent",
+            LogField::Referer => "referer",
+            LogField::TlsServerName => "tls_server_name",
+            LogField::PeerIdentity => "peer_identity",
+        }
+    }
 }
 
 /// TLS termination on a listener.
@@ -450,6 +575,15 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
     };
     for plugin in &mut config.plugins {
         resolve(&mut plugin.module);
+    }
+    for log in config
+        .listeners
+        .iter_mut()
+        .filter_map(|l| l.access_log.as_mut())
+    {
+        if log.path.as_os_str() != "-" {
+            resolve(&mut log.path);
+        }
     }
     for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
         for files in &mut tls.certificates {

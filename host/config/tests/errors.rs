@@ -64,7 +64,7 @@ fn unknown_field() {
     check_parse(
         "listeners:\n  - name: a\n    adress: 127.0.0.1:1\n    cluster: b\nclusters: []\n",
         expect![[
-            r#"weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `virtual_hosts`, `filters`, `limits`, `tls`, `http2`"#
+            r#"weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `virtual_hosts`, `filters`, `limits`, `tls`, `http2`, `access_log`, `request_id`, `traceparent`"#
         ]],
     );
 }

@@ -20,6 +20,7 @@ use weft_abi::{HISTOGRAM_BOUNDS, Metric, MetricValue, MetricsReader};
 
 use crate::chain::PluginStats;
 use crate::cluster::{ClusterShared, ClusterStats};
+use crate::observe::{DURATION_BOUNDS, ListenerStats};
 
 /// What the admin endpoints show.
 #[derive(Clone)]
@@ -31,6 +32,10 @@ pub(crate) struct AdminState {
     pub(crate) plugins: serde_json::Value,
     /// Clusters, for `/clusters` and their metrics.
     pub(crate) clusters: Vec<Arc<ClusterShared>>,
+    /// Each listener's name and request metrics.
+    pub(crate) listeners: Vec<(String, Arc<ListenerStats>)>,
+    /// `/config`: the effective configuration.
+    pub(crate) config: serde_json::Value,
 }
 
 /// Binds `address` and serves the admin endpoints until `shutdown`.
@@ -81,9 +86,15 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            render_host_metrics(&state.plugin_stats)
+            render_listener_metrics(&state.listeners)
+                + &render_host_metrics(&state.plugin_stats)
                 + &render_cluster_metrics(&state.clusters)
                 + &render_metrics(&state.metrics.metrics()),
+        ),
+        "/config" => (
+            StatusCode::OK,
+            "application/json",
+            format!("{:#}\n", state.config),
         ),
         "/clusters" => (
             StatusCode::OK,
@@ -98,7 +109,7 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /ready, /metrics, /clusters or /plugins\n".to_string(),
+            "not found; try /ready, /metrics, /config, /clusters or /plugins\n".to_string(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -162,6 +173,84 @@ fn render_host_metrics(plugins: &[(String, Arc<PluginStats>)]) -> String {
             let value = field(stats).load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {value}", label(plugin));
         }
+    }
+    out
+}
+
+/// Reads one value out of a listener's stats.
+type ListenerValue = fn(&ListenerStats) -> i64;
+
+/// Downstream request metrics, labelled by listener.
+fn render_listener_metrics(listeners: &[(String, Arc<ListenerStats>)]) -> String {
+    let mut out = String::new();
+    let name = "weft_downstream_responses_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Responses sent to clients by status class.\n# TYPE {name} counter"
+    );
+    for (listener, stats) in listeners {
+        for (i, count) in stats.responses_by_class.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",class=\"{}xx\"}} {}",
+                label(listener),
+                i + 1,
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let simple: [(&str, &str, &str, ListenerValue); 3] = [
+        (
+            "weft_downstream_closed_total",
+            "counter",
+            "Requests that got no response (a filter or the client closed the stream).",
+            |s| i64::try_from(s.closed.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        ),
+        (
+            "weft_downstream_connections_total",
+            "counter",
+            "Connections accepted.",
+            |s| i64::try_from(s.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        ),
+        (
+            "weft_downstream_active_connections",
+            "gauge",
+            "Connections open now.",
+            |s| s.active_connections.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in simple {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (listener, stats) in listeners {
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\"}} {}",
+                label(listener),
+                value(stats)
+            );
+        }
+    }
+    let name = "weft_downstream_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From request arrival to the end of the response.\n# TYPE {name} histogram"
+    );
+    for (listener, stats) in listeners {
+        let listener = label(listener);
+        let mut cumulative = 0;
+        for (bound, count) in DURATION_BOUNDS.iter().zip(&stats.duration_buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{listener=\"{listener}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += stats.duration_buckets[DURATION_BOUNDS.len()].load(Ordering::Relaxed);
+        let sum = stats.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{listener=\"{listener}\",le=\"+Inf\"}} {cumulative}\n{name}_sum{{listener=\"{listener}\"}} {sum}\n{name}_count{{listener=\"{listener}\"}} {cumulative}"
+        );
     }
     out
 }

@@ -40,14 +40,21 @@ pub(crate) struct Source {
     inner: Incoming,
     seen: u64,
     limit: Option<u64>,
+    /// Where the count is kept for the access log.
+    counter: Option<Rc<std::cell::Cell<u64>>>,
 }
 
 impl Source {
-    pub(crate) fn new(inner: Incoming, limit: Option<u64>) -> Source {
+    pub(crate) fn new(
+        inner: Incoming,
+        limit: Option<u64>,
+        counter: Option<Rc<std::cell::Cell<u64>>>,
+    ) -> Source {
         Source {
             inner,
             seen: 0,
             limit,
+            counter,
         }
     }
 }
@@ -61,10 +68,15 @@ impl Body for Source {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let (Some(Ok(frame)), Some(limit)) = (&frame, self.limit) {
+        if let Some(Ok(frame)) = &frame {
             let len = frame.data_ref().map_or(0, |d| d.len() as u64);
             self.seen += len;
-            if self.seen > limit {
+            if let Some(counter) = &self.counter {
+                counter.set(self.seen);
+            }
+            if let Some(limit) = self.limit
+                && self.seen > limit
+            {
                 return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
             }
         }
@@ -261,6 +273,8 @@ pub struct ResponseBody {
     /// The request counts (circuit breakers, least request) it holds until
     /// the body is done.
     in_flight: Option<(Load, Admitted)>,
+    /// Body bytes handed to the client so far.
+    sent: u64,
 }
 
 enum Kind {
@@ -286,10 +300,11 @@ impl ResponseBody {
             trailers: None,
         });
         ResponseBody {
-            kind: Kind::Upstream(Source::new(body, None), callbacks),
+            kind: Kind::Upstream(Source::new(body, None, None), callbacks),
             upstream: Some(upstream),
             filters: Some(filters),
             in_flight: Some(in_flight),
+            sent: 0,
         }
     }
 
@@ -301,6 +316,7 @@ impl ResponseBody {
             upstream: None,
             filters,
             in_flight: None,
+            sent: 0,
         }
     }
 
@@ -310,7 +326,11 @@ impl ResponseBody {
         if let Some((endpoint, sender)) = self.upstream.take() {
             endpoint.release(sender);
         }
-        self.filters = None;
+        if let Some(filters) = self.filters.take()
+            && let Some(state) = filters.borrow_mut().state()
+        {
+            state.bytes_sent.set(self.sent);
+        }
         self.in_flight = None;
     }
 
@@ -344,6 +364,9 @@ impl Body for ResponseBody {
                 })
             }
         };
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+            this.sent += data.map_or(0, |d| d.len() as u64);
+        }
         match &frame {
             Some(Err(_)) => {
                 // A broken or stopped body: the connection is not reusable.
@@ -370,6 +393,17 @@ impl Body for ResponseBody {
             // Plugins may change the length.
             Kind::Upstream(_, Some(_)) => SizeHint::default(),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// Records the status sent to the client, for the access log and metrics.
+    pub(crate) fn note_status(&self, status: u16) {
+        if let Some(filters) = &self.filters
+            && let Some(state) = filters.borrow_mut().state()
+        {
+            state.status = Some(status);
         }
     }
 }

@@ -683,6 +683,14 @@ impl Drop for StreamFilters {
                 slot.note_failure(&err);
             }
         }
+        if let Some(state) = crate::worker::proxy_stream(&mut self.stream)
+            && let Some(listener) = &state.listener
+        {
+            listener.stats.record(state.status, state.elapsed());
+            if let Some(Some(log)) = self.worker.access_logs.get(listener.index) {
+                log.write(state, &listener.name);
+            }
+        }
     }
 }
 

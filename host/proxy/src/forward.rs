@@ -49,7 +49,7 @@ impl Exchange {
         request_ended: bool,
     ) -> Answer {
         let worker = self.worker.clone();
-        let hash = {
+        let (hash, logged) = {
             let mut f = self.filters.borrow_mut();
             let Some(state) = f.state() else {
                 drop(f);
@@ -85,7 +85,11 @@ impl Exchange {
                 state.authority = host.clone();
             }
             self.route.request_headers.apply(&mut state.request_headers);
-            hash_key(&worker.clusters[cluster], state)
+            let logged = state
+                .listener
+                .as_ref()
+                .is_some_and(|l| worker.access_logs.get(l.index).is_some_and(Option::is_some));
+            (hash_key(&worker.clusters[cluster], state), logged)
         };
         let pool = &worker.clusters[cluster];
         let admitted = match pool.shared.admit() {
@@ -106,8 +110,11 @@ impl Exchange {
         );
         // Only a request without a body can be sent again (retries, mirror).
         let replayable = request_ended;
-        let keep =
-            self.filtered || (replayable && (forward.retry.is_some() || forward.mirror.is_some()));
+        // The headers stay with the stream (the upstream gets a copy) when
+        // something reads them later: on_log, the access log, a retry.
+        let keep = self.filtered
+            || logged
+            || (replayable && (forward.retry.is_some() || forward.mirror.is_some()));
         let first = {
             let mut f = self.filters.borrow_mut();
             match f.state().map(|s| s.upstream_request(body, keep)) {
@@ -196,6 +203,9 @@ impl Exchange {
             sender,
             load,
         } = upstream;
+        if let Some(state) = self.filters.borrow_mut().state() {
+            state.upstream = Some(endpoint.addr);
+        }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         self.route.response_headers.apply(&mut parts.headers);

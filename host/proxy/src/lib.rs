@@ -13,6 +13,7 @@ mod chain;
 mod cluster;
 mod forward;
 mod health;
+mod observe;
 mod router;
 mod stream;
 mod tls;
@@ -80,6 +81,16 @@ pub enum StartError {
     /// TLS files cannot be used).
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    /// A listener's access log cannot be opened.
+    #[error("listeners[{index}].access_log: cannot open {}: {source}", path.display())]
+    AccessLog {
+        /// Index in `listeners`.
+        index: usize,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
     /// A listener's TLS files cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -195,6 +206,7 @@ impl Proxy {
             (0..workers).map(|_| Vec::new()).collect();
         let mut bound = Vec::new();
         let mut cert_stores = Vec::new();
+        let mut listener_stats = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
             let mut route = router::ListenerRoutes::new(config, index)?;
             if let Some(tls) = &listener.tls {
@@ -202,7 +214,15 @@ impl Proxy {
                 cert_stores.push(tls.store.clone());
                 route.tls = Some(tls);
             }
+            if let Some(log) = &listener.access_log {
+                observe::AccessLog::open(log).map_err(|source| StartError::AccessLog {
+                    index,
+                    path: log.path.clone(),
+                    source,
+                })?;
+            }
             let route = Arc::new(route);
+            listener_stats.push((listener.name.clone(), route.stats.clone()));
             let mut address = listener.address;
             for per_worker in &mut sockets {
                 let socket = bind(address).map_err(|source| StartError::Bind {
@@ -254,6 +274,8 @@ impl Proxy {
                     })
                     .collect(),
                 clusters: clusters.clone(),
+                listeners: listener_stats,
+                config: serde_json::to_value(config).unwrap_or_default(),
             };
             let (address, handle) =
                 admin::start(admin.address, state, receiver.clone()).map_err(|source| {
@@ -284,6 +306,11 @@ impl Proxy {
                 plugins: plugins.iter().cloned().zip(stats.iter().cloned()).collect(),
                 clusters: clusters.clone(),
                 listeners,
+                access_logs: config
+                    .listeners
+                    .iter()
+                    .map(|l| l.access_log.clone())
+                    .collect(),
             };
             let receiver = receiver.clone();
             let handle = std::thread::Builder::new()

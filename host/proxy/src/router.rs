@@ -26,6 +26,11 @@ pub(crate) struct ListenerRoutes {
     pub(crate) http2: bool,
     /// TLS termination, when configured.
     pub(crate) tls: Option<crate::tls::ServerTls>,
+    /// Position in the configuration's `listeners`.
+    pub(crate) index: usize,
+    pub(crate) stats: Arc<crate::observe::ListenerStats>,
+    pub(crate) request_id: bool,
+    pub(crate) traceparent: bool,
 }
 
 /// One route, ready to use.
@@ -311,6 +316,10 @@ impl ListenerRoutes {
             limits: listener.limits,
             http2: listener.http2,
             tls: None,
+            index,
+            stats: Arc::default(),
+            request_id: listener.request_id,
+            traceparent: listener.traceparent,
         };
         for (v, vhost) in vhosts.iter().enumerate() {
             for domain in &vhost.domains {

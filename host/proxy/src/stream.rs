@@ -1,10 +1,11 @@
 //! The request/response as filters see it: [`ProxyStream`] implements
 //! weft-abi's `HttpStream` over hyper's types.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
@@ -12,7 +13,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use weft_abi::{BufferType, HttpStream, LocalResponse, MapType, Status};
 
-use crate::router::Route;
+use crate::router::{ListenerRoutes, Route};
 use crate::tls::TlsInfo;
 
 /// One request's state while filters run on it.
@@ -32,8 +33,19 @@ pub(crate) struct ProxyStream {
     pub(crate) cluster: Option<Rc<str>>,
     /// The route it matched.
     pub(crate) route: Option<Arc<Route>>,
+    /// The listener it came in on.
+    pub(crate) listener: Option<Arc<ListenerRoutes>>,
+    /// The status sent to the client, once known.
+    pub(crate) status: Option<u16>,
+    /// The endpoint that answered.
+    pub(crate) upstream: Option<SocketAddr>,
+    /// Request body bytes read from the client.
+    pub(crate) bytes_received: Rc<Cell<u64>>,
+    /// Response body bytes sent to the client.
+    pub(crate) bytes_sent: Cell<u64>,
     version: Version,
     start: SystemTime,
+    started: Instant,
     /// The request and response body as the running body callback sees it.
     request_body: BytesMut,
     response_body: BytesMut,
@@ -61,6 +73,31 @@ impl ProxyStream {
     /// The client's address.
     pub(crate) fn peer(&self) -> SocketAddr {
         self.connection.peer
+    }
+
+    /// The address the client connected to.
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.connection.local
+    }
+
+    /// What the TLS handshake established, on a TLS listener.
+    pub(crate) fn tls(&self) -> Option<&TlsInfo> {
+        self.connection.tls.as_ref()
+    }
+
+    /// The request's HTTP version.
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+
+    /// When the request arrived.
+    pub(crate) fn started_at(&self) -> SystemTime {
+        self.start
+    }
+
+    /// Time since the request arrived.
+    pub(crate) fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// The body buffer body callbacks of the request (`true`) or response see.
@@ -402,8 +439,14 @@ impl ProxyStream {
             connection,
             cluster: None,
             route: None,
+            listener: None,
+            status: None,
+            upstream: None,
+            bytes_received: Rc::default(),
+            bytes_sent: Cell::new(0),
             version,
             start: SystemTime::now(),
+            started: Instant::now(),
             request_body: BytesMut::new(),
             response_body: BytesMut::new(),
             properties: Vec::new(),

@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use crate::chain::{
     Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters, run_headers_phase,
 };
 use crate::cluster::{ClusterPool, ClusterShared, LocalExec};
+use crate::observe::{self, AccessLog};
 use crate::router::{Action, ListenerRoutes, Route};
 use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead};
 use crate::tls::TlsInfo;
@@ -33,6 +35,8 @@ pub(crate) struct WorkerInit {
     pub(crate) plugins: Vec<(Arc<Plugin>, Arc<PluginStats>)>,
     pub(crate) clusters: Vec<Arc<ClusterShared>>,
     pub(crate) listeners: Vec<(Arc<ListenerRoutes>, std::net::TcpListener)>,
+    /// Each listener's access log settings, by listener index.
+    pub(crate) access_logs: Vec<Option<weft_config::AccessLog>>,
 }
 
 /// A worker's own state.
@@ -48,6 +52,8 @@ pub(crate) struct Worker {
     call_tokens: Cell<u32>,
     /// State of the worker's random numbers (splitmix64).
     random: Cell<u64>,
+    /// Each listener's access log, by listener index.
+    pub(crate) access_logs: Vec<Option<AccessLog>>,
 }
 
 impl Worker {
@@ -82,6 +88,11 @@ pub(crate) fn run(
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    let access_logs = init
+        .access_logs
+        .iter()
+        .map(|config| config.as_ref().map(AccessLog::open).transpose())
+        .collect::<std::io::Result<Vec<_>>>()?;
     local.block_on(&runtime, async move {
         // Items enqueued (on any thread) on queues this worker's VMs
         // registered arrive here as (plugin, queue) and are delivered to
@@ -96,6 +107,7 @@ pub(crate) fn run(
             shutdown: shutdown.clone(),
             call_tokens: Cell::new(0),
             random: Cell::new(seed(init.index)),
+            access_logs,
             plugins: plugins
                 .into_iter()
                 .enumerate()
@@ -150,6 +162,15 @@ pub(crate) fn run(
                 }
             }));
         }
+        if worker.access_logs.iter().any(Option::is_some) {
+            let worker = worker.clone();
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    worker.access_logs.iter().flatten().for_each(AccessLog::flush);
+                }
+            });
+        }
         tracing::debug!(worker = init.index, "worker running");
         for task in accepting {
             let _ = task.await;
@@ -167,6 +188,7 @@ pub(crate) fn run(
                 "drain deadline passed; closing the remaining connections"
             );
         }
+        worker.access_logs.iter().flatten().for_each(AccessLog::flush);
         Ok(())
     })
 }
@@ -207,6 +229,9 @@ async fn serve(
     let id = worker.connections.get();
     worker.connections.set(id + 1);
     worker.open.set(worker.open.get() + 1);
+    let stats = route.stats.clone();
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    stats.active_connections.fetch_add(1, Ordering::Relaxed);
     let local = tcp.local_addr().unwrap_or(peer);
     let mut info = ConnectionInfo {
         id: (worker.index as u64) << 40 | id,
@@ -230,6 +255,7 @@ async fn serve(
     };
     worker.open.set(worker.open.get() - 1);
     worker.closed.notify_waiters();
+    stats.active_connections.fetch_sub(1, Ordering::Relaxed);
     if let Err(err) = result {
         tracing::debug!(%peer, listener = %route.name, "downstream connection ended: {err}");
     }
@@ -264,7 +290,14 @@ where
     }
     let connection = Rc::new(info);
     let service = service_fn(move |request| {
-        handle(worker.clone(), route.clone(), connection.clone(), request)
+        let handled = handle(worker.clone(), route.clone(), connection.clone(), request);
+        async move {
+            let result = handled.await;
+            if let Ok(response) = &result {
+                response.body().note_status(response.status().as_u16());
+            }
+            result
+        }
     });
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
@@ -291,31 +324,45 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, StreamClosed> {
     let (parts, body) = request.into_parts();
-    let body_limit = routes.limits.max_request_body_kb.map(|kb| kb * 1024);
-    if let Some(limit) = body_limit
-        && body.size_hint().lower() > limit
-    {
-        return Ok(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the request body is longer than the listener's limit of {limit} bytes"),
-            None,
-        ));
-    }
     let mut stream = ProxyStream::from_request(parts, connection);
-    let Some(route) = routes
+    stream.listener = Some(routes.clone());
+    if routes.request_id && !stream.request_headers.contains_key("x-request-id") {
+        let id = observe::request_id(worker.random(), worker.random());
+        stream.request_headers.insert("x-request-id", id);
+    }
+    if routes.traceparent {
+        let random = [worker.random(), worker.random(), worker.random()];
+        let parent = observe::traceparent(stream.request_headers.get("traceparent"), random);
+        stream.request_headers.insert("traceparent", parent);
+    }
+    let body_limit = routes.limits.max_request_body_kb.map(|kb| kb * 1024);
+    let route = routes
         .route(
             &stream.authority,
             &stream.method,
             &stream.path,
             &stream.request_headers,
         )
-        .cloned()
-    else {
-        return Ok(error_response(
+        .cloned();
+    let refusal = match (&route, body_limit) {
+        (None, _) => Some((
             StatusCode::NOT_FOUND,
-            &format!("no route for {}{}", stream.authority, stream.path),
-            None,
-        ));
+            format!("no route for {}{}", stream.authority, stream.path),
+        )),
+        (Some(_), Some(limit)) if body.size_hint().lower() > limit => Some((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is longer than the listener's limit of {limit} bytes"),
+        )),
+        _ => None,
+    };
+    let (Some(route), None) = (route, refusal.as_ref()) else {
+        let (status, reason) = refusal.unwrap_or((StatusCode::NOT_FOUND, String::new()));
+        let filters = Rc::new(RefCell::new(StreamFilters::new(
+            worker.clone(),
+            Arc::from([]),
+            stream,
+        )));
+        return Ok(error_response(status, &reason, Some(filters)));
     };
     stream.route = Some(route.clone());
     let mut cluster = None;
@@ -327,6 +374,7 @@ async fn handle(
         cluster = Some(index);
     }
     let filtered = !route.chain.is_empty();
+    let received = stream.bytes_received.clone();
     let filters: SharedFilters = Rc::new(RefCell::new(StreamFilters::new(
         worker.clone(),
         route.chain.clone(),
@@ -353,7 +401,7 @@ async fn handle(
                 .forward(
                     forward,
                     cluster,
-                    Source::new(body, body_limit),
+                    Source::new(body, body_limit, Some(received)),
                     request_ended,
                 )
                 .await

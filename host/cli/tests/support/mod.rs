@@ -171,6 +171,8 @@ pub struct Weft {
     /// Every listener (and `admin`) by name.
     pub listeners: std::collections::HashMap<String, SocketAddr>,
     log: PathBuf,
+    /// Lines the process prints on stdout after `ready`.
+    stdout: std::sync::mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -213,11 +215,23 @@ impl Weft {
             first.get_or_insert(addr);
             listeners.insert(name.to_string(), addr);
         }
+        // The rest of stdout (access logs to `-`) is read on a thread, so
+        // that the process never blocks on a full pipe.
+        let (lines, stdout_lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Weft {
             child,
             addr: first.unwrap(),
             listeners,
             log,
+            stdout: stdout_lines,
             _dir: dir,
         }
     }
@@ -244,6 +258,13 @@ impl Weft {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// The next line the process prints on stdout (within 10 s).
+    pub fn read_stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no line on stdout within 10 s")
     }
 
     /// The process's log so far.

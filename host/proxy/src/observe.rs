@@ -1,0 +1,319 @@
+//! What the proxy tells about the requests it carried: per-listener
+//! counters and a latency histogram (atomics, shared by the workers), the
+//! JSON-lines access log (buffered per worker), request ids and W3C trace
+//! context.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+use weft_config::{AccessLog as AccessLogConfig, LogField};
+
+use crate::stream::ProxyStream;
+
+/// Upper bounds of the request duration histogram, in seconds.
+pub(crate) const DURATION_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A listener's request metrics. Relaxed atomics: a scrape may see one
+/// request counted in one figure and not yet in another, never a torn value.
+#[derive(Default)]
+pub(crate) struct ListenerStats {
+    pub(crate) responses_by_class: [AtomicU64; 5],
+    /// Requests that got no response (the stream was closed).
+    pub(crate) closed: AtomicU64,
+    /// Per bucket (not cumulative), the last for above every bound.
+    pub(crate) duration_buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
+    pub(crate) duration_sum_micros: AtomicU64,
+    pub(crate) active_connections: AtomicI64,
+    pub(crate) connections: AtomicU64,
+}
+
+impl ListenerStats {
+    pub(crate) fn record(&self, status: Option<u16>, elapsed: Duration) {
+        match status {
+            Some(status) => {
+                let class = usize::from(status / 100).clamp(1, 5) - 1;
+                self.responses_by_class[class].fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.closed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let seconds = elapsed.as_secs_f64();
+        let bucket = DURATION_BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// A worker's access log for one listener: lines gather in a buffer that
+/// is written out every 100 ms (and when the worker stops), so a busy
+/// worker makes few write calls. Each flush is one `write` to a file opened
+/// for appending, so workers' lines never interleave mid-line.
+pub(crate) struct AccessLog {
+    out: Sink,
+    fields: Vec<LogField>,
+    buffer: RefCell<Vec<u8>>,
+}
+
+enum Sink {
+    File(std::fs::File),
+    Stdout,
+}
+
+/// Above this many buffered bytes a line flushes at once.
+const FLUSH_AT: usize = 64 * 1024;
+
+impl AccessLog {
+    pub(crate) fn open(config: &AccessLogConfig) -> std::io::Result<AccessLog> {
+        let out = if config.path.as_os_str() == "-" {
+            Sink::Stdout
+        } else {
+            Sink::File(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&config.path)?,
+            )
+        };
+        Ok(AccessLog {
+            out,
+            fields: if config.fields.is_empty() {
+                LogField::ALL.to_vec()
+            } else {
+                config.fields.clone()
+            },
+            buffer: RefCell::new(Vec::with_capacity(FLUSH_AT)),
+        })
+    }
+
+    /// Adds the line for a finished stream.
+    pub(crate) fn write(&self, stream: &ProxyStream, listener: &str) {
+        let full = {
+            let mut buffer = self.buffer.borrow_mut();
+            // Fields in the configured order (a JSON map would sort them).
+            buffer.push(b'{');
+            let mut first = true;
+            for field in &self.fields {
+                let Some(value) = value_of(*field, stream, listener) else {
+                    continue;
+                };
+                if !first {
+                    buffer.push(b',');
+                }
+                first = false;
+                let _ = serde_json::to_writer(&mut *buffer, field.name());
+                buffer.push(b':');
+                let _ = serde_json::to_writer(&mut *buffer, &value);
+            }
+            buffer.extend_from_slice(b"}\n");
+            buffer.len() >= FLUSH_AT
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    pub(crate) fn flush(&self) {
+        let pending = std::mem::take(&mut *self.buffer.borrow_mut());
+        if pending.is_empty() {
+            return;
+        }
+        let written = match &self.out {
+            Sink::File(file) => (&*file).write_all(&pending),
+            Sink::Stdout => std::io::stdout().lock().write_all(&pending),
+        };
+        if let Err(err) = written {
+            tracing::warn!(
+                "access log write failed, {} bytes lost: {err}",
+                pending.len()
+            );
+        }
+        let mut buffer = self.buffer.borrow_mut();
+        if buffer.is_empty() {
+            // Keep the allocation.
+            *buffer = pending;
+            buffer.clear();
+        }
+    }
+}
+
+fn value_of(field: LogField, s: &ProxyStream, listener: &str) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let text = |v: &str| Some(Value::String(v.to_string()));
+    let header = |name: &str| {
+        s.request_headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| Value::String(v.to_string()))
+    };
+    match field {
+        LogField::StartTime => text(&rfc3339(s.started_at())),
+        LogField::Method => text(s.method.as_str()),
+        LogField::Authority => text(&s.authority),
+        LogField::Path => text(&s.path),
+        LogField::Protocol => text(&format!("{:?}", s.version())),
+        LogField::Status => Some(s.status.map_or(Value::Null, Value::from)),
+        LogField::DurationMs => {
+            let ms = s.elapsed().as_secs_f64() * 1000.0;
+            Some(Value::from((ms * 1000.0).round() / 1000.0))
+        }
+        LogField::BytesReceived => Some(Value::from(s.bytes_received.get())),
+        LogField::BytesSent => Some(Value::from(s.bytes_sent.get())),
+        LogField::UpstreamCluster => s.cluster.as_deref().and_then(text),
+        LogField::UpstreamHost => s.upstream.map(|a| Value::String(a.to_string())),
+        LogField::Route => s.route.as_ref().and_then(|r| text(&r.name)),
+        LogField::Listener => text(listener),
+        LogField::DownstreamRemoteAddress => text(&s.peer().to_string()),
+        LogField::DownstreamLocalAddress => text(&s.local().to_string()),
+        LogField::RequestId => header("x-request-id"),
+        LogField::Traceparent => header("traceparent"),
+        LogField::UserAgent => header("user-agent"),
+        LogField::Referer => header("referer"),
+        LogField::TlsServerName => s
+            .tls()
+            .and_then(|t| t.server_name.as_deref())
+            .and_then(text),
+        LogField::PeerIdentity => s
+            .tls()
+            .and_then(|t| t.peer.as_ref())
+            .and_then(|p| p.uri_sans.first().map(String::as_str).or(Some(&p.subject)))
+            .and_then(text),
+    }
+}
+
+/// `2026-11-25T14:27:45.123Z`.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// A random request id in the UUID v4 format.
+pub(crate) fn request_id(a: u64, b: u64) -> HeaderValue {
+    let bytes: Vec<u8> = a.to_be_bytes().into_iter().chain(b.to_be_bytes()).collect();
+    let hex: String = bytes
+        .iter()
+        .enumerate()
+        .map(|(i, byte)| {
+            let byte = match i {
+                6 => byte & 0x0f | 0x40,
+                8 => byte & 0x3f | 0x80,
+                _ => *byte,
+            };
+            format!("{byte:02x}")
+        })
+        .collect();
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// The `traceparent` to send on: the incoming trace with a new span id for
+/// this hop (its sampled flag kept), or a new sampled trace when there is
+/// none or it is malformed.
+pub(crate) fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> HeaderValue {
+    let span = format!("{:016x}", random[2].max(1));
+    let parsed = incoming
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent);
+    let value = match parsed {
+        Some((trace, flags)) => format!("00-{trace}-{span}-{flags}"),
+        None => format!("00-{:016x}{:016x}-{span}-01", random[0], random[1].max(1)),
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// (trace id, flags) of a valid version-00 `traceparent`.
+fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let ok = version == "00"
+        && parts.next().is_none()
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    ok.then_some((trace, flags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        let t = |secs: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(t(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(t(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(t(1_795_617_465), "2026-11-25T14:37:45.000Z");
+    }
+
+    #[test]
+    fn trace_context() {
+        let incoming =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let out = traceparent(Some(&incoming), [1, 2, 0xabc]);
+        assert_eq!(
+            out,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01"
+        );
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            let out = traceparent(Some(&HeaderValue::from_static(bad)), [1, 2, 3]);
+            assert_eq!(
+                out, "00-00000000000000010000000000000002-0000000000000003-01",
+                "{bad}"
+            );
+        }
+        let id = request_id(u64::MAX, 0);
+        assert_eq!(id, "ffffffff-ffff-4fff-8000-000000000000");
+    }
+}
