@@ -207,3 +207,103 @@ clusters:
         assert!((15..=85).contains(&to_a), "{policy}: a got {to_a} of 100");
     }
 }
+
+/// An upstream that switches every request to an echo protocol: it
+/// answers 101 and then sends back whatever it receives.
+fn echo_upgrade_upstream() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let mut tcp = tcp.unwrap();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tcp.read(&mut byte).unwrap() == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                assert!(head.contains("upgrade: echo"), "{head}");
+                assert!(head.contains("connection: upgrade"), "{head}");
+                tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let n = tcp.read(&mut buf).unwrap_or(0);
+                    if n == 0 || tcp.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn upgrades_are_tunnelled_both_ways() {
+    use std::io::{Read, Write};
+    let upstream = echo_upgrade_upstream();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - {{name: l, address: 127.0.0.1:0, cluster: ws}}\nclusters:\n  - {{name: ws, endpoints: [\"{upstream}\"]}}\n"
+    ));
+    let mut tcp = std::net::TcpStream::connect(weft.addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    tcp.write_all(b"GET /chat HTTP/1.1\r\nhost: t\r\nconnection: Upgrade\r\nupgrade: echo\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tcp.read(&mut byte).unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in ["hello", "through the tunnel"] {
+        tcp.write_all(message.as_bytes()).unwrap();
+        let mut got = vec![0u8; message.len()];
+        tcp.read_exact(&mut got).unwrap();
+        assert_eq!(got, message.as_bytes());
+    }
+}
+
+#[test]
+fn per_route_filter_chains_replace_the_listeners() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: 1
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    filters: [hello]
+    virtual_hosts:
+      - name: all
+        routes:
+          - {{match: {{prefix: /bare}}, forward: {{cluster: app}}, filters: []}}
+          - {{match: {{prefix: /other}}, forward: {{cluster: app}}, filters: [other]}}
+          - forward: {{cluster: app}}
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+plugins:
+  - {{name: hello, module: {}, configuration: {{header: x-hello, value: listener}}}}
+  - {{name: other, module: {}, configuration: {{header: x-other, value: route}}}}
+"#,
+        up.addr,
+        support::filter("hello_rust.wasm").display(),
+        support::filter("hello_rust.wasm").display(),
+    ));
+    let got = send(weft.addr, "GET", "/x", &[], "");
+    assert_eq!(got.headers["x-hello"], "listener");
+    let got = send(weft.addr, "GET", "/bare", &[], "");
+    assert!(got.headers.get("x-hello").is_none());
+    let got = send(weft.addr, "GET", "/other", &[], "");
+    assert!(got.headers.get("x-hello").is_none());
+    assert_eq!(got.headers["x-other"], "route");
+}

@@ -657,7 +657,7 @@ impl ClusterPool {
     /// its own task, holding its `max_connections` slot.
     async fn handshake<T>(&self, addr: SocketAddr, io: T, slot: Slot) -> Result<Conn, UpstreamError>
     where
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let handshake = |source| UpstreamError::Handshake { addr, source };
         if self.shared.config.http2 {
@@ -680,7 +680,8 @@ impl ClusterPool {
                 .map_err(handshake)?;
             tokio::task::spawn_local(async move {
                 let _slot = slot;
-                if let Err(err) = connection.await {
+                // With upgrades, a 101 hands the connection to the tunnel.
+                if let Err(err) = connection.with_upgrades().await {
                     tracing::debug!(%addr, "upstream connection ended: {err}");
                 }
             });

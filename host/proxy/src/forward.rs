@@ -27,6 +27,56 @@ pub(crate) struct Exchange {
     pub(crate) route: Arc<Route>,
     /// Whether plugins run on this stream.
     pub(crate) filtered: bool,
+    /// The client asked to switch protocols (WebSocket and the like).
+    pub(crate) upgrade: Option<Upgrade>,
+}
+
+/// An HTTP/1.1 `Upgrade` request: the protocol asked for, and the client's
+/// connection once the upgrade happens.
+pub(crate) struct Upgrade {
+    protocol: HeaderValue,
+    client: hyper::upgrade::OnUpgrade,
+}
+
+impl Upgrade {
+    /// The upgrade `request` asks for (`Connection: upgrade` with an
+    /// `Upgrade` header), if any.
+    pub(crate) fn of<B>(request: &mut Request<B>) -> Option<Upgrade> {
+        let headers = request.headers();
+        let asked = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+        let protocol = headers.get(header::UPGRADE)?.clone();
+        if !asked || request.version() != http::Version::HTTP_11 {
+            return None;
+        }
+        Some(Upgrade {
+            protocol,
+            client: hyper::upgrade::on(request),
+        })
+    }
+}
+
+/// Joins the client's and the upstream's upgraded connections and copies
+/// bytes both ways until either side closes.
+fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::task::spawn_local(async move {
+        let (client, upstream) = match (client.await, upstream.await) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::debug!("upgrade failed: {err}");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!("upgraded connection ended: {err}");
+        }
+    });
 }
 
 /// Why no response came back.
@@ -108,8 +158,9 @@ impl Exchange {
             body_callbacks.then(|| self.filters.clone()),
             stop_sender,
         );
-        // Only a request without a body can be sent again (retries, mirror).
-        let replayable = request_ended;
+        // Only a request without a body can be sent again (retries, mirror);
+        // an upgrade is never sent twice.
+        let replayable = request_ended && self.upgrade.is_none();
         // The headers stay with the stream (the upstream gets a copy) when
         // something reads them later: on_log, the access log, a retry.
         let keep = self.filtered
@@ -122,6 +173,11 @@ impl Exchange {
                     if body_callbacks {
                         // Plugins may change the body's length: it is re-framed.
                         request.headers_mut().remove(header::CONTENT_LENGTH);
+                    }
+                    if let Some(upgrade) = &self.upgrade {
+                        let headers = request.headers_mut();
+                        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                        headers.insert(header::UPGRADE, upgrade.protocol.clone());
                     }
                     request
                 }
@@ -196,13 +252,22 @@ impl Exchange {
 
     /// The response through the route's header changes and the response
     /// filters, its body streamed on.
-    async fn respond(self, upstream: Upstream, admitted: crate::cluster::Admitted) -> Answer {
+    async fn respond(mut self, upstream: Upstream, admitted: crate::cluster::Admitted) -> Answer {
         let Upstream {
-            response,
+            mut response,
             endpoint,
             sender,
             load,
         } = upstream;
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upgraded = match self.upgrade.take() {
+            Some(upgrade) if switching => {
+                let protocol = response.headers().get(header::UPGRADE).cloned();
+                tunnel(upgrade.client, hyper::upgrade::on(&mut response));
+                protocol
+            }
+            _ => None,
+        };
         if let Some(state) = self.filters.borrow_mut().state() {
             state.upstream = Some(endpoint.addr);
         }
@@ -239,6 +304,18 @@ impl Exchange {
                 // Plugins may change the body's length: it is re-framed.
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
+        }
+        if let Some(protocol) = upgraded {
+            // The connection now belongs to the tunnel; the response has no body.
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol);
+            drop((endpoint, sender, load, admitted, body));
+            return Ok(Response::from_parts(
+                parts,
+                ResponseBody::full(Bytes::new(), Some(self.filters)),
+            ));
         }
         let body = ResponseBody::upstream(
             body,

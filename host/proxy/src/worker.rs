@@ -321,8 +321,9 @@ async fn handle(
     worker: Rc<Worker>,
     routes: Arc<ListenerRoutes>,
     connection: Rc<ConnectionInfo>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, StreamClosed> {
+    let upgrade = crate::forward::Upgrade::of(&mut request);
     let (parts, body) = request.into_parts();
     let mut stream = ProxyStream::from_request(parts, connection);
     stream.listener = Some(routes.clone());
@@ -396,6 +397,7 @@ async fn handle(
                 filters,
                 route: route.clone(),
                 filtered,
+                upgrade,
             };
             exchange
                 .forward(
