@@ -80,3 +80,20 @@ fn a_call_to_an_unknown_cluster_is_refused_at_once() {
     assert_eq!(got.status, 500, "{}", weft.log());
     assert_eq!(got.headers["x-dispatch"], "BadArgument");
 }
+
+#[test]
+fn a_call_to_a_cluster_outside_allowed_clusters_is_refused() {
+    let backend = Upstream::start();
+    let authz = Upstream::start();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: backend\n    filters: [auth]\nclusters:\n  - name: backend\n    endpoints: [\"{}\"]\n  - name: authz\n    endpoints: [\"{}\"]\nplugins:\n  - name: auth\n    module: {}\n    allowed_clusters: [backend]\n",
+        backend.addr,
+        authz.addr,
+        filter("callout_auth.wasm").display()
+    ));
+    let got = send(weft.addr, "GET", "/orders", &[], "");
+    assert_eq!(got.status, 500, "{}", weft.log());
+    assert_eq!(got.headers["x-dispatch"], "BadArgument");
+    assert!(authz.seen.lock().unwrap().is_empty());
+    weft.wait_for_log("not in the plugin's allowed_clusters");
+}

@@ -456,6 +456,10 @@ pub struct Plugin {
     /// call to another answers INTERNAL_FAILURE and is logged.
     #[serde(default)]
     pub allowed_host_functions: Option<Vec<String>>,
+    /// The clusters the plugin may send call-outs (`proxy_http_call`) to;
+    /// absent, all. A call to another answers BAD_ARGUMENT and is logged.
+    #[serde(default)]
+    pub allowed_clusters: Option<Vec<String>>,
 }
 
 /// Resource limits of a plugin's VMs. A VM that exceeds one fails, and the

@@ -59,6 +59,9 @@ impl Check<'_> {
                 limits.body_buffer_mb.into(),
                 1..=1024,
             )?;
+            for (j, cluster) in plugin.allowed_clusters.iter().flatten().enumerate() {
+                self.cluster_ref(&format!("plugins[{i}].allowed_clusters[{j}]"), cluster)?;
+            }
             if !plugin.module.is_file() {
                 return Err(self.fail(
                     format!("plugins[{i}].module"),

@@ -2,6 +2,7 @@
 //! sent on the worker's pools, its answer delivered to the plugin's VM.
 
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,10 +15,28 @@ use crate::body::RequestBody;
 use crate::cluster::Pick;
 use crate::worker::Worker;
 
-/// The `proxy_http_call` of plugin `plugin` on this worker.
-pub(crate) fn caller(worker: Weak<Worker>, plugin: usize) -> HttpCaller {
+/// The `proxy_http_call` of plugin `plugin` on this worker; `allowed`
+/// names the clusters it may call (all when `None`).
+pub(crate) fn caller(
+    worker: Weak<Worker>,
+    plugin: usize,
+    name: String,
+    allowed: Option<Arc<[String]>>,
+) -> HttpCaller {
     Rc::new(move |call: HttpCall| {
         let owner = worker.upgrade().ok_or(Status::InternalFailure)?;
+        if let Some(allowed) = &allowed
+            && !allowed.contains(&call.upstream)
+        {
+            // The plugin's slot is borrowed while it runs: its name was
+            // captured instead.
+            tracing::warn!(
+                plugin = %name,
+                cluster = %call.upstream,
+                "call-out refused: the cluster is not in the plugin's allowed_clusters"
+            );
+            return Err(Status::BadArgument);
+        }
         let cluster = owner
             .clusters
             .iter()

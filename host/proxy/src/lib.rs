@@ -311,6 +311,11 @@ impl Proxy {
                     .iter()
                     .map(|l| l.access_log.clone())
                     .collect(),
+                allowed_clusters: config
+                    .plugins
+                    .iter()
+                    .map(|p| p.allowed_clusters.as_deref().map(Arc::from))
+                    .collect(),
             };
             let receiver = receiver.clone();
             let handle = std::thread::Builder::new()

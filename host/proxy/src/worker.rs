@@ -37,6 +37,8 @@ pub(crate) struct WorkerInit {
     pub(crate) listeners: Vec<(Arc<ListenerRoutes>, std::net::TcpListener)>,
     /// Each listener's access log settings, by listener index.
     pub(crate) access_logs: Vec<Option<weft_config::AccessLog>>,
+    /// Each plugin's allowed call-out clusters (all when `None`).
+    pub(crate) allowed_clusters: Vec<Option<Arc<[String]>>>,
 }
 
 /// A worker's own state.
@@ -88,6 +90,7 @@ pub(crate) fn run(
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    let allowed_clusters = init.allowed_clusters;
     let access_logs = init
         .access_logs
         .iter()
@@ -117,7 +120,12 @@ pub(crate) fn run(
                         queue_notifier: Some(Arc::new(move |queue| {
                             let _ = sender.send((index, queue));
                         })),
-                        http_caller: Some(crate::callout::caller(weak.clone(), index)),
+                        http_caller: Some(crate::callout::caller(
+                            weak.clone(),
+                            index,
+                            plugin.name.clone(),
+                            allowed_clusters.get(index).cloned().flatten(),
+                        )),
                     };
                     RefCell::new(PluginSlot::new(plugin, stats, hooks))
                 })
