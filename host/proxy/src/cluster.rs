@@ -561,7 +561,9 @@ impl ClusterPool {
             let pooled = endpoint.pooled();
             let (mut sender, fresh) = match pooled {
                 Some(sender) => (sender, false),
-                None => match self.connect(&endpoint).await {
+                // Boxed: connecting (TCP, TLS, the HTTP handshake) makes a
+                // large future, and every request's future would carry it.
+                None => match Box::pin(self.connect(&endpoint)).await {
                     Ok(sender) => (sender, true),
                     Err(error) => {
                         if error.is_connect_failure() {

@@ -205,15 +205,9 @@ impl Exchange {
         }
 
         let outcome = {
+            // One future, its deadlines inside: wrapping it in a timeout
+            // would keep two copies of its (large) state.
             let tries = self.tries(forward, pool, first, replayable, hash);
-            let tries = async {
-                match forward.timeout {
-                    Some(limit) => tokio::time::timeout(limit, tries)
-                        .await
-                        .unwrap_or(Err(TryFailure::Timeout)),
-                    None => tries.await,
-                }
-            };
             tokio::pin!(tries);
             let mut stop_closed = false;
             loop {
@@ -336,6 +330,7 @@ impl Exchange {
         replayable: bool,
         hash: Option<u64>,
     ) -> Result<Upstream, TryFailure> {
+        let deadline = forward.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut next = Some(first);
         let mut retries = 0;
         // Held while a retry is in flight (`max_retries`).
@@ -349,11 +344,20 @@ impl Exchange {
                 hash,
                 random: self.worker.random(),
             };
+            // This try ends at its own limit or the route's, whichever is first.
+            let per_try = forward
+                .per_try_timeout
+                .map(|t| tokio::time::Instant::now() + t);
+            let until = match (per_try, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let attempt = pool.send(request, pick);
-            let sent = match forward.per_try_timeout {
-                Some(limit) => tokio::time::timeout(limit, attempt).await.ok(),
+            let sent = match until {
+                Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
                 None => Some(attempt.await),
             };
+            let out_of_time = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
             let policy: Option<&Retry> = forward.retry.as_ref().filter(|r| retries < r.attempts);
             let (outcome, retriable) = match sent {
                 Some(Ok(upstream)) => {
@@ -381,7 +385,7 @@ impl Exchange {
                     (Err(TryFailure::Timeout), retriable)
                 }
             };
-            let Some(policy) = policy.filter(|_| retriable) else {
+            let Some(policy) = policy.filter(|_| retriable && !out_of_time) else {
                 return outcome;
             };
             let Some(slot) = pool.shared.retry_slot() else {
@@ -401,7 +405,12 @@ impl Exchange {
                 Err(_) => tracing::debug!(cluster = %pool.name, "retry {retries} after a timeout"),
             }
             drop(outcome);
-            tokio::time::sleep(policy.backoff(retries, self.worker.random())).await;
+            let backoff =
+                tokio::time::Instant::now() + policy.backoff(retries, self.worker.random());
+            if deadline.is_some_and(|d| backoff >= d) {
+                return Err(TryFailure::Timeout);
+            }
+            tokio::time::sleep_until(backoff).await;
         }
     }
 

@@ -271,6 +271,8 @@ pub(crate) fn start_reloader(
 /// What a TLS handshake established, for properties and logs.
 #[derive(Debug, Default)]
 pub(crate) struct TlsInfo {
+    /// ALPN chose HTTP/2.
+    pub(crate) h2: bool,
     pub(crate) server_name: Option<String>,
     pub(crate) version: Option<String>,
     pub(crate) peer: Option<PeerIdentity>,
@@ -288,6 +290,7 @@ pub(crate) struct PeerIdentity {
 impl TlsInfo {
     pub(crate) fn of(connection: &rustls::ServerConnection) -> TlsInfo {
         TlsInfo {
+            h2: connection.alpn_protocol() == Some(b"h2"),
             server_name: connection.server_name().map(str::to_string),
             version: connection.protocol_version().map(|v| {
                 match v {

@@ -4,7 +4,9 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -282,23 +284,25 @@ where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let limits = route.limits;
-    let mut shutdown = worker.shutdown.clone();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.request_header_timeout_ms))
-        .max_buf_size(limits.max_request_headers_kb as usize * 1024);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_request_headers_kb * 1024);
-    if !route.http2 {
-        builder = builder.http1_only();
-    }
+    let shutdown = worker.shutdown.clone();
+    // TLS chose the protocol by ALPN; a plain listener with HTTP/2 must
+    // look at the first bytes (hyper-util's auto), which costs a little on
+    // every read, so HTTP/1.1-only listeners skip it.
+    let protocol = match &info.tls {
+        Some(tls) if tls.h2 => Protocol::Http2,
+        Some(_) => Protocol::Http1,
+        None if route.http2 => Protocol::Detect,
+        None => Protocol::Http1,
+    };
+    let header_timeout = Duration::from_millis(limits.request_header_timeout_ms);
     let connection = Rc::new(info);
     let service = service_fn(move |request| {
-        let handled = handle(worker.clone(), route.clone(), connection.clone(), request);
+        let handled = Box::pin(handle(
+            worker.clone(),
+            route.clone(),
+            connection.clone(),
+            request,
+        ));
         async move {
             let result = handled.await;
             if let Ok(response) = &result {
@@ -307,12 +311,104 @@ where
             result
         }
     });
-    let connection = builder.serve_connection_with_upgrades(io, service);
+    match protocol {
+        Protocol::Http1 => {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(limits.max_request_headers_kb as usize * 1024)
+                .serve_connection(io, service)
+                .with_upgrades();
+            drain(connection, shutdown).await.map_err(Into::into)
+        }
+        Protocol::Http2 => {
+            let connection = hyper::server::conn::http2::Builder::new(LocalExec)
+                .timer(TokioTimer::new())
+                .max_header_list_size(limits.max_request_headers_kb * 1024)
+                .serve_connection(io, service);
+            drain(connection, shutdown).await.map_err(Into::into)
+        }
+        Protocol::Detect => {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(limits.max_request_headers_kb as usize * 1024);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(limits.max_request_headers_kb * 1024);
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            drain(connection, shutdown).await
+        }
+    }
+}
+
+/// How a downstream connection speaks.
+enum Protocol {
+    Http1,
+    Http2,
+    /// HTTP/2 by prior knowledge, else HTTP/1.1.
+    Detect,
+}
+
+/// A server connection that can be told to finish what it has and close.
+trait Graceful: Future {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    Self: Future,
+    S: hyper::service::HttpService<Incoming>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    Self: Future,
+    S: hyper::service::HttpService<Incoming>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, E, B> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+where
+    Self: Future,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper_util::server::conn::auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// Runs `connection` until it closes; on shutdown, lets its requests in
+/// flight finish first.
+async fn drain<C: Graceful>(connection: C, mut shutdown: watch::Receiver<bool>) -> C::Output {
     tokio::pin!(connection);
     tokio::select! {
         result = &mut connection => result,
         _ = shutdown.wait_for(|stop| *stop) => {
-            // Finish the requests in flight, then close.
             connection.as_mut().graceful_shutdown();
             connection.await
         }
