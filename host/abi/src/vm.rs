@@ -209,6 +209,8 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_response_headers",
     "proxy_on_request_body",
     "proxy_on_response_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_trailers",
     "proxy_on_done",
     "proxy_on_log",
     "proxy_on_delete",
@@ -234,6 +236,8 @@ struct Exports {
     on_response_headers: Option<HeadersFn>,
     on_request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
+    on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_delete: Option<TypedFunc<i32, ()>>,
@@ -355,6 +359,8 @@ impl Vm {
             on_response_headers: headers(&mut store, "proxy_on_response_headers")?,
             on_request_body: optional!("proxy_on_request_body"),
             on_response_body: optional!("proxy_on_response_body"),
+            on_request_trailers: optional!("proxy_on_request_trailers"),
+            on_response_trailers: optional!("proxy_on_response_trailers"),
             on_done: optional!("proxy_on_done"),
             on_log: optional!("proxy_on_log"),
             on_delete: optional!("proxy_on_delete"),
@@ -607,6 +613,44 @@ impl Vm {
             return Ok(Action::Continue);
         };
         let args = (context as i32, body_size as i32, end_of_stream as i32);
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        let action = self.with_stream(context, stream, |vm| {
+            vm.call(callback, deadline, |store| func.call(store, args))
+        })?;
+        Ok(Action::from_abi(action))
+    }
+
+    /// Whether the module has a trailers callback for requests (`true`) or
+    /// responses.
+    pub fn has_trailers_callback(&self, request: bool) -> bool {
+        if request {
+            self.exports.on_request_trailers.is_some()
+        } else {
+            self.exports.on_response_trailers.is_some()
+        }
+    }
+
+    /// `proxy_on_request_trailers` (`request`) or
+    /// `proxy_on_response_trailers`: the trailers are the stream's map of
+    /// that type, `num_trailers` long. A module without the callback
+    /// continues.
+    pub fn on_trailers(
+        &mut self,
+        request: bool,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        num_trailers: usize,
+    ) -> Result<Action, VmError> {
+        let exports = Rc::clone(&self.exports);
+        let (callback, func) = if request {
+            ("proxy_on_request_trailers", &exports.on_request_trailers)
+        } else {
+            ("proxy_on_response_trailers", &exports.on_response_trailers)
+        };
+        let Some(func) = func else {
+            return Ok(Action::Continue);
+        };
+        let args = (context as i32, num_trailers as i32);
         let deadline = self.store.data().plugin.limits.callback_deadline;
         let action = self.with_stream(context, stream, |vm| {
             vm.call(callback, deadline, |store| func.call(store, args))

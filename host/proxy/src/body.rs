@@ -155,6 +155,25 @@ impl BodyFilters {
                 .filters
                 .borrow_mut()
                 .run_body(self.request, chunk, end_of_stream);
+            // Trailers go through the trailers callbacks once the body has
+            // ended for the plugins.
+            if let Ok(_) = &out
+                && let Some(frame) = self.trailers.take()
+            {
+                match frame.into_trailers() {
+                    Ok(trailers) => {
+                        let run = self
+                            .filters
+                            .borrow_mut()
+                            .run_trailers(self.request, trailers);
+                        match run {
+                            Ok(trailers) => self.trailers = Some(Frame::trailers(trailers)),
+                            Err(stop) => return Poll::Ready(Pulled::Stopped(stop)),
+                        }
+                    }
+                    Err(frame) => self.trailers = Some(frame),
+                }
+            }
             match out {
                 Ok(data) if !data.is_empty() => {
                     return Poll::Ready(Pulled::Frame(Frame::data(data)));

@@ -370,12 +370,17 @@ pub(crate) enum Phase {
     ResponseHeaders,
     RequestBody,
     ResponseBody,
+    RequestTrailers,
+    ResponseTrailers,
 }
 
 impl Phase {
     /// Request phases run in chain order, response phases in reverse.
     fn is_request(self) -> bool {
-        matches!(self, Phase::RequestHeaders | Phase::RequestBody)
+        matches!(
+            self,
+            Phase::RequestHeaders | Phase::RequestBody | Phase::RequestTrailers
+        )
     }
 }
 
@@ -590,6 +595,71 @@ impl StreamFilters {
         Ok(data.freeze())
     }
 
+    /// Runs the trailers callbacks (request: chain order; response:
+    /// reverse) on `trailers`, and returns them as the plugins left them.
+    /// A plugin that pauses here cannot be resumed in this build.
+    pub(crate) fn run_trailers(
+        &mut self,
+        request: bool,
+        trailers: http::HeaderMap,
+    ) -> Result<http::HeaderMap, Stop> {
+        let phase = if request {
+            Phase::RequestTrailers
+        } else {
+            Phase::ResponseTrailers
+        };
+        let Some(state) = self.state() else {
+            return Ok(trailers);
+        };
+        *state.trailers_mut(request) = Some(trailers);
+        let mut contexts = self.active.clone();
+        if !request {
+            contexts.reverse();
+        }
+        for ctx in contexts {
+            let size = self
+                .state()
+                .and_then(|s| s.trailers_mut(request).as_ref().map(http::HeaderMap::len))
+                .unwrap_or(0);
+            let outcome = {
+                let mut slot = self.worker.plugins[ctx.plugin].borrow_mut();
+                call(
+                    &mut slot,
+                    ctx.plugin,
+                    &mut self.active,
+                    &mut self.stream,
+                    phase,
+                    size,
+                    true,
+                )
+            };
+            if let Action::Pause = self.outcome(ctx.plugin, outcome)? {
+                return Err(Stop::Paused {
+                    plugin: self.worker.plugins[ctx.plugin].borrow().name().to_string(),
+                    resume: None,
+                });
+            }
+        }
+        // The filters keep seeing the trailers until on_log.
+        Ok(self
+            .state()
+            .and_then(|s| s.trailers_mut(request).clone())
+            .unwrap_or_default())
+    }
+
+    /// Whether a plugin of this stream has trailers callbacks for requests
+    /// (`true`) or responses.
+    pub(crate) fn has_trailers_callbacks(&self, request: bool) -> bool {
+        self.active.iter().any(|ctx| {
+            let slot = self.worker.plugins[ctx.plugin].borrow();
+            slot.generation == ctx.generation
+                && slot
+                    .vm
+                    .as_ref()
+                    .is_some_and(|vm| vm.has_trailers_callback(request))
+        })
+    }
+
     /// What a callback's outcome means for the stream: a local response
     /// wins over whatever the callback returned (filters usually send one
     /// and then pause); a failure is handled by the plugin's policy.
@@ -723,6 +793,9 @@ fn call(
     }
     match phase {
         Phase::ResponseHeaders => vm.on_response_headers(ctx.context, stream, size, end_of_stream),
+        Phase::RequestTrailers | Phase::ResponseTrailers => {
+            vm.on_trailers(phase.is_request(), ctx.context, stream, size)
+        }
         _ => vm.on_body(phase.is_request(), ctx.context, stream, size, end_of_stream),
     }
 }

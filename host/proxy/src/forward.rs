@@ -150,12 +150,18 @@ impl Exchange {
         // Body callbacks run on the body as it streams upstream; a plugin
         // that stops it, or a body over the listener's limit, reports why
         // through `stop`.
-        let body_callbacks =
-            self.filtered && !request_ended && self.filters.borrow().has_body_callbacks(true);
+        let (body_callbacks, trailers_callbacks) = {
+            let f = self.filters.borrow();
+            let streaming = self.filtered && !request_ended;
+            (
+                streaming && f.has_body_callbacks(true),
+                streaming && f.has_trailers_callbacks(true),
+            )
+        };
         let (stop_sender, mut stop) = oneshot::channel();
         let body = RequestBody::new(
             body,
-            body_callbacks.then(|| self.filters.clone()),
+            (body_callbacks || trailers_callbacks).then(|| self.filters.clone()),
             stop_sender,
         );
         // Only a request without a body can be sent again (retries, mirror);
@@ -293,11 +299,13 @@ impl Exchange {
                 parts.status = head.status;
                 parts.headers = head.headers.clone();
             }
-            response_callbacks = !response_ended && f.has_body_callbacks(false);
-            if response_callbacks {
+            let body_callbacks = !response_ended && f.has_body_callbacks(false);
+            if body_callbacks {
                 // Plugins may change the body's length: it is re-framed.
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
+            response_callbacks =
+                body_callbacks || (!response_ended && f.has_trailers_callbacks(false));
         }
         if let Some(protocol) = upgraded {
             // The connection now belongs to the tunnel; the response has no body.

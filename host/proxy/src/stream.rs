@@ -28,6 +28,9 @@ pub(crate) struct ProxyStream {
     pub(crate) request_headers: HeaderMap,
     pub(crate) response: Option<ResponseHead>,
     pub(crate) local_response: Option<LocalResponse>,
+    /// Trailers, once they arrived.
+    request_trailers: Option<HeaderMap>,
+    response_trailers: Option<HeaderMap>,
     connection: Rc<ConnectionInfo>,
     /// The cluster the request goes to, once chosen.
     pub(crate) cluster: Option<Rc<str>>,
@@ -109,6 +112,15 @@ impl ProxyStream {
         }
     }
 
+    /// The request (`true`) or response trailers.
+    pub(crate) fn trailers_mut(&mut self, request: bool) -> &mut Option<HeaderMap> {
+        if request {
+            &mut self.request_trailers
+        } else {
+            &mut self.response_trailers
+        }
+    }
+
     /// Number of entries the request header map shows a filter, pseudo-headers included.
     pub(crate) fn request_header_count(&self) -> usize {
         self.request_headers.len() + 4
@@ -126,6 +138,10 @@ impl ProxyStream {
                 .as_ref()
                 .map(|r| &r.headers)
                 .ok_or(Status::NotFound),
+            MapType::HttpRequestTrailers => self.request_trailers.as_ref().ok_or(Status::NotFound),
+            MapType::HttpResponseTrailers => {
+                self.response_trailers.as_ref().ok_or(Status::NotFound)
+            }
             _ => Err(Status::NotFound),
         }
     }
@@ -138,6 +154,12 @@ impl ProxyStream {
                 .as_mut()
                 .map(|r| &mut r.headers)
                 .ok_or(Status::BadArgument),
+            MapType::HttpRequestTrailers => {
+                self.request_trailers.as_mut().ok_or(Status::BadArgument)
+            }
+            MapType::HttpResponseTrailers => {
+                self.response_trailers.as_mut().ok_or(Status::BadArgument)
+            }
             _ => Err(Status::BadArgument),
         }
     }
@@ -436,6 +458,8 @@ impl ProxyStream {
             request_headers: headers,
             response: None,
             local_response: None,
+            request_trailers: None,
+            response_trailers: None,
             connection,
             cluster: None,
             route: None,
@@ -493,7 +517,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
+    // `te: trailers` is the one TE value that means something end to end
+    // (gRPC needs it); anything else is about this hop.
+    let trailers_only = headers
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !trailers_only {
+        headers.remove(header::TE);
+    }
+    for name in ["keep-alive", "proxy-connection", "trailer", "upgrade"] {
         headers.remove(name);
     }
 }

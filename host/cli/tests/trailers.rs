@@ -1,0 +1,148 @@
+//! Trailers through the filter chain: an HTTP/2 client and upstream send
+//! trailers, a filter's `proxy_on_request_trailers` and
+//! `proxy_on_response_trailers` add one each way.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+mod support;
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::Weft;
+
+/// Adds `x-filter-saw: trailers` to the request and response trailers.
+const TRAILER_FILTER: &str = r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "x-filter-saw")
+  (data (i32.const 120) "trailers")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_trailers") (param i32 i32) (result i32)
+    (drop (call $add (i32.const 1) (i32.const 100) (i32.const 12) (i32.const 120) (i32.const 8)))
+    (i32.const 0))
+  (func (export "proxy_on_response_trailers") (param i32 i32) (result i32)
+    (drop (call $add (i32.const 3) (i32.const 100) (i32.const 12) (i32.const 120) (i32.const 8)))
+    (i32.const 0)))"#;
+
+/// A body of one data frame and then trailers.
+struct WithTrailers {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl WithTrailers {
+    fn new(data: &'static str, trailer: (&'static str, &'static str)) -> Self {
+        let mut trailers = HeaderMap::new();
+        trailers.insert(trailer.0, trailer.1.parse().unwrap());
+        WithTrailers {
+            data: Some(Bytes::from_static(data.as_bytes())),
+            trailers: Some(trailers),
+        }
+    }
+}
+
+impl Body for WithTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+}
+
+/// An HTTP/2 (prior knowledge) upstream that records the request trailers
+/// it gets and answers `hi` with the trailer `grpc-status: 0`.
+fn h2_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let collected = req.into_body().collect().await?;
+                            record
+                                .lock()
+                                .unwrap()
+                                .push(collected.trailers().cloned().unwrap_or_default());
+                            Ok::<_, hyper::Error>(Response::new(WithTrailers::new(
+                                "hi",
+                                ("grpc-status", "0"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+    });
+    (addr, seen)
+}
+
+#[test]
+fn trailers_pass_through_the_trailers_callbacks_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("trailers.wat");
+    std::fs::write(&module, TRAILER_FILTER).unwrap();
+    let (upstream, seen) = h2_upstream();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [t]}}\nclusters:\n  - {{name: app, endpoints: [\"{upstream}\"], http2: true}}\nplugins:\n  - {{name: t, module: {}}}\n",
+        module.display()
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (body, trailers) = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(weft.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let request = Request::post("http://trailers.test/rpc")
+            .body(WithTrailers::new("request body", ("x-client", "done")))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        (collected.to_bytes(), trailers)
+    });
+    assert_eq!(body, "hi");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["x-filter-saw"], "trailers", "{}", weft.log());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["x-client"], "done");
+    assert_eq!(seen[0]["x-filter-saw"], "trailers");
+}
