@@ -1,5 +1,7 @@
-//! HTTP call-outs: what a plugin asks with `proxy_http_call`, and the
-//! answer it reads in `proxy_on_http_call_response`.
+//! Call-outs: what a plugin asks with `proxy_http_call` or
+//! `proxy_grpc_call`, and the answer it reads in
+//! `proxy_on_http_call_response` or `proxy_on_grpc_receive` /
+//! `proxy_on_grpc_close`.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -42,18 +44,94 @@ pub struct HttpCallResponse {
 /// answer with [`crate::Vm::on_http_call_response`].
 pub type HttpCaller = Rc<dyn Fn(HttpCall) -> Result<u32, Status>>;
 
-impl HttpCallResponse {
+/// A unary gRPC call a plugin made with `proxy_grpc_call`.
+#[derive(Debug, Clone)]
+pub struct GrpcCall {
+    /// The cluster to call, by name (it must speak HTTP/2).
+    pub cluster: String,
+    /// The fully qualified service, `package.Service`.
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// Initial metadata (request headers).
+    pub metadata: Pairs,
+    /// The request message, serialised.
+    pub message: Vec<u8>,
+    /// How long the call may take before it fails (DEADLINE_EXCEEDED).
+    pub timeout: Duration,
+}
+
+/// How a [`GrpcCall`] ended.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcCallResponse {
+    /// The gRPC status: 0 is OK.
+    pub status: u32,
+    /// Response headers.
+    pub initial_metadata: Pairs,
+    /// The response message, when the status is OK.
+    pub message: Vec<u8>,
+    /// Response trailers (with `grpc-status`).
+    pub trailing_metadata: Pairs,
+}
+
+/// The embedder's side of `proxy_grpc_call`: starts the call and returns
+/// its token, or BAD_ARGUMENT for an unknown cluster. The embedder later
+/// delivers the outcome with [`crate::Vm::on_grpc_call_response`].
+pub type GrpcCaller = Rc<dyn Fn(GrpcCall) -> Result<u32, Status>>;
+
+/// A call-out's answer while the callback that receives it runs: two
+/// header maps and a buffer, read-only.
+pub(crate) struct Answer {
+    maps: [(MapType, Pairs); 2],
+    buffer: (BufferType, Vec<u8>),
+}
+
+impl Answer {
+    /// Whether `map` is one of the answer's maps.
+    pub(crate) fn has_map(&self, map: MapType) -> bool {
+        self.maps.iter().any(|(m, _)| *m == map)
+    }
+
+    /// Whether `buffer` is the answer's buffer.
+    pub(crate) fn has_buffer(&self, buffer: BufferType) -> bool {
+        self.buffer.0 == buffer
+    }
+
     fn map(&self, map: MapType) -> Result<&Pairs, Status> {
-        match map {
-            MapType::HttpCallResponseHeaders => Ok(&self.headers),
-            MapType::HttpCallResponseTrailers => Ok(&self.trailers),
-            _ => Err(Status::NotFound),
+        self.maps
+            .iter()
+            .find(|(m, _)| *m == map)
+            .map(|(_, pairs)| pairs)
+            .ok_or(Status::NotFound)
+    }
+}
+
+impl From<HttpCallResponse> for Answer {
+    fn from(r: HttpCallResponse) -> Answer {
+        Answer {
+            maps: [
+                (MapType::HttpCallResponseHeaders, r.headers),
+                (MapType::HttpCallResponseTrailers, r.trailers),
+            ],
+            buffer: (BufferType::HttpCallResponseBody, r.body),
+        }
+    }
+}
+
+impl From<GrpcCallResponse> for Answer {
+    fn from(r: GrpcCallResponse) -> Answer {
+        Answer {
+            maps: [
+                (MapType::GrpcReceiveInitialMetadata, r.initial_metadata),
+                (MapType::GrpcReceiveTrailingMetadata, r.trailing_metadata),
+            ],
+            buffer: (BufferType::GrpcReceiveBuffer, r.message),
         }
     }
 }
 
 /// The answer is read-only: every write is BAD_ARGUMENT.
-impl HttpStream for HttpCallResponse {
+impl HttpStream for Answer {
     fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
         for (k, v) in self.map(map)? {
             visit(k, v);
@@ -90,9 +168,10 @@ impl HttpStream for HttpCallResponse {
     }
 
     fn buffer(&self, buffer: BufferType) -> Result<&[u8], Status> {
-        match buffer {
-            BufferType::HttpCallResponseBody => Ok(&self.body),
-            _ => Err(Status::NotFound),
+        if self.buffer.0 == buffer {
+            Ok(&self.buffer.1)
+        } else {
+            Err(Status::NotFound)
         }
     }
 }

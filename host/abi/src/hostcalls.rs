@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
 use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status, StreamAction, StreamType};
-use crate::callout::{HttpCall, Pairs};
+use crate::callout::{GrpcCall, HttpCall, Pairs};
 use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
 use crate::shared::MetricKind;
 use crate::stream::HttpStream;
@@ -125,6 +125,49 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
         "proxy_set_buffer_bytes",
         |mut c: Caller<'_, HostState>, buffer: i32, start: i32, size: i32, dp: i32, dl: i32| {
             status(set_buffer_bytes(&mut c, buffer, start, size, (dp, dl)))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_grpc_call",
+        |mut c: Caller<'_, HostState>,
+         cp: i32,
+         cl: i32,
+         sp: i32,
+         sl: i32,
+         mp: i32,
+         ml: i32,
+         dp: i32,
+         dl: i32,
+         bp: i32,
+         bl: i32,
+         timeout: i32,
+         ret: i32| {
+            status(grpc_call(
+                &mut c,
+                [(cp, cl), (sp, sl), (mp, ml), (dp, dl), (bp, bl)],
+                timeout,
+                ret,
+            ))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_grpc_cancel",
+        |mut c: Caller<'_, HostState>, token: i32| {
+            c.data_mut().cancelled_grpc.push(token as u32);
+            Status::Ok as i32
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_grpc_close",
+        |mut c: Caller<'_, HostState>, token: i32| {
+            c.data_mut().cancelled_grpc.push(token as u32);
+            Status::Ok as i32
         },
     )?;
     reg.define(
@@ -557,6 +600,31 @@ fn http_call(
     Ok(())
 }
 
+/// `proxy_grpc_call`: hands the unary call to the embedder's caller.
+fn grpc_call(
+    c: &mut Caller<'_, HostState>,
+    [cluster, service, method, metadata, message]: [(i32, i32); 5],
+    timeout: i32,
+    ret: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let caller = state.grpc_caller.clone().ok_or(Status::Unimplemented)?;
+    let call = GrpcCall {
+        cluster: text(slice(mem, cluster.0, cluster.1)?)?.to_string(),
+        service: text(slice(mem, service.0, service.1)?)?.to_string(),
+        method: text(slice(mem, method.0, method.1)?)?.to_string(),
+        metadata: parse_pairs(slice(mem, metadata.0, metadata.1)?)?
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect(),
+        message: slice(mem, message.0, message.1)?.to_vec(),
+        timeout: Duration::from_millis(u64::from(timeout as u32)),
+    };
+    let token = caller(call)?;
+    write_u32(mem, ret, token)?;
+    Ok(())
+}
+
 /// `proxy_set_effective_context`: the root context, the running callback's
 /// own context, or a paused context whose stream the embedder lent.
 fn set_effective_context(state: &mut HostState, context: ContextId) -> Result<(), HostError> {
@@ -623,18 +691,16 @@ fn call_foreign_function(
 /// Where a map is read from: an HTTP call's answer while
 /// `proxy_on_http_call_response` runs, the stream otherwise.
 fn reader(state: &HostState, map: MapType) -> &dyn HttpStream {
-    match (map, &state.call_response) {
-        (MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers, Some(response)) => {
-            response
-        }
+    match &state.answer {
+        Some(answer) if answer.has_map(map) => answer,
         _ => &*state.stream,
     }
 }
 
 /// Where a buffer is read from (see [`reader`]).
 fn buffer_reader(state: &HostState, buffer: BufferType) -> &dyn HttpStream {
-    match (buffer, &state.call_response) {
-        (BufferType::HttpCallResponseBody, Some(response)) => response,
+    match &state.answer {
+        Some(answer) if answer.has_buffer(buffer) => answer,
         _ => &*state.stream,
     }
 }

@@ -35,7 +35,9 @@ mod wasi;
 pub use abi::{
     AbiVersion, Action, BufferType, LogLevel, MapType, Status, StreamAction, StreamType,
 };
-pub use callout::{HttpCall, HttpCallResponse, HttpCaller, Pairs};
+pub use callout::{
+    GrpcCall, GrpcCallResponse, GrpcCaller, HttpCall, HttpCallResponse, HttpCaller, Pairs,
+};
 pub use module::{Capabilities, LoadError, PluginModule};
 pub use runtime::{MetricsReader, Runtime, RuntimeError};
 pub use shared::{

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::abi::{AbiVersion, Action, StreamAction};
-use crate::callout::{HttpCallResponse, HttpCaller};
+use crate::callout::{Answer, GrpcCallResponse, GrpcCaller, HttpCallResponse, HttpCaller};
 use crate::module::PluginModule;
 use crate::runtime::EPOCH_TICK;
 use crate::shared::{Metric, QueueNotifier, SharedState};
@@ -37,6 +37,9 @@ pub struct VmHooks {
     /// Starts the VM's `proxy_http_call`s; without it they answer
     /// UNIMPLEMENTED.
     pub http_caller: Option<HttpCaller>,
+    /// Starts the VM's `proxy_grpc_call`s; without it they answer
+    /// UNIMPLEMENTED.
+    pub grpc_caller: Option<GrpcCaller>,
 }
 
 /// Resource limits of one VM.
@@ -168,8 +171,13 @@ pub(crate) struct HostState {
     pub(crate) queue_notifier: Option<QueueNotifier>,
     /// Starts `proxy_http_call`s.
     pub(crate) http_caller: Option<HttpCaller>,
-    /// The answer `proxy_on_http_call_response` is reading.
-    pub(crate) call_response: Option<HttpCallResponse>,
+    /// Starts `proxy_grpc_call`s.
+    pub(crate) grpc_caller: Option<GrpcCaller>,
+    /// gRPC calls the plugin cancelled or closed: their outcome is not
+    /// delivered.
+    pub(crate) cancelled_grpc: Vec<u32>,
+    /// The call-out answer the running callback reads.
+    pub(crate) answer: Option<Answer>,
     /// Metrics this VM has used, by id, so updates take no lock.
     pub(crate) metrics: Vec<Option<Arc<Metric>>>,
     limits: StoreLimits,
@@ -205,6 +213,8 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_tick",
     "proxy_on_queue_ready",
     "proxy_on_http_call_response",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_close",
     "proxy_on_request_headers",
     "proxy_on_response_headers",
     "proxy_on_request_body",
@@ -244,6 +254,8 @@ struct Exports {
     on_tick: Option<TypedFunc<i32, ()>>,
     on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
     on_http_call_response: Option<TypedFunc<CallResponseArgs, ()>>,
+    on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
+    on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
 }
 
 /// One instance of a plugin's module with its root context created, started
@@ -290,7 +302,9 @@ impl Vm {
                 tick_period: None,
                 queue_notifier: hooks.queue_notifier,
                 http_caller: hooks.http_caller,
-                call_response: None,
+                grpc_caller: hooks.grpc_caller,
+                cancelled_grpc: Vec::new(),
+                answer: None,
                 starting: false,
                 current_context: ROOT_CONTEXT,
                 effective_context: ROOT_CONTEXT,
@@ -367,6 +381,8 @@ impl Vm {
             on_tick: optional!("proxy_on_tick"),
             on_queue_ready: optional!("proxy_on_queue_ready"),
             on_http_call_response: optional!("proxy_on_http_call_response"),
+            on_grpc_receive: optional!("proxy_on_grpc_receive"),
+            on_grpc_close: optional!("proxy_on_grpc_close"),
         };
         // The spec: `_initialize` then `main` when both are exported, else `_start`.
         let (initialize, main) = match instance.get_func(&mut store, "_initialize") {
@@ -508,13 +524,47 @@ impl Vm {
                 r.trailers.len() as i32,
             )
         });
-        self.store.data_mut().call_response = response;
+        self.store.data_mut().answer = response.map(Answer::from);
         let root = self.root_context as i32;
         let deadline = self.store.data().plugin.limits.callback_deadline;
         let result = self.call("proxy_on_http_call_response", deadline, |store| {
             callback.call(store, (root, token as i32, sizes.0, sizes.1, sizes.2))
         });
-        self.store.data_mut().call_response = None;
+        self.store.data_mut().answer = None;
+        result
+    }
+
+    /// Delivers the outcome of the unary gRPC call `token`, as Envoy does:
+    /// `proxy_on_grpc_receive` with the message when the status is OK,
+    /// else `proxy_on_grpc_close` with the status. Nothing for a call the
+    /// plugin cancelled. The metadata maps are readable in both.
+    pub fn on_grpc_call_response(
+        &mut self,
+        token: u32,
+        response: GrpcCallResponse,
+    ) -> Result<(), VmError> {
+        let cancelled = &mut self.store.data_mut().cancelled_grpc;
+        if let Some(i) = cancelled.iter().position(|t| *t == token) {
+            cancelled.swap_remove(i);
+            return Ok(());
+        }
+        let exports = Rc::clone(&self.exports);
+        let root = self.root_context as i32;
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        let (status, size) = (response.status, response.message.len());
+        self.store.data_mut().answer = Some(Answer::from(response));
+        let result = match (status, &exports.on_grpc_receive, &exports.on_grpc_close) {
+            (0, Some(receive), _) => self.call("proxy_on_grpc_receive", deadline, |store| {
+                receive.call(store, (root, token as i32, size as i32))
+            }),
+            (status, _, Some(close)) if status != 0 => {
+                self.call("proxy_on_grpc_close", deadline, |store| {
+                    close.call(store, (root, token as i32, status as i32))
+                })
+            }
+            _ => Ok(()),
+        };
+        self.store.data_mut().answer = None;
         result
     }
 

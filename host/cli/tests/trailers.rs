@@ -1,6 +1,7 @@
-//! Trailers through the filter chain: an HTTP/2 client and upstream send
+//! Trailers through the filter chain (an HTTP/2 client and upstream send
 //! trailers, a filter's `proxy_on_request_trailers` and
-//! `proxy_on_response_trailers` add one each way.
+//! `proxy_on_response_trailers` add one each way), and gRPC call-outs,
+//! whose status arrives in trailers.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
@@ -145,4 +146,106 @@ fn trailers_pass_through_the_trailers_callbacks_both_ways() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["x-client"], "done");
     assert_eq!(seen[0]["x-filter-saw"], "trailers");
+}
+
+/// A gRPC service on HTTP/2: `weft.test.Checker/Check` answers
+/// `checked:MESSAGE` with status OK, or PERMISSION_DENIED (7) when the
+/// message contains `deny`. Records the metadata `x-from` of each call.
+fn grpc_server() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            assert_eq!(req.uri().path(), "/weft.test.Checker/Check");
+                            assert_eq!(req.headers()["content-type"], "application/grpc");
+                            assert_eq!(req.headers()["te"], "trailers");
+                            let from = req.headers()["x-from"].to_str().unwrap().to_string();
+                            record.lock().unwrap().push(from);
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]);
+                            let message =
+                                String::from_utf8_lossy(&body[5..5 + len as usize]).to_string();
+                            let (reply, status) = if message.contains("deny") {
+                                (Vec::new(), "7")
+                            } else {
+                                let text = format!("checked:{message}");
+                                let mut framed = vec![0];
+                                framed.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                                framed.extend_from_slice(text.as_bytes());
+                                (framed, "0")
+                            };
+                            let mut trailers = HeaderMap::new();
+                            trailers.insert("grpc-status", status.parse().unwrap());
+                            let body = WithTrailers {
+                                data: Some(Bytes::from(reply)),
+                                trailers: Some(trailers),
+                            };
+                            let mut response = Response::new(body);
+                            response
+                                .headers_mut()
+                                .insert("content-type", "application/grpc".parse().unwrap());
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+    });
+    (addr, seen)
+}
+
+#[test]
+fn grpc_call_outs_reach_the_service_and_their_answers_the_filter() {
+    let (grpc, seen) = grpc_server();
+    let up = support::Upstream::start();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [check]}}\nclusters:\n  - {{name: app, endpoints: [\"{}\"]}}\n  - {{name: grpc, endpoints: [\"{grpc}\"], http2: true}}\nplugins:\n  - {{name: check, module: {}}}\n",
+        up.addr,
+        support::filter("grpc_check.wasm").display()
+    ));
+    let got = support::send(weft.addr, "GET", "/orders", &[], "");
+    assert_eq!(got.status, 200, "{}", weft.log());
+    let upstream_saw = up.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(upstream_saw.headers["x-grpc-said"], "checked:/orders");
+    assert_eq!(seen.lock().unwrap().clone(), vec!["grpc-check".to_string()]);
+
+    let got = support::send(weft.addr, "GET", "/deny", &[], "");
+    assert_eq!(got.status, 503);
+    assert_eq!(got.headers["x-grpc-status"], "7");
+}
+
+#[test]
+fn a_grpc_call_to_a_dead_service_closes_with_unavailable() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let up = support::Upstream::start();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [check]}}\nclusters:\n  - {{name: app, endpoints: [\"{}\"]}}\n  - {{name: grpc, endpoints: [\"{dead}\"], http2: true}}\nplugins:\n  - {{name: check, module: {}}}\n",
+        up.addr,
+        support::filter("grpc_check.wasm").display()
+    ));
+    let got = support::send(weft.addr, "GET", "/x", &[], "");
+    assert_eq!(got.status, 503);
+    assert_eq!(got.headers["x-grpc-status"], "14");
+    assert!(up.seen.lock().unwrap().is_empty());
 }

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::BodyExt;
-use weft_abi::{HttpCall, HttpCallResponse, HttpCaller, Pairs, Status};
+use weft_abi::{
+    GrpcCall, GrpcCallResponse, GrpcCaller, HttpCall, HttpCallResponse, HttpCaller, Pairs, Status,
+};
 
 use crate::body::RequestBody;
 use crate::cluster::Pick;
@@ -25,23 +27,7 @@ pub(crate) fn caller(
 ) -> HttpCaller {
     Rc::new(move |call: HttpCall| {
         let owner = worker.upgrade().ok_or(Status::InternalFailure)?;
-        if let Some(allowed) = &allowed
-            && !allowed.contains(&call.upstream)
-        {
-            // The plugin's slot is borrowed while it runs: its name was
-            // captured instead.
-            tracing::warn!(
-                plugin = %name,
-                cluster = %call.upstream,
-                "call-out refused: the cluster is not in the plugin's allowed_clusters"
-            );
-            return Err(Status::BadArgument);
-        }
-        let cluster = owner
-            .clusters
-            .iter()
-            .position(|c| *c.name == call.upstream)
-            .ok_or(Status::BadArgument)?;
+        let cluster = cluster_for(&owner, &name, allowed.as_deref(), &call.upstream)?;
         let request = request(&call)?;
         let token = owner.next_call_token();
         let worker = worker.clone();
@@ -55,6 +41,156 @@ pub(crate) fn caller(
         });
         Ok(token)
     })
+}
+
+/// The cluster a plugin's call-out goes to: it must exist and be one the
+/// plugin may call.
+fn cluster_for(
+    worker: &Worker,
+    plugin: &str,
+    allowed: Option<&[String]>,
+    cluster: &str,
+) -> Result<usize, Status> {
+    if let Some(allowed) = allowed
+        && !allowed.iter().any(|a| a == cluster)
+    {
+        // The plugin's slot is borrowed while it runs: its name was
+        // captured instead.
+        tracing::warn!(
+            plugin,
+            cluster,
+            "call-out refused: the cluster is not in the plugin's allowed_clusters"
+        );
+        return Err(Status::BadArgument);
+    }
+    worker
+        .clusters
+        .iter()
+        .position(|c| &*c.name == cluster)
+        .ok_or(Status::BadArgument)
+}
+
+/// The `proxy_grpc_call` of plugin `plugin` on this worker: a unary call,
+/// `POST /SERVICE/METHOD` with `content-type: application/grpc` and the
+/// message in one length-prefixed frame, to a cluster that speaks HTTP/2.
+pub(crate) fn grpc_caller(
+    worker: Weak<Worker>,
+    plugin: usize,
+    name: String,
+    allowed: Option<Arc<[String]>>,
+) -> GrpcCaller {
+    Rc::new(move |call: GrpcCall| {
+        let owner = worker.upgrade().ok_or(Status::InternalFailure)?;
+        let cluster = cluster_for(&owner, &name, allowed.as_deref(), &call.cluster)?;
+        let request = grpc_request(&call)?;
+        let token = owner.next_call_token();
+        let worker = worker.clone();
+        tokio::task::spawn_local(async move {
+            let response = grpc_send(&worker, cluster, request, call.timeout).await;
+            if let Some(worker) = worker.upgrade() {
+                worker.plugins[plugin]
+                    .borrow_mut()
+                    .grpc_call_response(token, response);
+            }
+        });
+        Ok(token)
+    })
+}
+
+/// gRPC status codes weft itself reports.
+const GRPC_DEADLINE_EXCEEDED: u32 = 4;
+const GRPC_INTERNAL: u32 = 13;
+const GRPC_UNAVAILABLE: u32 = 14;
+
+fn grpc_request(call: &GrpcCall) -> Result<Request<RequestBody>, Status> {
+    let uri: Uri = format!("/{}/{}", call.service, call.method)
+        .parse()
+        .map_err(|_| Status::BadArgument)?;
+    let mut framed = Vec::with_capacity(5 + call.message.len());
+    framed.push(0); // not compressed
+    let len = u32::try_from(call.message.len()).map_err(|_| Status::BadArgument)?;
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&call.message);
+    let mut request = Request::new(RequestBody::full(Bytes::from(framed)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.insert(http::header::HOST, HeaderValue::from_static("weft"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    for (key, value) in &call.metadata {
+        let name = HeaderName::from_bytes(key).map_err(|_| Status::BadArgument)?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| Status::BadArgument)?;
+        headers.append(name, value);
+    }
+    Ok(request)
+}
+
+/// Sends a gRPC call and reads its outcome; failures become gRPC statuses
+/// (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL).
+async fn grpc_send(
+    worker: &Weak<Worker>,
+    cluster: usize,
+    request: Request<RequestBody>,
+    timeout: Duration,
+) -> GrpcCallResponse {
+    let failed = |status| GrpcCallResponse {
+        status,
+        ..Default::default()
+    };
+    let exchange = async {
+        let Some(worker) = worker.upgrade() else {
+            return failed(GRPC_UNAVAILABLE);
+        };
+        let pick = Pick {
+            hash: None,
+            random: worker.random(),
+        };
+        let Ok(upstream) = worker.clusters[cluster].send(request, pick).await else {
+            return failed(GRPC_UNAVAILABLE);
+        };
+        let (parts, body) = upstream.response.into_parts();
+        let Ok(collected) = body.collect().await else {
+            return failed(GRPC_UNAVAILABLE);
+        };
+        upstream.endpoint.release(upstream.sender);
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let data = collected.to_bytes();
+        // A trailers-only answer carries grpc-status in its headers.
+        let status = trailers
+            .get("grpc-status")
+            .or_else(|| parts.headers.get("grpc-status"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let status = match (parts.status.is_success(), status) {
+            (true, Some(status)) => status,
+            _ => GRPC_UNAVAILABLE,
+        };
+        // One length-prefixed message (compression is not supported).
+        let message = match data.get(..5) {
+            Some([0, a, b, c, d]) => {
+                let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+                data.get(5..5 + len).map(<[u8]>::to_vec)
+            }
+            None => Some(Vec::new()),
+            _ => None,
+        };
+        let Some(message) = message else {
+            return failed(GRPC_INTERNAL);
+        };
+        GrpcCallResponse {
+            status,
+            initial_metadata: pairs(&parts.headers),
+            message,
+            trailing_metadata: pairs(&trailers),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| failed(GRPC_DEADLINE_EXCEEDED))
 }
 
 /// The request a call describes; `:method`, `:path` and `:authority` are

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use weft_abi::{
-    Action, ContextId, FailurePolicy, HttpCallResponse, HttpStream, LocalResponse, NoStream,
-    Plugin, StreamAction, Vm, VmError, VmHooks,
+    Action, ContextId, FailurePolicy, GrpcCallResponse, HttpCallResponse, HttpStream,
+    LocalResponse, NoStream, Plugin, StreamAction, Vm, VmError, VmHooks,
 };
 
 use crate::stream::ProxyStream;
@@ -211,6 +211,11 @@ impl PluginSlot {
     /// Delivers the answer (or failure, `None`) of an HTTP call-out.
     pub(crate) fn http_call_response(&mut self, token: u32, response: Option<HttpCallResponse>) {
         self.root_callback(|vm| vm.on_http_call_response(token, response));
+    }
+
+    /// Delivers the outcome of a gRPC call the plugin made.
+    pub(crate) fn grpc_call_response(&mut self, token: u32, response: GrpcCallResponse) {
+        self.root_callback(|vm| vm.on_grpc_call_response(token, response));
     }
 
     /// Delivers `proxy_on_queue_ready` for a queue this plugin registered.

@@ -128,6 +128,12 @@ pub(crate) fn run(
                             plugin.name.clone(),
                             allowed_clusters.get(index).cloned().flatten(),
                         )),
+                        grpc_caller: Some(crate::callout::grpc_caller(
+                            weak.clone(),
+                            index,
+                            plugin.name.clone(),
+                            allowed_clusters.get(index).cloned().flatten(),
+                        )),
                     };
                     RefCell::new(PluginSlot::new(plugin, stats, hooks))
                 })
