@@ -152,24 +152,14 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
             ))
         },
     )?;
-    reg.define(
-        l,
-        env,
-        "proxy_grpc_cancel",
-        |mut c: Caller<'_, HostState>, token: i32| {
+    // For a unary call, cancelling and closing both mean: do not deliver
+    // its outcome.
+    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
+        reg.define(l, env, name, |mut c: Caller<'_, HostState>, token: i32| {
             c.data_mut().cancelled_grpc.push(token as u32);
             Status::Ok as i32
-        },
-    )?;
-    reg.define(
-        l,
-        env,
-        "proxy_grpc_close",
-        |mut c: Caller<'_, HostState>, token: i32| {
-            c.data_mut().cancelled_grpc.push(token as u32);
-            Status::Ok as i32
-        },
-    )?;
+        })?;
+    }
     reg.define(
         l,
         env,

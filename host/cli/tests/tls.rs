@@ -239,53 +239,27 @@ type SeenVersions = Arc<Mutex<Vec<(http::Version, String)>>>;
 /// version and Host/authority.
 fn tls_h2_upstream(pki: &Pki) -> (std::net::SocketAddr, SeenVersions) {
     let cert = pki.issue("upstream", &["upstream.test"], None);
-    let config = pki.server(&cert, &[b"h2"]);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let acceptor = acceptor.clone();
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let record = record.clone();
-                            async move {
-                                let authority = req
-                                    .uri()
-                                    .authority()
-                                    .map(|a| a.to_string())
-                                    .unwrap_or_default();
-                                record.lock().unwrap().push((req.version(), authority));
-                                let mut response =
-                                    hyper::Response::new(Full::new(Bytes::from_static(b"over h2")));
-                                response
-                                    .headers_mut()
-                                    .insert("x-served-by", "tls-h2".parse().unwrap());
-                                Ok::<_, hyper::Error>(response)
-                            }
-                        });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
+    let addr = support::h2_server(
+        Some(pki.server(&cert, &[b"h2"])),
+        move |req: Request<hyper::body::Incoming>| {
+            let record = record.clone();
+            async move {
+                let authority = req
+                    .uri()
+                    .authority()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                record.lock().unwrap().push((req.version(), authority));
+                let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"over h2")));
+                response
+                    .headers_mut()
+                    .insert("x-served-by", "tls-h2".parse().unwrap());
+                Ok(response)
             }
-        });
-    });
+        },
+    );
     (addr, seen)
 }
 

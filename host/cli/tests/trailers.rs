@@ -70,42 +70,18 @@ impl Body for WithTrailers {
 /// An HTTP/2 (prior knowledge) upstream that records the request trailers
 /// it gets and answers `hi` with the trailer `grpc-status: 0`.
 fn h2_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let record = record.clone();
-                        async move {
-                            let collected = req.into_body().collect().await?;
-                            record
-                                .lock()
-                                .unwrap()
-                                .push(collected.trailers().cloned().unwrap_or_default());
-                            Ok::<_, hyper::Error>(Response::new(WithTrailers::new(
-                                "hi",
-                                ("grpc-status", "0"),
-                            )))
-                        }
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        });
+    let addr = support::h2_server(None, move |req: Request<Incoming>| {
+        let record = record.clone();
+        async move {
+            let collected = req.into_body().collect().await?;
+            record
+                .lock()
+                .unwrap()
+                .push(collected.trailers().cloned().unwrap_or_default());
+            Ok(Response::new(WithTrailers::new("hi", ("grpc-status", "0"))))
+        }
     });
     (addr, seen)
 }
@@ -152,62 +128,40 @@ fn trailers_pass_through_the_trailers_callbacks_both_ways() {
 /// `checked:MESSAGE` with status OK, or PERMISSION_DENIED (7) when the
 /// message contains `deny`. Records the metadata `x-from` of each call.
 fn grpc_server() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let record = record.clone();
-                        async move {
-                            assert_eq!(req.uri().path(), "/weft.test.Checker/Check");
-                            assert_eq!(req.headers()["content-type"], "application/grpc");
-                            assert_eq!(req.headers()["te"], "trailers");
-                            let from = req.headers()["x-from"].to_str().unwrap().to_string();
-                            record.lock().unwrap().push(from);
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]);
-                            let message =
-                                String::from_utf8_lossy(&body[5..5 + len as usize]).to_string();
-                            let (reply, status) = if message.contains("deny") {
-                                (Vec::new(), "7")
-                            } else {
-                                let text = format!("checked:{message}");
-                                let mut framed = vec![0];
-                                framed.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                                framed.extend_from_slice(text.as_bytes());
-                                (framed, "0")
-                            };
-                            let mut trailers = HeaderMap::new();
-                            trailers.insert("grpc-status", status.parse().unwrap());
-                            let body = WithTrailers {
-                                data: Some(Bytes::from(reply)),
-                                trailers: Some(trailers),
-                            };
-                            let mut response = Response::new(body);
-                            response
-                                .headers_mut()
-                                .insert("content-type", "application/grpc".parse().unwrap());
-                            Ok::<_, hyper::Error>(response)
-                        }
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        });
+    let addr = support::h2_server(None, move |req: Request<Incoming>| {
+        let record = record.clone();
+        async move {
+            assert_eq!(req.uri().path(), "/weft.test.Checker/Check");
+            assert_eq!(req.headers()["content-type"], "application/grpc");
+            assert_eq!(req.headers()["te"], "trailers");
+            let from = req.headers()["x-from"].to_str().unwrap().to_string();
+            record.lock().unwrap().push(from);
+            let body = req.into_body().collect().await?.to_bytes();
+            let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]);
+            let message = String::from_utf8_lossy(&body[5..5 + len as usize]).to_string();
+            let (reply, status) = if message.contains("deny") {
+                (Vec::new(), "7")
+            } else {
+                let text = format!("checked:{message}");
+                let mut framed = vec![0];
+                framed.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                framed.extend_from_slice(text.as_bytes());
+                (framed, "0")
+            };
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", status.parse().unwrap());
+            let body = WithTrailers {
+                data: Some(Bytes::from(reply)),
+                trailers: Some(trailers),
+            };
+            let mut response = Response::new(body);
+            response
+                .headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
+            Ok(response)
+        }
     });
     (addr, seen)
 }

@@ -5,6 +5,7 @@
 
 pub mod pki;
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -450,3 +451,49 @@ pub const PROPERTY_ECHO: &str = r#"(module
     (drop (call $respond (i32.const 200) (i32.const 0) (i32.const 0)
       (i32.load (i32.const 308)) (i32.load (i32.const 312)) (i32.const 0) (i32.const 0) (i32.const -1)))
     (i32.const 1)))"#;
+
+/// An HTTP/2 server on 127.0.0.1:0 (over TLS with `tls`, else by prior
+/// knowledge) answering every request with `handler`, on its own thread.
+pub fn h2_server<F, Fut, B>(tls: Option<Arc<rustls::ServerConfig>>, handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, hyper::Error>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let handler = handler.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(handler);
+                    let builder = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = match acceptor {
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            builder.serve_connection(TokioIo::new(tls), service).await
+                        }
+                        None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                    };
+                });
+            }
+        });
+    });
+    addr
+}
