@@ -368,31 +368,85 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Plugin metrics in the Prometheus text exposition format.
+/// A plugin metric's name split into a Prometheus name and labels. A
+/// name may carry labels after semicolons, `base;key=value;key=value`
+/// (the way Envoy's filters tag stats): `base` becomes the metric name,
+/// each pair a label.
+fn split_labels(name: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = name.split(';');
+    let base = metric_name(parts.next().unwrap_or_default());
+    let labels = parts
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (metric_name(k), label(v)))
+        .collect();
+    (base, labels)
+}
+
+/// `{k="v",...}` with `extra` appended (e.g. `le`), or nothing.
+fn braces(labels: &[(String, String)], extra: Option<(&str, &str)>) -> String {
+    let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    if let Some((k, v)) = extra {
+        pairs.push(format!("{k}=\"{v}\""));
+    }
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", pairs.join(","))
+    }
+}
+
+/// Plugin metrics in the Prometheus text exposition format; metrics that
+/// share a base name (differing in labels) form one family.
 fn render_metrics(metrics: &[Arc<Metric>]) -> String {
-    let mut out = String::new();
+    let mut families: Vec<(String, &'static str, Vec<String>)> = Vec::new();
     for metric in metrics {
-        let name = metric_name(&metric.name);
-        match metric.read() {
+        let (name, labels) = split_labels(&metric.name);
+        let (kind, lines) = match metric.read() {
             MetricValue::Value(value) => {
                 let kind = match metric.kind {
                     weft_abi::MetricKind::Counter => "counter",
                     _ => "gauge",
                 };
-                let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+                (
+                    kind,
+                    vec![format!("{name}{} {value}", braces(&labels, None))],
+                )
             }
             MetricValue::Histogram {
                 cumulative,
                 sum,
                 count,
             } => {
-                let _ = writeln!(out, "# TYPE {name} histogram");
-                for (bound, n) in HISTOGRAM_BOUNDS.iter().zip(&cumulative) {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
-                }
-                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-                let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+                let mut lines: Vec<String> = HISTOGRAM_BOUNDS
+                    .iter()
+                    .zip(&cumulative)
+                    .map(|(bound, n)| {
+                        let bound = bound.to_string();
+                        format!("{name}_bucket{} {n}", braces(&labels, Some(("le", &bound))))
+                    })
+                    .collect();
+                lines.push(format!(
+                    "{name}_bucket{} {count}",
+                    braces(&labels, Some(("le", "+Inf")))
+                ));
+                lines.push(format!("{name}_sum{} {sum}", braces(&labels, None)));
+                lines.push(format!("{name}_count{} {count}", braces(&labels, None)));
+                ("histogram", lines)
             }
+        };
+        match families
+            .iter_mut()
+            .find(|(n, k, _)| *n == name && *k == kind)
+        {
+            Some((_, _, existing)) => existing.extend(lines),
+            None => families.push((name, kind, lines)),
+        }
+    }
+    let mut out = String::new();
+    for (name, kind, lines) in families {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for line in lines {
+            let _ = writeln!(out, "{line}");
         }
     }
     out
@@ -401,6 +455,17 @@ fn render_metrics(metrics: &[Arc<Metric>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn semicolon_pairs_become_labels() {
+        let (name, labels) = split_labels("telemetry.requests;route=shop/0;class=2xx");
+        assert_eq!(name, "telemetry_requests");
+        assert_eq!(
+            braces(&labels, Some(("le", "5"))),
+            "{route=\"shop/0\",class=\"2xx\",le=\"5\"}"
+        );
+        assert_eq!(split_labels("plain").1, vec![]);
+    }
 
     #[test]
     fn names_are_made_valid() {

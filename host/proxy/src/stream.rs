@@ -319,6 +319,8 @@ impl HttpStream for ProxyStream {
                 ),
             ),
             [b"request", b"duration"] => int(out, nanos(self.start.elapsed().unwrap_or_default())),
+            [b"request", b"size"] => int(out, self.bytes_received.get() as i64),
+            [b"response", b"size"] => int(out, self.bytes_sent.get() as i64),
             [b"response", b"code"] => {
                 let response = self.response.as_ref().ok_or(Status::NotFound)?;
                 int(out, response.status.as_u16().into());
