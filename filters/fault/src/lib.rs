@@ -26,10 +26,21 @@ const TICK: Duration = Duration::from_millis(10);
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 struct Config {
+    /// Only requests with these headers (name → exact value) get faults;
+    /// e.g. the version header the router filter set before this one.
+    #[serde(default, rename = "match")]
+    matches: Match,
     #[serde(default)]
     delay: Option<Delay>,
     #[serde(default)]
     abort: Option<Abort>,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct Match {
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -217,6 +228,12 @@ impl Context for Inject {}
 
 impl HttpContext for Inject {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let matched = self.config.matches.headers.iter().all(|(name, want)| {
+            self.get_http_request_header(name).as_deref() == Some(want.as_str())
+        });
+        if !matched {
+            return Action::Continue;
+        }
         let now = self.get_current_time();
         let roll = |salt: u64| -> f64 {
             let nanos = now

@@ -137,3 +137,24 @@ fn bad_configuration_is_refused_naming_the_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn faults_only_hit_requests_that_match() {
+    let up = Upstream::start();
+    let weft = start(
+        &up,
+        r#"{"match": {"headers": {"x-weft-version": "v2"}}, "abort": {"status": 503, "percent": 100}}"#,
+    );
+    assert_eq!(send(weft.addr, "GET", "/chaos/a", &[], "").status, 200);
+    assert_eq!(
+        send(
+            weft.addr,
+            "GET",
+            "/chaos/a",
+            &[("x-weft-version", "v2")],
+            ""
+        )
+        .status,
+        503
+    );
+}
