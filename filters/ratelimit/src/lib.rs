@@ -56,6 +56,9 @@ struct Key {
     /// The client's IP address.
     #[serde(default)]
     client_ip: bool,
+    /// The route the request matched (the `xds.route_name` property).
+    #[serde(default)]
+    route: bool,
     /// One bucket for all requests.
     #[serde(default)]
     global: bool,
@@ -66,11 +69,13 @@ impl Config {
         let ways = [
             self.key.header.is_some(),
             self.key.client_ip,
+            self.key.route,
             self.key.global,
         ];
         if ways.iter().filter(|w| **w).count() != 1 {
             return Err(
-                "`key`: give exactly one of `header`, `client_ip: true`, `global: true`".into(),
+                "`key`: give exactly one of `header`, `client_ip: true`, `route: true`, `global: true`"
+                    .into(),
             );
         }
         if !(self.rate > 0.0 && self.rate.is_finite()) {
@@ -171,6 +176,10 @@ impl Take {
         let config = &self.config;
         let part = if let Some(header) = &config.key.header {
             self.get_http_request_header(header).unwrap_or_default()
+        } else if config.key.route {
+            self.get_property(vec!["xds", "route_name"])
+                .map(|r| String::from_utf8_lossy(&r).into_owned())
+                .unwrap_or_default()
         } else if config.key.client_ip {
             let address = self
                 .get_property(vec!["source", "address"])

@@ -199,6 +199,23 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
             status(stream_action(c.data_mut(), stream, StreamAction::Continue))
         },
     )?;
+    // ABI 0.1.0's forms of proxy_continue_stream; they return nothing.
+    reg.define(
+        l,
+        env,
+        "proxy_continue_request",
+        |mut c: Caller<'_, HostState>| {
+            let _ = stream_action(c.data_mut(), 0, StreamAction::Continue);
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_continue_response",
+        |mut c: Caller<'_, HostState>| {
+            let _ = stream_action(c.data_mut(), 1, StreamAction::Continue);
+        },
+    )?;
     reg.define(
         l,
         env,

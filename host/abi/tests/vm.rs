@@ -700,3 +700,45 @@ fn capabilities_deny_host_functions_not_listed() {
         other => panic!("expected UnknownCapability, got {:?}", other.err()),
     }
 }
+
+#[test]
+fn abi_0_1_0_continue_request_and_response_continue_a_paused_stream() {
+    let runtime = Runtime::new().unwrap();
+    // Pauses each request; the next tick continues it with 0.1.0's calls.
+    let wat = r#"(module
+  (import "env" "proxy_continue_request" (func $continue_request))
+  (import "env" "proxy_continue_response" (func $continue_response))
+  (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $paused (mut i32) (i32.const 0))
+  (func (export "proxy_abi_version_0_1_0"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param $ctx i32) (param i32) (result i32)
+    (global.set $paused (local.get $ctx))
+    (i32.const 1))
+  (func (export "proxy_on_tick") (param i32)
+    (drop (call $effective (global.get $paused)))
+    (call $continue_request)
+    (call $continue_response)))"#;
+    let mut vm = Vm::new(plugin(&runtime, wat, "", PluginLimits::default())).unwrap();
+    let mut s = stream(&[]);
+    let ctx = vm.create_stream_context().unwrap();
+    assert_eq!(
+        vm.on_request_headers(ctx, &mut s, 0, true).unwrap(),
+        Action::Pause
+    );
+    vm.lend_streams(vec![(ctx, s)]);
+    vm.on_tick().unwrap();
+    let actions = vm.take_stream_actions();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert_eq!(actions[0].0, ctx);
+    assert!(matches!(
+        actions[0].1,
+        weft_abi::StreamAction::Continue(weft_abi::StreamType::HttpRequest)
+    ));
+    assert!(matches!(
+        actions[1].1,
+        weft_abi::StreamAction::Continue(weft_abi::StreamType::HttpResponse)
+    ));
+}

@@ -96,3 +96,37 @@ fn bad_configuration_is_refused_naming_the_field() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`key`: give exactly one of"), "{stderr}");
 }
+
+#[test]
+fn a_bucket_per_route() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: 1
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    filters: [limit]
+    virtual_hosts:
+      - name: all
+        routes:
+          - {{name: a, match: {{prefix: /a}}, forward: {{cluster: app}}}}
+          - {{name: b, forward: {{cluster: app}}}}
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+plugins:
+  - name: limit
+    module: {}
+    configuration: {{key: {{route: true}}, rate: 0.01, burst: 1}}
+"#,
+        up.addr,
+        filter("ratelimit.wasm").display()
+    ));
+    assert_eq!(send(weft.addr, "GET", "/a", &[], "").status, 200);
+    assert_eq!(send(weft.addr, "GET", "/a/again", &[], "").status, 429);
+    assert_eq!(
+        send(weft.addr, "GET", "/b", &[], "").status,
+        200,
+        "route b has its own bucket"
+    );
+}
