@@ -66,6 +66,8 @@ pub struct GrpcCall {
 pub struct GrpcCallResponse {
     /// The gRPC status: 0 is OK.
     pub status: u32,
+    /// The `grpc-message` that came with it, if any.
+    pub status_message: Option<String>,
     /// Response headers.
     pub initial_metadata: Pairs,
     /// The response message, when the status is OK.

@@ -152,6 +152,14 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
             ))
         },
     )?;
+    reg.define(
+        l,
+        env,
+        "proxy_get_status",
+        |mut c: Caller<'_, HostState>, code_ptr: i32, msg_ptr: i32, msg_len: i32| {
+            status(get_status(&mut c, code_ptr, msg_ptr, msg_len))
+        },
+    )?;
     // For a unary call, cancelling and closing both mean: do not deliver
     // its outcome.
     for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
@@ -605,6 +613,33 @@ fn http_call(
     let token = caller(call)?;
     write_u32(mem, ret, token)?;
     Ok(())
+}
+
+/// `proxy_get_status`: the status (and `grpc-message`) of the gRPC call
+/// whose outcome is being delivered; 0 and no message otherwise. Always
+/// OK: SDKs treat anything else as fatal.
+fn get_status(
+    c: &mut Caller<'_, HostState>,
+    code_ptr: i32,
+    msg_ptr: i32,
+    msg_len: i32,
+) -> Result<(), HostError> {
+    let (code, message) = c.data().grpc_status.clone().unwrap_or((0, None));
+    {
+        let (mem, _) = split(c)?;
+        write_u32(mem, code_ptr, code)?;
+    }
+    match message {
+        Some(message) => give(c, message.len(), msg_ptr, msg_len, |dst, _| {
+            dst.copy_from_slice(message.as_bytes())
+        }),
+        None => {
+            let (mem, _) = split(c)?;
+            write_u32(mem, msg_ptr, 0)?;
+            write_u32(mem, msg_len, 0)?;
+            Ok(())
+        }
+    }
 }
 
 /// `proxy_grpc_call`: hands the unary call to the embedder's caller.

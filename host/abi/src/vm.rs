@@ -178,6 +178,9 @@ pub(crate) struct HostState {
     pub(crate) cancelled_grpc: Vec<u32>,
     /// The call-out answer the running callback reads.
     pub(crate) answer: Option<Answer>,
+    /// The status of the gRPC call whose outcome is being delivered
+    /// (`proxy_get_status`).
+    pub(crate) grpc_status: Option<(u32, Option<String>)>,
     /// Metrics this VM has used, by id, so updates take no lock.
     pub(crate) metrics: Vec<Option<Arc<Metric>>>,
     limits: StoreLimits,
@@ -305,6 +308,7 @@ impl Vm {
                 grpc_caller: hooks.grpc_caller,
                 cancelled_grpc: Vec::new(),
                 answer: None,
+                grpc_status: None,
                 starting: false,
                 current_context: ROOT_CONTEXT,
                 effective_context: ROOT_CONTEXT,
@@ -552,6 +556,7 @@ impl Vm {
         let root = self.root_context as i32;
         let deadline = self.store.data().plugin.limits.callback_deadline;
         let (status, size) = (response.status, response.message.len());
+        self.store.data_mut().grpc_status = Some((status, response.status_message.clone()));
         self.store.data_mut().answer = Some(Answer::from(response));
         let result = match (status, &exports.on_grpc_receive, &exports.on_grpc_close) {
             (0, Some(receive), _) => self.call("proxy_on_grpc_receive", deadline, |store| {
@@ -565,6 +570,7 @@ impl Vm {
             _ => Ok(()),
         };
         self.store.data_mut().answer = None;
+        self.store.data_mut().grpc_status = None;
         result
     }
 

@@ -152,6 +152,9 @@ fn grpc_server() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
             };
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", status.parse().unwrap());
+            if status != "0" {
+                trailers.insert("grpc-message", "not for you".parse().unwrap());
+            }
             let body = WithTrailers {
                 data: Some(Bytes::from(reply)),
                 trailers: Some(trailers),
@@ -184,6 +187,9 @@ fn grpc_call_outs_reach_the_service_and_their_answers_the_filter() {
     let got = support::send(weft.addr, "GET", "/deny", &[], "");
     assert_eq!(got.status, 503);
     assert_eq!(got.headers["x-grpc-status"], "7");
+    // proxy_get_status gives the status and grpc-message in the callback.
+    assert_eq!(got.headers["x-grpc-get-status"], "7");
+    assert_eq!(got.headers["x-grpc-message"], "not for you");
 }
 
 #[test]

@@ -181,8 +181,14 @@ async fn grpc_send(
         let Some(message) = message else {
             return failed(GRPC_INTERNAL);
         };
+        let status_message = trailers
+            .get("grpc-message")
+            .or_else(|| parts.headers.get("grpc-message"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         GrpcCallResponse {
             status,
+            status_message,
             initial_metadata: pairs(&parts.headers),
             message,
             trailing_metadata: pairs(&trailers),

@@ -2,7 +2,8 @@
 //! calls `weft.test.Checker/Check` on cluster `grpc` with the request path
 //! as the message and metadata `x-from: grpc-check`; an OK answer lets the
 //! request through with the answer in `x-grpc-said`, any other status gets
-//! a local 503 with it in `x-grpc-status`.
+//! a local 503 with it in `x-grpc-status` (and what `proxy_get_status`
+//! says in `x-grpc-get-status` / `x-grpc-message`).
 
 use std::time::Duration;
 
@@ -58,8 +59,19 @@ impl Context for Check {
             self.set_http_request_header("x-grpc-said", Some(&String::from_utf8_lossy(&said)));
             self.resume_http_request();
         } else {
+            let (code, message) = self.get_grpc_status();
             let status = status.to_string();
-            self.send_http_response(503, vec![("x-grpc-status", status.as_str())], None);
+            let code = code.to_string();
+            let message = message.unwrap_or_default();
+            self.send_http_response(
+                503,
+                vec![
+                    ("x-grpc-status", status.as_str()),
+                    ("x-grpc-get-status", code.as_str()),
+                    ("x-grpc-message", message.as_str()),
+                ],
+                None,
+            );
         }
     }
 }
