@@ -324,20 +324,13 @@ plugins:
 
 #[test]
 fn bad_configuration_is_refused_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start();
-    let path = dir.path().join("weft.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listeners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [auth]}}\nclusters:\n  - {{name: app, endpoints: [\"{}\"]}}\nplugins:\n  - name: auth\n    module: {}\n    configuration: {{api_keys: {{keys: [{{name: k, sha256: nothex}}]}}}}\n",
-            up.addr,
-            filter("auth.wasm").display()
-        ),
-    )
-    .unwrap();
-    let (code, _, stderr) = support::weft(&["config", "check", &path.display().to_string()]);
-    assert_eq!(code, 2, "{stderr}");
+    let stderr = support::refused(&support::one_plugin_config(
+        up.addr,
+        "auth",
+        "auth.wasm",
+        "{api_keys: {keys: [{name: k, sha256: nothex}]}}",
+    ));
     assert!(
         stderr.contains("`api_keys.keys[0].sha256`: not 64 hex digits"),
         "{stderr}"

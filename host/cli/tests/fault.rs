@@ -105,14 +105,7 @@ fn percentages_of_requests_are_aborted_and_delayed() {
     );
 
     let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
-    let count = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-            .parse()
-            .unwrap()
-    };
+    let count = |name: &str| support::metric(&metrics, name);
     assert_eq!(count("fault_aborts_injected"), aborted as u64);
     let delayed = count("fault_delays_injected");
     // Expected 120; the standard deviation is about 9.
@@ -121,17 +114,13 @@ fn percentages_of_requests_are_aborted_and_delayed() {
 
 #[test]
 fn bad_configuration_is_refused_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start();
-    let path = dir.path().join("weft.yaml");
-    let config = format!(
-        "listeners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [fault]}}\nclusters:\n  - {{name: app, endpoints: [\"{}\"]}}\nplugins:\n  - name: fault\n    module: {}\n    configuration: {{abort: {{percent: 120}}}}\n",
+    let stderr = support::refused(&support::one_plugin_config(
         up.addr,
-        filter("fault.wasm").display()
-    );
-    std::fs::write(&path, config).unwrap();
-    let (code, _, stderr) = support::weft(&["config", "check", &path.display().to_string()]);
-    assert_eq!(code, 2, "{stderr}");
+        "fault",
+        "fault.wasm",
+        "{abort: {percent: 120}}",
+    ));
     assert!(
         stderr.contains("`abort.percent`: 120 is not 0 to 100"),
         "{stderr}"

@@ -83,17 +83,13 @@ fn tokens_come_back_at_the_rate() {
 
 #[test]
 fn bad_configuration_is_refused_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start();
-    let path = dir.path().join("weft.yaml");
-    let config = format!(
-        "listeners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [limit]}}\nclusters:\n  - {{name: app, endpoints: [\"{}\"]}}\nplugins:\n  - name: limit\n    module: {}\n    configuration: {{key: {{global: true, client_ip: true}}, rate: 1, burst: 1}}\n",
+    let stderr = support::refused(&support::one_plugin_config(
         up.addr,
-        filter("ratelimit.wasm").display()
-    );
-    std::fs::write(&path, config).unwrap();
-    let (code, _, stderr) = support::weft(&["config", "check", &path.display().to_string()]);
-    assert_eq!(code, 2, "{stderr}");
+        "limit",
+        "ratelimit.wasm",
+        "{key: {global: true, client_ip: true}, rate: 1, burst: 1}",
+    ));
     assert!(stderr.contains("`key`: give exactly one of"), "{stderr}");
 }
 

@@ -88,14 +88,7 @@ fn splits_by_weight_keeps_users_sticky_and_honours_the_override() {
     assert_eq!(served_by(&got), "v1");
 
     let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
-    let count = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-            .parse()
-            .unwrap()
-    };
+    let count = |name: &str| support::metric(&metrics, name);
     let canary = count("router_canary_v1_requests") + count("router_canary_v2_requests");
     assert_eq!(canary, 1000 + 50 + 1);
     assert_eq!(count("router_beta_v2_requests"), 1);
@@ -105,13 +98,9 @@ fn splits_by_weight_keeps_users_sticky_and_honours_the_override() {
 fn bad_configuration_is_refused_naming_the_field() {
     let v1 = Upstream::named("v1");
     let v2 = Upstream::named("v2");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weft.yaml");
     let bad =
         r#"{"rules": [{"name": "r", "backends": [{"name": "v1", "cluster": "v1", "weight": 0}]}]}"#;
-    std::fs::write(&path, config(&v1, &v2, bad)).unwrap();
-    let (code, _, stderr) = support::weft(&["config", "check", &path.display().to_string()]);
-    assert_eq!(code, 2, "{stderr}");
+    let stderr = support::refused(&config(&v1, &v2, bad));
     assert!(
         stderr.contains("`rules[0].backends`: the weights add up to 0"),
         "{stderr}"

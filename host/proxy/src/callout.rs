@@ -129,6 +129,26 @@ fn grpc_request(call: &GrpcCall) -> Result<Request<RequestBody>, Status> {
     Ok(request)
 }
 
+/// Sends `request` to `cluster` (an endpoint picked at random by its
+/// policy) and reads the whole answer, giving the connection back to its
+/// pool; `None` when it could not be sent or read. Call-outs and mirrored
+/// requests go this way.
+pub(crate) async fn read_whole(
+    worker: &Worker,
+    cluster: usize,
+    request: Request<RequestBody>,
+) -> Option<(http::response::Parts, http_body_util::Collected<Bytes>)> {
+    let pick = Pick {
+        hash: None,
+        random: worker.random(),
+    };
+    let upstream = worker.clusters[cluster].send(request, pick).await.ok()?;
+    let (parts, body) = upstream.response.into_parts();
+    let collected = body.collect().await.ok()?;
+    upstream.endpoint.release(upstream.sender);
+    Some((parts, collected))
+}
+
 /// Sends a gRPC call and reads its outcome; failures become gRPC statuses
 /// (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL).
 async fn grpc_send(
@@ -145,18 +165,9 @@ async fn grpc_send(
         let Some(worker) = worker.upgrade() else {
             return failed(GRPC_UNAVAILABLE);
         };
-        let pick = Pick {
-            hash: None,
-            random: worker.random(),
-        };
-        let Ok(upstream) = worker.clusters[cluster].send(request, pick).await else {
+        let Some((parts, collected)) = read_whole(&worker, cluster, request).await else {
             return failed(GRPC_UNAVAILABLE);
         };
-        let (parts, body) = upstream.response.into_parts();
-        let Ok(collected) = body.collect().await else {
-            return failed(GRPC_UNAVAILABLE);
-        };
-        upstream.endpoint.release(upstream.sender);
         let trailers = collected.trailers().cloned().unwrap_or_default();
         let data = collected.to_bytes();
         // A trailers-only answer carries grpc-status in its headers.
@@ -239,14 +250,7 @@ async fn send(
 ) -> Option<HttpCallResponse> {
     let exchange = async {
         let worker = worker.upgrade()?;
-        let pick = Pick {
-            hash: None,
-            random: worker.random(),
-        };
-        let upstream = worker.clusters[cluster].send(request, pick).await.ok()?;
-        let (parts, body) = upstream.response.into_parts();
-        let collected = body.collect().await.ok()?;
-        upstream.endpoint.release(upstream.sender);
+        let (parts, collected) = read_whole(&worker, cluster, request).await?;
         let mut headers: Pairs = vec![(
             b":status".to_vec(),
             parts.status.as_str().as_bytes().to_vec(),

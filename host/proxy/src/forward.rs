@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::sync::oneshot;
 
@@ -446,18 +445,8 @@ impl Exchange {
             request.headers_mut().insert(header::HOST, shadow);
         }
         let worker = self.worker.clone();
-        let pick = Pick {
-            hash: None,
-            random: worker.random(),
-        };
         tokio::task::spawn_local(async move {
-            let pool = &worker.clusters[cluster];
-            let exchange = async {
-                let upstream = pool.send(request, pick).await.ok()?;
-                upstream.response.into_body().collect().await.ok()?;
-                upstream.endpoint.release(upstream.sender);
-                Some(())
-            };
+            let exchange = crate::callout::read_whole(&worker, cluster, request);
             let limit = timeout.unwrap_or(Duration::from_secs(60));
             if tokio::time::timeout(limit, exchange)
                 .await
@@ -465,6 +454,7 @@ impl Exchange {
                 .flatten()
                 .is_none()
             {
+                let pool = &worker.clusters[cluster];
                 tracing::debug!(cluster = %pool.name, "mirrored request failed");
             }
         });

@@ -497,3 +497,39 @@ where
     });
     addr
 }
+
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+pub fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// A one-listener config whose every request runs plugin `name` (module
+/// `module` from target/filters, with `configuration` as YAML) in front of
+/// `upstream`.
+pub fn one_plugin_config(
+    upstream: SocketAddr,
+    name: &str,
+    module: &str,
+    configuration: &str,
+) -> String {
+    format!(
+        "listeners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [{name}]}}\nclusters:\n  - {{name: app, endpoints: [\"{upstream}\"]}}\nplugins:\n  - name: {name}\n    module: {}\n    configuration: {configuration}\n",
+        filter(module).display()
+    )
+}
+
+/// Runs `weft config check` on `config`, expects it refused (status 2) and
+/// returns what it printed on stderr.
+pub fn refused(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(&path, config).unwrap();
+    let (code, _, stderr) = weft(&["config", "check", &path.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    stderr
+}
