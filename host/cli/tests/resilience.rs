@@ -293,3 +293,152 @@ clusters:
     );
     assert_eq!(send(weft.addr, "POST", "/", &[], "small").status, 200);
 }
+
+#[test]
+fn a_retry_budget_caps_retries_by_the_traffic() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, retry: {attempts: 2, on: [5xx], backoff_base_ms: 1}}",
+        &format!(
+            "  - {{name: app, endpoints: [\"{}\"], circuit_breakers: {{retry_budget: {{percent: 0, min_concurrency: 0}}}}}}",
+            up.addr
+        ),
+    ));
+    up.fail_next.store(1, Ordering::SeqCst);
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 503, "the budget left no retry");
+    assert_eq!(up.seen.lock().unwrap().len(), 1);
+    let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
+    assert!(
+        metrics.contains("weft_cluster_overflows_total{cluster=\"app\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Sends requests until one is served by `name`, or fails after 10 s.
+fn wait_served_by(weft: &Weft, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_by(&send(weft.addr, "GET", "/", &[], "")) != name {
+        assert!(Instant::now() < deadline, "never served by {name}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn endpoints_follow_dns_answers() {
+    let one = Upstream::named("one");
+    let two_addr = std::net::SocketAddr::new([127, 0, 0, 2].into(), one.addr.port());
+    let two = Upstream::named_at("two", two_addr);
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 app.test\n").unwrap();
+    let config = format!(
+        "dns: {{hosts_file: {}}}\n{}",
+        hosts.display(),
+        one_route(
+            "{cluster: app}",
+            &format!(
+                "  - {{name: app, endpoints: [\"app.test:{}\"], dns_refresh_ms: 100, health_check: {{path: /healthz, interval_ms: 100}}}}",
+                one.addr.port()
+            ),
+        )
+    );
+    let weft = Weft::proxy(&config);
+    for got in send_many(weft.addr, 5, "/", &[]) {
+        assert_eq!(served_by(&got), "one");
+    }
+
+    // The name moves: new requests follow it.
+    std::fs::write(&hosts, "127.0.0.2 app.test\n").unwrap();
+    wait_served_by(&weft, "two");
+    for got in send_many(weft.addr, 5, "/", &[]) {
+        assert_eq!(served_by(&got), "two");
+    }
+    let clusters = send(weft.listeners["admin"], "GET", "/clusters", &[], "").body;
+    assert!(clusters.contains(&two_addr.to_string()), "{clusters}");
+    assert!(!clusters.contains(&one.addr.to_string()), "{clusters}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !two
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.path == "/healthz")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "health checks follow the new endpoint"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A name that stops resolving keeps the last answer.
+    std::fs::write(&hosts, "127.0.0.1 other.test\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
+        if !metrics.contains("weft_cluster_dns_failures_total{cluster=\"app\"} 0") {
+            assert!(
+                metrics.contains("weft_cluster_dns_changes_total{cluster=\"app\"} 1"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no DNS failure counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(served_by(&send(weft.addr, "GET", "/", &[], "")), "two");
+    weft.wait_for_log("cannot resolve `app.test:");
+}
+
+#[test]
+fn a_stalled_request_body_is_answered_408() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, idle_timeout_ms: 200}",
+        &format!("  - {{name: app, endpoints: [\"{}\"]}}", up.addr),
+    ));
+    let start = Instant::now();
+    let raw = send_raw(
+        weft.addr,
+        b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc",
+    );
+    assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
+    assert!(raw.contains("idle_timeout_ms"), "{raw}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_stalled_response_body_is_cut_off() {
+    use std::io::{Read, Write};
+    // An upstream that promises 100 bytes, sends 3 and stalls.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let mut tcp = tcp.unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf);
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc");
+                std::thread::sleep(Duration::from_secs(10));
+            });
+        }
+    });
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, idle_timeout_ms: 300}",
+        &format!("  - {{name: app, endpoints: [\"{addr}\"]}}"),
+    ));
+    let start = Instant::now();
+    let raw = send_raw(weft.addr, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+    let elapsed = start.elapsed();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.ends_with("abc"),
+        "the body is cut after what came: {raw}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "cut off after {elapsed:?}"
+    );
+}

@@ -15,12 +15,12 @@ mod validate;
 
 pub use error::ConfigError;
 pub use proxy::{
-    AccessLog, Admin, CertificateFiles, CircuitBreakers, Cluster, FailurePolicy, HashOn,
+    AccessLog, Admin, CertificateFiles, CircuitBreakers, Cluster, Dns, FailurePolicy, HashOn,
     HealthCheck, LbPolicy, Listener, ListenerLimits, ListenerTls, LogField, OutlierDetection,
-    Plugin, PluginConfiguration, PluginLimits, ProxyConfig, UpstreamTls, load_proxy_config,
-    parse_proxy_config, split_host_port,
+    Plugin, PluginConfiguration, PluginLimits, ProxyConfig, RetryBudget, UpstreamTls,
+    load_proxy_config, parse_proxy_config, split_host_port,
 };
 pub use route::{
-    DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror, Redirect, RetryOn,
-    RetryPolicy, Route, RouteMatch, ValueMatch, VirtualHost, WeightedCluster,
+    DEFAULT_IDLE_TIMEOUT_MS, DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror,
+    Redirect, RetryOn, RetryPolicy, Route, RouteMatch, ValueMatch, VirtualHost, WeightedCluster,
 };

@@ -47,6 +47,20 @@ pub struct ProxyConfig {
     /// (no new connections are accepted meanwhile), in milliseconds.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// How endpoint host names are resolved.
+    #[serde(default)]
+    pub dns: Dns,
+}
+
+/// How endpoint host names are resolved.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// A hosts file (`ADDRESS NAME...` lines, `#` comments) consulted
+    /// before the system resolver and read again at every refresh; names
+    /// it lists resolve to its addresses only. Default none.
+    #[serde(default)]
+    pub hosts_file: Option<PathBuf>,
 }
 
 /// The admin listener. Bind it to loopback or a private address: it is
@@ -307,8 +321,14 @@ pub struct Cluster {
     /// Unique name, referenced by routes.
     pub name: String,
     /// Endpoints as `IP:PORT` or `HOST:PORT`; host names are resolved
-    /// when the proxy starts, each address becoming an endpoint.
+    /// when the proxy starts, each address becoming an endpoint, and again
+    /// every `dns_refresh_ms`.
     pub endpoints: Vec<String>,
+    /// How often host names among the endpoints are resolved again, in
+    /// milliseconds; the endpoints follow the answers. Default 5000; 0
+    /// resolves only at start.
+    #[serde(default = "default_dns_refresh_ms")]
+    pub dns_refresh_ms: u64,
     /// How an endpoint is picked for a request.
     #[serde(default)]
     pub lb_policy: LbPolicy,
@@ -422,6 +442,39 @@ pub struct CircuitBreakers {
     pub max_requests: Option<usize>,
     /// Retries in flight.
     pub max_retries: Option<usize>,
+    /// Retries in flight as a share of the requests in flight; when set,
+    /// it replaces `max_retries`.
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// A limit on retries that grows with the traffic: at most `percent` of
+/// the requests in flight may be retries, and never fewer than
+/// `min_concurrency`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    /// Percent of the requests in flight; default 20.
+    #[serde(default = "default_retry_budget_percent")]
+    pub percent: u32,
+    /// Retries always allowed in flight; default 3.
+    #[serde(default = "default_retry_budget_min")]
+    pub min_concurrency: usize,
+}
+
+impl RetryBudget {
+    /// Retries allowed in flight while `active` requests are.
+    pub fn limit(&self, active: usize) -> usize {
+        let share = active.saturating_mul(self.percent as usize) / 100;
+        share.max(self.min_concurrency)
+    }
+}
+
+fn default_retry_budget_percent() -> u32 {
+    20
+}
+
+fn default_retry_budget_min() -> usize {
+    3
 }
 
 /// A proxy-wasm plugin: a module and the configuration its root context gets.
@@ -555,6 +608,10 @@ fn default_drain_timeout_ms() -> u64 {
     30_000
 }
 
+fn default_dns_refresh_ms() -> u64 {
+    5_000
+}
+
 fn default_connect_timeout_ms() -> u64 {
     5_000
 }
@@ -579,6 +636,9 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
     };
     for plugin in &mut config.plugins {
         resolve(&mut plugin.module);
+    }
+    if let Some(file) = &mut config.dns.hosts_file {
+        resolve(file);
     }
     for log in config
         .listeners
@@ -633,4 +693,21 @@ pub fn split_host_port(endpoint: &str) -> Result<(&str, u16), &'static str> {
         return Err("not a host name or IP address");
     }
     Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryBudget;
+
+    #[test]
+    fn retry_budgets_grow_with_traffic_above_their_floor() {
+        let budget = RetryBudget {
+            percent: 20,
+            min_concurrency: 3,
+        };
+        assert_eq!(budget.limit(0), 3);
+        assert_eq!(budget.limit(10), 3);
+        assert_eq!(budget.limit(100), 20);
+        assert_eq!(budget.limit(usize::MAX), usize::MAX / 100);
+    }
 }

@@ -137,6 +137,12 @@ pub struct Forward {
     /// Each try's share of that, in milliseconds; default: none.
     #[serde(default)]
     pub per_try_timeout_ms: Option<u64>,
+    /// Longest wait for the next piece of a body, either way (the client's
+    /// request body, the upstream's response body), in milliseconds: a
+    /// request body that stalls is answered 408, a response body that
+    /// stalls is cut off. Default 300000; 0 disables it.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
     /// Retries; default none.
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
@@ -148,6 +154,13 @@ pub struct Forward {
 
 fn default_route_timeout_ms() -> u64 {
     15_000
+}
+
+/// A route's `idle_timeout_ms` when it gives none.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
+
+fn default_idle_timeout_ms() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
 }
 
 /// One cluster of a weighted split.

@@ -41,6 +41,9 @@ impl Check<'_> {
         self.unique_names(config.listeners.iter().map(|l| &l.name), "listeners")?;
         self.unique_names(config.clusters.iter().map(|c| &c.name), "clusters")?;
         self.unique_names(config.plugins.iter().map(|p| &p.name), "plugins")?;
+        if let Some(file) = &config.dns.hosts_file {
+            self.file("dns.hosts_file", file)?;
+        }
         for (i, cluster) in config.clusters.iter().enumerate() {
             self.cluster(&format!("clusters[{i}]"), cluster)?;
         }
@@ -151,6 +154,18 @@ impl Check<'_> {
             if tls.cert.is_some() != tls.key.is_some() {
                 return Err(self.fail(at, "give both `cert` and `key`, or neither"));
             }
+        }
+        if let Some(budget) = &cluster.circuit_breakers.retry_budget {
+            let field = format!("{at}.circuit_breakers.retry_budget");
+            self.range(&field, "percent", budget.percent.into(), 0..=100)?;
+        }
+        if cluster.dns_refresh_ms != 0 {
+            self.range(
+                at,
+                "dns_refresh_ms",
+                cluster.dns_refresh_ms,
+                100..=86_400_000,
+            )?;
         }
         if let Some(outlier) = &cluster.outlier_detection {
             let field = format!("{at}.outlier_detection");

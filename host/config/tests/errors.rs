@@ -244,6 +244,8 @@ fn reference_example_parses() {
     for plugin in &mut config.plugins {
         plugin.module = present.clone();
     }
+    assert!(config.dns.hosts_file.is_some());
+    config.dns.hosts_file = Some(present.clone());
     for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
         for files in &mut tls.certificates {
             files.cert = present.clone();
@@ -449,6 +451,42 @@ fn header_limit_too_small() {
         ),
         expect![[
             r#"$DIR/weft.yaml: field `listeners[0].limits.max_request_headers_kb`: 4 is out of range; use 8 to 1024"#
+        ]],
+    );
+}
+
+#[test]
+fn retry_budget_over_100_percent() {
+    check_load(
+        &VALID.replace(
+            "endpoints: [127.0.0.1:9000]",
+            "endpoints: [127.0.0.1:9000]\n    circuit_breakers: {retry_budget: {percent: 150}}",
+        ),
+        expect![[
+            r#"$DIR/weft.yaml: field `clusters[0].circuit_breakers.retry_budget.percent`: 150 is out of range; use 0 to 100"#
+        ]],
+    );
+}
+
+#[test]
+fn missing_hosts_file() {
+    check_load(
+        &format!("dns: {{hosts_file: hosts}}\n{VALID}"),
+        expect![[
+            r#"$DIR/weft.yaml: field `dns.hosts_file`: file $DIR/hosts does not exist (relative paths are resolved against the config file's directory)"#
+        ]],
+    );
+}
+
+#[test]
+fn dns_refresh_too_often() {
+    check_load(
+        &VALID.replace(
+            "endpoints: [127.0.0.1:9000]",
+            "endpoints: [127.0.0.1:9000]\n    dns_refresh_ms: 5",
+        ),
+        expect![[
+            r#"$DIR/weft.yaml: field `clusters[0].dns_refresh_ms`: 5 is out of range; use 100 to 86400000"#
         ]],
     );
 }

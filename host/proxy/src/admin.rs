@@ -261,7 +261,7 @@ type ClusterCounter = fn(&ClusterStats) -> &AtomicU64;
 /// Per-cluster counters and endpoint health, labelled by cluster.
 fn render_cluster_metrics(clusters: &[Arc<ClusterShared>]) -> String {
     let mut out = String::new();
-    let families: [(&str, &str, ClusterCounter); 5] = [
+    let families: [(&str, &str, ClusterCounter); 7] = [
         (
             "weft_cluster_upstream_requests_total",
             "Requests routed to the cluster (including those refused by a circuit breaker).",
@@ -284,6 +284,16 @@ fn render_cluster_metrics(clusters: &[Arc<ClusterShared>]) -> String {
             "weft_cluster_overflows_total",
             "Requests or retries refused by a circuit breaker.",
             |s| &s.overflows,
+        ),
+        (
+            "weft_cluster_dns_changes_total",
+            "DNS refreshes that changed the endpoints.",
+            |s| &s.dns_changes,
+        ),
+        (
+            "weft_cluster_dns_failures_total",
+            "DNS refreshes that failed (the endpoints were kept).",
+            |s| &s.dns_failures,
         ),
     ];
     for (name, help, field) in families {
@@ -319,13 +329,13 @@ fn render_cluster_metrics(clusters: &[Arc<ClusterShared>]) -> String {
         "# HELP {name} 1 if the endpoint takes requests (healthy, not ejected).\n# TYPE {name} gauge"
     );
     for cluster in clusters {
-        for (i, endpoint) in cluster.endpoints.iter().enumerate() {
+        for endpoint in &cluster.members().endpoints {
             let _ = writeln!(
                 out,
                 "{name}{{cluster=\"{}\",endpoint=\"{}\"}} {}",
                 label(&cluster.name),
                 endpoint.addr,
-                u8::from(cluster.available(i))
+                u8::from(cluster.available(endpoint))
             );
         }
     }
@@ -338,15 +348,15 @@ fn clusters_json(clusters: &[Arc<ClusterShared>]) -> serde_json::Value {
         .iter()
         .map(|cluster| {
             let endpoints: Vec<serde_json::Value> = cluster
+                .members()
                 .endpoints
                 .iter()
-                .enumerate()
-                .map(|(i, endpoint)| {
+                .map(|endpoint| {
                     serde_json::json!({
                         "address": endpoint.addr.to_string(),
                         "healthy": endpoint.healthy.load(Ordering::Relaxed),
-                        "ejected": cluster.ejected(i),
-                        "available": cluster.available(i),
+                        "ejected": cluster.ejected(endpoint),
+                        "available": cluster.available(endpoint),
                     })
                 })
                 .collect();

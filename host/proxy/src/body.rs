@@ -11,6 +11,7 @@
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -33,6 +34,9 @@ pub enum BodyError {
     /// The body is longer than the listener allows.
     #[error("the body is longer than {limit} bytes")]
     TooLarge { limit: u64 },
+    /// No part of the body came within the route's idle timeout.
+    #[error("no part of the body came within {after:?}")]
+    Idle { after: Duration },
 }
 
 /// A body from a peer, counted against a limit.
@@ -42,6 +46,16 @@ pub(crate) struct Source {
     limit: Option<u64>,
     /// Where the count is kept for the access log.
     counter: Option<Rc<std::cell::Cell<u64>>>,
+    idle: Option<Idle>,
+}
+
+/// The longest wait for the next frame. The timer is made the first time
+/// the body has to wait (most small bodies never do) and re-armed at each
+/// wait after a frame.
+struct Idle {
+    after: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
 }
 
 impl Source {
@@ -55,7 +69,17 @@ impl Source {
             seen: 0,
             limit,
             counter,
+            idle: None,
         }
+    }
+
+    /// Fails the body when no frame comes for `after`.
+    pub(crate) fn idle_after(&mut self, after: Option<Duration>) {
+        self.idle = after.map(|after| Idle {
+            after,
+            timer: None,
+            armed: false,
+        });
     }
 }
 
@@ -67,7 +91,31 @@ impl Body for Source {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(idle) = &mut self.idle {
+                    idle.armed = false;
+                }
+                frame
+            }
+            Poll::Pending => {
+                let Some(idle) = &mut self.idle else {
+                    return Poll::Pending;
+                };
+                let deadline = tokio::time::Instant::now() + idle.after;
+                let timer = idle
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !idle.armed {
+                    timer.as_mut().reset(deadline);
+                    idle.armed = true;
+                }
+                ready!(timer.as_mut().poll(cx));
+                let after = idle.after;
+                self.idle = None;
+                return Poll::Ready(Some(Err(BodyError::Idle { after })));
+            }
+        };
         if let Some(Ok(frame)) = &frame {
             let len = frame.data_ref().map_or(0, |d| d.len() as u64);
             self.seen += len;
@@ -256,8 +304,12 @@ impl Body for RequestBody {
             None => ready!(Pin::new(inner).poll_frame(cx)),
             Some(filters) => ready!(filters.poll(inner, cx)).into_frame(|s| stop = Some(s)),
         };
-        if let Some(Err(BodyError::TooLarge { limit })) = &frame {
-            stop = Some(Stop::BodyTooLarge { limit: *limit });
+        match &frame {
+            Some(Err(BodyError::TooLarge { limit })) => {
+                stop = Some(Stop::BodyTooLarge { limit: *limit });
+            }
+            Some(Err(BodyError::Idle { after })) => stop = Some(Stop::BodyIdle { after: *after }),
+            _ => {}
         }
         if let Some(stop) = stop {
             this.report(stop);
@@ -306,7 +358,7 @@ impl ResponseBody {
     /// body callbacks if `run_callbacks`; its connection goes back to
     /// `endpoint`'s pool once the body has been read to the end.
     pub(crate) fn upstream(
-        body: Incoming,
+        body: Source,
         upstream: (Rc<Endpoint>, Conn),
         in_flight: (Load, Admitted),
         filters: SharedFilters,
@@ -319,7 +371,7 @@ impl ResponseBody {
             trailers: None,
         });
         ResponseBody {
-            kind: Kind::Upstream(Source::new(body, None, None), callbacks),
+            kind: Kind::Upstream(body, callbacks),
             upstream: Some(upstream),
             filters: Some(filters),
             in_flight: Some(in_flight),

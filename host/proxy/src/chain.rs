@@ -331,6 +331,9 @@ pub(crate) enum Stop {
     TooLarge { plugin: String, limit: usize },
     /// The request body is longer than the listener allows.
     BodyTooLarge { limit: u64 },
+    /// The client stopped sending the request body for longer than the
+    /// route's idle timeout.
+    BodyIdle { after: Duration },
 }
 
 impl Stop {
@@ -344,6 +347,10 @@ impl Stop {
             Stop::TimedOut { plugin } => format!(
                 "filter `{plugin}` paused the stream and did not continue it within {}s",
                 PAUSE_LIMIT.as_secs()
+            ),
+            Stop::BodyIdle { after } => format!(
+                "the client sent no part of the request body for {} ms (the route's idle_timeout_ms)",
+                after.as_millis()
             ),
             Stop::BodyTooLarge { limit } => {
                 format!("the request body is longer than the listener's limit of {limit} bytes")

@@ -11,8 +11,8 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -23,6 +23,7 @@ use rustls::pki_types::ServerName;
 use weft_config::{LbPolicy, OutlierDetection};
 
 use crate::body::RequestBody;
+use crate::dns::Resolver;
 use crate::tls::ClientTls;
 
 /// Why a request could not be sent upstream.
@@ -96,22 +97,80 @@ pub(crate) struct ClusterStats {
     pub(crate) timeouts: AtomicU64,
     pub(crate) ejections: AtomicU64,
     pub(crate) overflows: AtomicU64,
+    /// DNS refreshes that changed the endpoints.
+    pub(crate) dns_changes: AtomicU64,
+    /// DNS refreshes that failed (the endpoints were kept).
+    pub(crate) dns_failures: AtomicU64,
+}
+
+/// A cluster's endpoints at one moment: DNS refreshes replace the set
+/// (an endpoint that stays keeps its state).
+pub(crate) struct Members {
+    pub(crate) endpoints: Vec<Arc<EndpointShared>>,
+    /// Consistent-hash ring: (point, endpoint), sorted by point.
+    ring: Vec<(u64, usize)>,
+}
+
+impl Members {
+    fn new(endpoints: Vec<Arc<EndpointShared>>, policy: LbPolicy) -> Members {
+        let mut ring = Vec::new();
+        if policy == LbPolicy::RingHash {
+            for (i, endpoint) in endpoints.iter().enumerate() {
+                for point in 0..RING_POINTS {
+                    ring.push((hash_of(&(endpoint.addr, point)), i));
+                }
+            }
+            ring.sort_unstable();
+        }
+        Members { endpoints, ring }
+    }
 }
 
 /// A cluster's state shared by all workers.
 pub(crate) struct ClusterShared {
     pub(crate) name: Arc<str>,
-    pub(crate) endpoints: Vec<EndpointShared>,
+    /// Read by a worker only when `generation` moved.
+    members: RwLock<Arc<Members>>,
+    generation: AtomicU64,
     pub(crate) config: weft_config::Cluster,
     tls: Option<ClientTls>,
-    /// Consistent-hash ring: (point, endpoint), sorted by point.
-    ring: Vec<(u64, usize)>,
     made: Instant,
     connections: AtomicUsize,
     pending: AtomicUsize,
     requests: AtomicUsize,
     retries: AtomicUsize,
     pub(crate) stats: ClusterStats,
+}
+
+impl EndpointShared {
+    fn new(addr: SocketAddr, host: String) -> EndpointShared {
+        EndpointShared {
+            addr,
+            host,
+            healthy: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+        }
+    }
+}
+
+/// Resolves a cluster's endpoints: each address a host name resolves to
+/// becomes an endpoint (once). Fails with the endpoint's index and why.
+pub(crate) fn resolve(
+    config: &weft_config::Cluster,
+    resolver: &Resolver,
+) -> Result<Vec<(SocketAddr, String)>, (usize, String)> {
+    let mut addrs: Vec<(SocketAddr, String)> = Vec::new();
+    for (j, endpoint) in config.endpoints.iter().enumerate() {
+        let (host, port) = weft_config::split_host_port(endpoint).map_err(|p| (j, p.into()))?;
+        for addr in resolver.resolve(host, port).map_err(|p| (j, p))? {
+            if !addrs.iter().any(|(a, _)| *a == addr) {
+                addrs.push((addr, host.to_string()));
+            }
+        }
+    }
+    Ok(addrs)
 }
 
 /// Virtual nodes per endpoint on the hash ring.
@@ -143,58 +202,29 @@ impl ClusterShared {
     pub(crate) fn new(
         index: usize,
         config: &weft_config::Cluster,
+        resolver: &Resolver,
     ) -> Result<ClusterShared, ClusterError> {
-        let mut addrs: Vec<(SocketAddr, String)> = Vec::new();
-        for (j, endpoint) in config.endpoints.iter().enumerate() {
-            let fail = |problem: String| ClusterError::Resolve {
+        let addrs =
+            resolve(config, resolver).map_err(|(endpoint, problem)| ClusterError::Resolve {
                 index,
-                endpoint: j,
-                name: endpoint.clone(),
+                endpoint,
+                name: config.endpoints[endpoint].clone(),
                 problem,
-            };
-            let (host, port) =
-                weft_config::split_host_port(endpoint).map_err(|p| fail(p.into()))?;
-            let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-                .map_err(|e| fail(e.to_string()))?
-                .collect();
-            if resolved.is_empty() {
-                return Err(fail("no addresses".into()));
-            }
-            for addr in resolved {
-                if !addrs.iter().any(|(a, _)| *a == addr) {
-                    addrs.push((addr, host.to_string()));
-                }
-            }
-        }
-        let mut ring = Vec::new();
-        if config.lb_policy == LbPolicy::RingHash {
-            for (i, (addr, _)) in addrs.iter().enumerate() {
-                for point in 0..RING_POINTS {
-                    ring.push((hash_of(&(addr, point)), i));
-                }
-            }
-            ring.sort_unstable();
-        }
+            })?;
+        let endpoints = addrs
+            .into_iter()
+            .map(|(addr, host)| Arc::new(EndpointShared::new(addr, host)))
+            .collect();
         Ok(ClusterShared {
             name: Arc::from(config.name.as_str()),
-            endpoints: addrs
-                .into_iter()
-                .map(|(addr, host)| EndpointShared {
-                    addr,
-                    host,
-                    healthy: AtomicBool::new(true),
-                    failures: AtomicU32::new(0),
-                    ejected_until: AtomicU64::new(0),
-                    ejections: AtomicU32::new(0),
-                })
-                .collect(),
+            members: RwLock::new(Arc::new(Members::new(endpoints, config.lb_policy))),
+            generation: AtomicU64::new(0),
             config: config.clone(),
             tls: config
                 .tls
                 .as_ref()
                 .map(|tls| ClientTls::new(index, tls, config.http2))
                 .transpose()?,
-            ring,
             made: Instant::now(),
             connections: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
@@ -208,41 +238,76 @@ impl ClusterShared {
         u64::try_from(self.made.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether endpoint `i` may take requests: healthy and not ejected.
-    pub(crate) fn available(&self, i: usize) -> bool {
-        let endpoint = &self.endpoints[i];
+    /// The endpoints now.
+    pub(crate) fn members(&self) -> Arc<Members> {
+        self.members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `addrs` the endpoints, keeping the state of those that stay;
+    /// false if they are the endpoints already.
+    pub(crate) fn set_members(&self, addrs: Vec<(SocketAddr, String)>) -> bool {
+        let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        let same = addrs.len() == members.endpoints.len()
+            && addrs
+                .iter()
+                .all(|(addr, _)| members.endpoints.iter().any(|e| e.addr == *addr));
+        if same || addrs.is_empty() {
+            return false;
+        }
+        let endpoints = addrs
+            .into_iter()
+            .map(|(addr, host)| {
+                members
+                    .endpoints
+                    .iter()
+                    .find(|e| e.addr == addr)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(EndpointShared::new(addr, host)))
+            })
+            .collect();
+        *members = Arc::new(Members::new(endpoints, self.config.lb_policy));
+        self.generation.fetch_add(1, Ordering::Release);
+        true
+    }
+
+    /// Whether `endpoint` may take requests: healthy and not ejected.
+    pub(crate) fn available(&self, endpoint: &EndpointShared) -> bool {
         endpoint.healthy.load(Ordering::Relaxed)
             && endpoint.ejected_until.load(Ordering::Relaxed) <= self.now_ms()
     }
 
-    /// Whether endpoint `i` is ejected by outlier detection now.
-    pub(crate) fn ejected(&self, i: usize) -> bool {
-        self.endpoints[i].ejected_until.load(Ordering::Relaxed) > self.now_ms()
+    /// Whether `endpoint` is ejected by outlier detection now.
+    pub(crate) fn ejected(&self, endpoint: &EndpointShared) -> bool {
+        endpoint.ejected_until.load(Ordering::Relaxed) > self.now_ms()
     }
 
-    /// Records how a request to endpoint `i` went, for outlier detection.
-    pub(crate) fn report(&self, i: usize, success: bool) {
+    /// Records how a request to `endpoint` went, for outlier detection.
+    pub(crate) fn report(&self, endpoint: &EndpointShared, success: bool) {
         let Some(outlier) = &self.config.outlier_detection else {
             return;
         };
-        let endpoint = &self.endpoints[i];
         if success {
             endpoint.failures.store(0, Ordering::Relaxed);
             return;
         }
         let failures = endpoint.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= outlier.consecutive_failures {
-            self.eject(i, outlier);
+            self.eject(endpoint, outlier);
         }
     }
 
-    fn eject(&self, i: usize, outlier: &OutlierDetection) {
+    fn eject(&self, endpoint: &EndpointShared, outlier: &OutlierDetection) {
         let now = self.now_ms();
-        let ejected = (0..self.endpoints.len())
-            .filter(|&j| self.endpoints[j].ejected_until.load(Ordering::Relaxed) > now)
+        let members = self.members();
+        let ejected = members
+            .endpoints
+            .iter()
+            .filter(|e| e.ejected_until.load(Ordering::Relaxed) > now)
             .count();
-        let allowed = self.endpoints.len() * outlier.max_ejection_percent as usize / 100;
-        let endpoint = &self.endpoints[i];
+        let allowed = members.endpoints.len() * outlier.max_ejection_percent as usize / 100;
         if ejected >= allowed.max(1) || endpoint.ejected_until.load(Ordering::Relaxed) > now {
             return;
         }
@@ -273,13 +338,15 @@ impl ClusterShared {
         Ok(Admitted(slot))
     }
 
-    /// Takes a retry slot, unless `max_retries` are in flight.
+    /// Takes a retry slot, unless `max_retries` (or the retry budget's
+    /// share of the requests in flight) are in flight.
     pub(crate) fn retry_slot(self: &Arc<Self>) -> Option<Slot> {
-        let slot = Slot::take(
-            self,
-            Counter::Retries,
-            self.config.circuit_breakers.max_retries,
-        );
+        let breakers = &self.config.circuit_breakers;
+        let max = match &breakers.retry_budget {
+            Some(budget) => Some(budget.limit(self.requests.load(Ordering::Relaxed))),
+            None => breakers.max_retries,
+        };
+        let slot = Slot::take(self, Counter::Retries, max);
         match slot {
             Some(_) => self.stats.retries.fetch_add(1, Ordering::Relaxed),
             None => self.stats.overflows.fetch_add(1, Ordering::Relaxed),
@@ -397,9 +464,8 @@ impl Conn {
 
 /// One upstream address and its idle connections on this worker.
 pub(crate) struct Endpoint {
-    pub(crate) index: usize,
+    pub(crate) shared: Arc<EndpointShared>,
     pub(crate) addr: SocketAddr,
-    host: String,
     idle: RefCell<Vec<Conn>>,
     max_idle: usize,
     /// Requests in flight from this worker (least request).
@@ -453,7 +519,10 @@ impl Drop for Load {
 pub(crate) struct ClusterPool {
     pub(crate) name: Rc<str>,
     pub(crate) shared: Arc<ClusterShared>,
-    endpoints: Vec<Rc<Endpoint>>,
+    /// This worker's view of `shared`'s members (same order), as of
+    /// `generation`.
+    endpoints: RefCell<Rc<WorkerMembers>>,
+    generation: Cell<u64>,
     next: Cell<usize>,
     connect_timeout: Duration,
 }
@@ -474,38 +543,79 @@ pub(crate) struct Pick {
     pub(crate) random: u64,
 }
 
+/// A worker's endpoints for one generation of a cluster's members.
+struct WorkerMembers {
+    members: Arc<Members>,
+    endpoints: Vec<Rc<Endpoint>>,
+}
+
+impl WorkerMembers {
+    /// Endpoints for `members`, taking over those of `old` that stay (with
+    /// their idle connections).
+    fn new(members: Arc<Members>, old: &[Rc<Endpoint>], max_idle: usize) -> WorkerMembers {
+        let endpoints = members
+            .endpoints
+            .iter()
+            .map(|e| {
+                old.iter()
+                    .find(|o| Arc::ptr_eq(&o.shared, e))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Rc::new(Endpoint {
+                            shared: e.clone(),
+                            addr: e.addr,
+                            idle: RefCell::new(Vec::new()),
+                            max_idle,
+                            active: Cell::new(0),
+                        })
+                    })
+            })
+            .collect();
+        WorkerMembers { members, endpoints }
+    }
+}
+
 impl ClusterPool {
     pub(crate) fn new(shared: Arc<ClusterShared>) -> ClusterPool {
+        let generation = shared.generation.load(Ordering::Acquire);
+        let members =
+            WorkerMembers::new(shared.members(), &[], shared.config.max_idle_per_endpoint);
         ClusterPool {
             name: Rc::from(&*shared.name),
-            endpoints: shared
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(index, e)| {
-                    Rc::new(Endpoint {
-                        index,
-                        addr: e.addr,
-                        host: e.host.clone(),
-                        idle: RefCell::new(Vec::new()),
-                        max_idle: shared.config.max_idle_per_endpoint,
-                        active: Cell::new(0),
-                    })
-                })
-                .collect(),
+            endpoints: RefCell::new(Rc::new(members)),
+            generation: Cell::new(generation),
             next: Cell::new(0),
             connect_timeout: Duration::from_millis(shared.config.connect_timeout_ms),
             shared,
         }
     }
 
+    /// The endpoints, caught up with the cluster's members (one atomic
+    /// load when nothing changed).
+    fn current(&self) -> Rc<WorkerMembers> {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.generation.get() {
+            let old = self.endpoints.borrow().clone();
+            let members = WorkerMembers::new(
+                self.shared.members(),
+                &old.endpoints,
+                self.shared.config.max_idle_per_endpoint,
+            );
+            *self.endpoints.borrow_mut() = Rc::new(members);
+            self.generation.set(generation);
+        }
+        self.endpoints.borrow().clone()
+    }
+
     /// Picks an endpoint by the cluster's policy among those available; if
     /// none is, among all (better to try than to refuse everything).
     fn pick(&self, pick: Pick) -> Rc<Endpoint> {
-        let n = self.endpoints.len();
+        let current = self.current();
+        let endpoints = &current.endpoints;
+        let n = endpoints.len();
         let shared = &self.shared;
-        let any_available = (0..n).any(|i| shared.available(i));
-        let ok = |i: usize| !any_available || shared.available(i);
+        let any_available = endpoints.iter().any(|e| shared.available(&e.shared));
+        let ok = |i: usize| !any_available || shared.available(&endpoints[i].shared);
         let first_ok_from = |start: usize| {
             (0..n)
                 .map(|k| (start + k) % n)
@@ -523,7 +633,7 @@ impl ClusterPool {
             LbPolicy::LeastRequest => {
                 let a = first_ok_from((pick.random % n as u64) as usize);
                 let b = first_ok_from(((pick.random >> 32) % n as u64) as usize);
-                if self.endpoints[b].active.get() < self.endpoints[a].active.get() {
+                if endpoints[b].active.get() < endpoints[a].active.get() {
                     b
                 } else {
                     a
@@ -531,7 +641,7 @@ impl ClusterPool {
             }
             LbPolicy::RingHash => match pick.hash {
                 Some(hash) => {
-                    let ring = &shared.ring;
+                    let ring = &current.members.ring;
                     let start = ring.partition_point(|(point, _)| *point < hash);
                     (0..ring.len())
                         .map(|k| ring[(start + k) % ring.len()].1)
@@ -541,7 +651,7 @@ impl ClusterPool {
                 None => first_ok_from((pick.random % n as u64) as usize),
             },
         };
-        self.endpoints[chosen].clone()
+        endpoints[chosen].clone()
     }
 
     /// Sends `request` to an endpoint the policy picks, on a pooled
@@ -567,7 +677,7 @@ impl ClusterPool {
                     Ok(sender) => (sender, true),
                     Err(error) => {
                         if error.is_connect_failure() {
-                            self.shared.report(endpoint.index, false);
+                            self.shared.report(&endpoint.shared, false);
                         }
                         return Err(SendError {
                             error,
@@ -578,7 +688,7 @@ impl ClusterPool {
             };
             if let Err(source) = sender.ready().await {
                 if fresh {
-                    self.shared.report(endpoint.index, false);
+                    self.shared.report(&endpoint.shared, false);
                     return Err(SendError {
                         error: UpstreamError::Handshake { addr, source },
                         unsent: Some(request),
@@ -598,7 +708,7 @@ impl ClusterPool {
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if !fresh => request = unsent,
                     unsent => {
-                        self.shared.report(endpoint.index, false);
+                        self.shared.report(&endpoint.shared, false);
                         return Err(SendError {
                             error: UpstreamError::Request {
                                 addr,
@@ -630,12 +740,12 @@ impl ClusterPool {
             };
             let name = match &tls.server_name {
                 Some(name) => name.clone(),
-                None => {
-                    ServerName::try_from(endpoint.host.clone()).map_err(|e| UpstreamError::Tls {
+                None => ServerName::try_from(endpoint.shared.host.clone()).map_err(|e| {
+                    UpstreamError::Tls {
                         addr,
-                        problem: format!("`{}` is no TLS server name: {e}", endpoint.host),
-                    })?
-                }
+                        problem: format!("`{}` is no TLS server name: {e}", endpoint.shared.host),
+                    }
+                })?,
             };
             let stream =
                 tls.connector

@@ -158,6 +158,8 @@ impl Exchange {
             )
         };
         let (stop_sender, mut stop) = oneshot::channel();
+        let mut body = body;
+        body.idle_after(forward.idle_timeout);
         let body = RequestBody::new(
             body,
             (body_callbacks || trailers_callbacks).then(|| self.filters.clone()),
@@ -246,12 +248,17 @@ impl Exchange {
         };
         pool.shared
             .count_response(upstream.response.status().as_u16());
-        self.respond(upstream, admitted).await
+        self.respond(upstream, admitted, forward.idle_timeout).await
     }
 
     /// The response through the route's header changes and the response
     /// filters, its body streamed on.
-    async fn respond(mut self, upstream: Upstream, admitted: crate::cluster::Admitted) -> Answer {
+    async fn respond(
+        mut self,
+        upstream: Upstream,
+        admitted: crate::cluster::Admitted,
+        idle_timeout: Option<Duration>,
+    ) -> Answer {
         let Upstream {
             mut response,
             endpoint,
@@ -318,6 +325,8 @@ impl Exchange {
                 ResponseBody::full(Bytes::new(), Some(self.filters)),
             ));
         }
+        let mut body = Source::new(body, None, None);
+        body.idle_after(idle_timeout);
         let body = ResponseBody::upstream(
             body,
             (endpoint, sender),
@@ -370,7 +379,7 @@ impl Exchange {
                 Some(Ok(upstream)) => {
                     let status = upstream.response.status();
                     pool.shared
-                        .report(upstream.endpoint.index, !status.is_server_error());
+                        .report(&upstream.endpoint.shared, !status.is_server_error());
                     let retriable = replayable && policy.is_some_and(|r| r.on_status(status));
                     (Ok(upstream), retriable)
                 }

@@ -11,6 +11,7 @@ mod body;
 mod callout;
 mod chain;
 mod cluster;
+mod dns;
 mod forward;
 mod health;
 mod observe;
@@ -173,8 +174,9 @@ pub fn load_plugins(
 /// number of plugins.
 pub fn check(config: &ProxyConfig, runtime: &Runtime) -> Result<usize, StartError> {
     let plugins = load_plugins(config, runtime)?;
+    let resolver = dns::Resolver::new(&config.dns);
     for (index, c) in config.clusters.iter().enumerate() {
-        cluster::ClusterShared::new(index, c)?;
+        cluster::ClusterShared::new(index, c, &resolver)?;
     }
     for (index, listener) in config.listeners.iter().enumerate() {
         router::ListenerRoutes::new(config, index)?;
@@ -193,11 +195,12 @@ impl Proxy {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
+        let resolver = Arc::new(dns::Resolver::new(&config.dns));
         let clusters: Vec<Arc<cluster::ClusterShared>> = config
             .clusters
             .iter()
             .enumerate()
-            .map(|(index, c)| cluster::ClusterShared::new(index, c).map(Arc::new))
+            .map(|(index, c)| cluster::ClusterShared::new(index, c, &resolver).map(Arc::new))
             .collect::<Result<_, _>>()?;
 
         // Each listener is bound once per worker; the first bind resolves
@@ -291,7 +294,7 @@ impl Proxy {
             handles.push(handle);
         }
         if let Some(handle) =
-            health::start(&clusters, receiver.clone()).map_err(StartError::Thread)?
+            health::start(&clusters, resolver, receiver.clone()).map_err(StartError::Thread)?
         {
             handles.push(handle);
         }

@@ -120,6 +120,8 @@ pub(crate) struct Forward {
     pub(crate) host_rewrite: Option<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) per_try_timeout: Option<Duration>,
+    /// Longest wait for the next piece of a body.
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) retry: Option<Retry>,
     pub(crate) mirror: Option<(usize, f64)>,
 }
@@ -296,6 +298,7 @@ impl ListenerRoutes {
                         forward: Some(weft_config::Forward {
                             cluster: Some(name.clone()),
                             timeout_ms: 0,
+                            idle_timeout_ms: weft_config::DEFAULT_IDLE_TIMEOUT_MS,
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -371,6 +374,7 @@ impl ListenerRoutes {
                         host_rewrite: forward.host_rewrite.clone(),
                         timeout: millis(forward.timeout_ms),
                         per_try_timeout: forward.per_try_timeout_ms.and_then(millis),
+                        idle_timeout: millis(forward.idle_timeout_ms),
                         retry: forward.retry.as_ref().map(|r| Retry {
                             attempts: r.attempts,
                             on: r.on.clone(),
@@ -786,6 +790,7 @@ clusters:
             host_rewrite: None,
             timeout: None,
             per_try_timeout: None,
+            idle_timeout: None,
             retry: None,
             mirror: None,
         };

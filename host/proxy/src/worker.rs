@@ -625,6 +625,10 @@ pub(crate) fn stopped(
             tracing::warn!("{}", stop.describe());
             error_response(StatusCode::GATEWAY_TIMEOUT, &stop.describe(), filters)
         }
+        Stop::BodyIdle { .. } => {
+            tracing::warn!("{}", stop.describe());
+            error_response(StatusCode::REQUEST_TIMEOUT, &stop.describe(), filters)
+        }
         Stop::TooLarge { .. } | Stop::BodyTooLarge { .. } => {
             tracing::warn!("{}", stop.describe());
             error_response(StatusCode::PAYLOAD_TOO_LARGE, &stop.describe(), filters)

@@ -68,7 +68,12 @@ impl Upstream {
 
     /// An upstream that says `x-served-by: NAME`.
     pub fn named(name: &'static str) -> Upstream {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Upstream::named_at(name, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// An upstream that says `x-served-by: NAME`, bound to `bind`.
+    pub fn named_at(name: &'static str, bind: SocketAddr) -> Upstream {
+        let listener = std::net::TcpListener::bind(bind).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
