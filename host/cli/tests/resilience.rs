@@ -442,3 +442,32 @@ fn a_stalled_response_body_is_cut_off() {
         "cut off after {elapsed:?}"
     );
 }
+
+#[test]
+fn mirror_gets_a_copy_of_the_body() {
+    let main = Upstream::named("main");
+    let shadow = Upstream::named("shadow");
+    let weft = Weft::proxy(&one_route(
+        "{cluster: main, mirror: {cluster: shadow, percent: 100}}",
+        &format!(
+            "  - {{name: main, endpoints: [\"{}\"]}}\n  - {{name: shadow, endpoints: [\"{}\"]}}",
+            main.addr, shadow.addr
+        ),
+    ));
+    let body = "a body worth copying ".repeat(5_000);
+    let got = send(weft.addr, "POST", "/orders", &[("x-trace", "t2")], &body);
+    assert_eq!((got.status, served_by(&got).as_str()), (200, "main"));
+    assert_eq!(main.seen.lock().unwrap()[0].body, body.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shadow.seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the mirror never got its copy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let copy = shadow.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        (copy.method.as_str(), copy.path.as_str()),
+        ("POST", "/orders")
+    );
+    assert_eq!(copy.headers["x-trace"], "t2");
+    assert_eq!(copy.body, body.as_bytes());
+}

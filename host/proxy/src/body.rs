@@ -237,11 +237,110 @@ impl BodyFilters {
     }
 }
 
+/// A copy of a body as it streams, for a mirror: the frames the upstream
+/// gets are queued for the mirror's request (the bytes are shared, not
+/// copied). The mirror never slows the original: past `limit` queued bytes
+/// the copy is abandoned and the mirror's request fails.
+struct Tee {
+    queue: std::collections::VecDeque<Bytes>,
+    queued: usize,
+    limit: usize,
+    /// Set once the original ended: true if it ended whole.
+    ended: Option<bool>,
+    waker: Option<std::task::Waker>,
+}
+
+/// The original body's side of a [`Tee`].
+pub(crate) struct TeeSender(Rc<std::cell::RefCell<Tee>>);
+
+/// The mirror's side of a [`Tee`].
+pub(crate) struct TeeReceiver(Rc<std::cell::RefCell<Tee>>);
+
+/// A tee holding at most `limit` bytes the mirror has not taken yet.
+pub(crate) fn tee(limit: usize) -> (TeeSender, TeeReceiver) {
+    let tee = Rc::new(std::cell::RefCell::new(Tee {
+        queue: std::collections::VecDeque::new(),
+        queued: 0,
+        limit,
+        ended: None,
+        waker: None,
+    }));
+    (TeeSender(tee.clone()), TeeReceiver(tee))
+}
+
+impl TeeSender {
+    /// Copies what the original body gave (`last`: nothing follows it);
+    /// false once the copy is over (ended, or abandoned).
+    fn copy(&self, frame: Option<&Result<Frame<Bytes>, BodyError>>, last: bool) -> bool {
+        let mut tee = self.0.borrow_mut();
+        if tee.ended.is_some() {
+            return false;
+        }
+        match frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    tee.queued += data.len();
+                    tee.queue.push_back(data.clone());
+                    if tee.queued > tee.limit {
+                        tracing::debug!(
+                            "mirror fell {} bytes behind; its copy is abandoned",
+                            tee.limit
+                        );
+                        tee.ended = Some(false);
+                    }
+                }
+            }
+            Some(Err(_)) => tee.ended = Some(false),
+            None => tee.ended = Some(true),
+        }
+        if last && tee.ended.is_none() {
+            tee.ended = Some(true);
+        }
+        if let Some(waker) = tee.waker.take() {
+            waker.wake();
+        }
+        tee.ended.is_none()
+    }
+}
+
+impl Drop for TeeSender {
+    fn drop(&mut self) {
+        // An original that stops being read before its end leaves the copy
+        // incomplete.
+        self.copy(Some(&Err(BodyError::Stopped)), true);
+    }
+}
+
+impl TeeReceiver {
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut tee = self.0.borrow_mut();
+        match tee.ended {
+            Some(false) => return Poll::Ready(Some(Err(BodyError::Stopped))),
+            Some(true) if tee.queue.is_empty() => return Poll::Ready(None),
+            _ => {}
+        }
+        match tee.queue.pop_front() {
+            Some(data) => {
+                tee.queued -= data.len();
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            None => {
+                tee.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// The downstream body on its way upstream (or a call-out's body).
 pub struct RequestBody {
     inner: Option<Source>,
     /// A body the proxy makes itself (call-outs, retries).
     full: Option<Bytes>,
+    /// The mirror's copy of another request's body.
+    copy: Option<TeeReceiver>,
+    /// Where this body is copied to for a mirror.
+    tee: Option<TeeSender>,
     filters: Option<BodyFilters>,
     /// Tells the request handler why the body stopped (a plugin stopped
     /// it, or it is too long), so that it can answer the client (a local
@@ -267,6 +366,8 @@ impl RequestBody {
                 trailers: None,
             }),
             stopped: Some(stopped),
+            copy: None,
+            tee: None,
         }
     }
 
@@ -277,7 +378,22 @@ impl RequestBody {
             full: (!bytes.is_empty()).then_some(bytes),
             filters: None,
             stopped: None,
+            copy: None,
+            tee: None,
         }
+    }
+
+    /// The copy a mirror gets of a body [`RequestBody::tee_to`] feeds.
+    pub(crate) fn copy(receiver: TeeReceiver) -> Self {
+        RequestBody {
+            copy: Some(receiver),
+            ..RequestBody::full(Bytes::new())
+        }
+    }
+
+    /// Copies this body to a mirror's as it streams.
+    pub(crate) fn tee_to(&mut self, sender: TeeSender) {
+        self.tee = Some(sender);
     }
 
     fn report(&mut self, stop: Stop) {
@@ -296,6 +412,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        if let Some(copy) = &this.copy {
+            return copy.poll(cx);
+        }
         let Some(inner) = &mut this.inner else {
             return Poll::Ready(this.full.take().map(|bytes| Ok(Frame::data(bytes))));
         };
@@ -314,10 +433,20 @@ impl Body for RequestBody {
         if let Some(stop) = stop {
             this.report(stop);
         }
+        // hyper stops polling a body that says it has ended.
+        let last = frame.as_ref().is_some_and(|f| f.is_ok()) && this.is_end_stream();
+        if let Some(tee) = &this.tee
+            && !tee.copy(frame.as_ref(), last)
+        {
+            this.tee = None;
+        }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.copy.is_some() {
+            return false;
+        }
         match (&self.inner, &self.filters) {
             (None, _) => self.full.is_none(),
             (Some(inner), None) => inner.is_end_stream(),
@@ -326,6 +455,9 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.copy.is_some() {
+            return SizeHint::default();
+        }
         match (&self.inner, &self.filters) {
             (None, _) => SizeHint::with_exact(self.full.as_ref().map_or(0, |b| b.len() as u64)),
             (Some(inner), None) => inner.size_hint(),

@@ -78,6 +78,10 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade
     });
 }
 
+/// Bytes of a request body a mirror may fall behind the upstream before
+/// its copy is abandoned.
+const MIRROR_LAG_LIMIT: usize = 4 << 20;
+
 /// Why no response came back.
 enum TryFailure {
     Upstream(UpstreamError),
@@ -160,19 +164,32 @@ impl Exchange {
         let (stop_sender, mut stop) = oneshot::channel();
         let mut body = body;
         body.idle_after(forward.idle_timeout);
-        let body = RequestBody::new(
+        let mut body = RequestBody::new(
             body,
             (body_callbacks || trailers_callbacks).then(|| self.filters.clone()),
             stop_sender,
         );
-        // Only a request without a body can be sent again (retries, mirror);
-        // an upgrade is never sent twice.
+        // Only a request without a body can be sent again (retries); an
+        // upgrade is never sent twice.
         let replayable = request_ended && self.upgrade.is_none();
+        let mirror = forward
+            .mirror
+            .filter(|(_, percent)| (worker.random() % 10_000) as f64 / 100.0 < *percent)
+            .filter(|_| self.upgrade.is_none());
+        // A mirror of a request with a body gets a copy as it streams.
+        let mirror_body = match mirror {
+            Some(_) if !request_ended => {
+                let (sender, receiver) = crate::body::tee(MIRROR_LAG_LIMIT);
+                body.tee_to(sender);
+                Some(RequestBody::copy(receiver))
+            }
+            _ => None,
+        };
         // The headers stay with the stream (the upstream gets a copy) when
-        // something reads them later: on_log, the access log, a retry.
-        let keep = self.filtered
-            || logged
-            || (replayable && (forward.retry.is_some() || forward.mirror.is_some()));
+        // something reads them later: on_log, the access log, a retry, a
+        // mirror.
+        let keep =
+            self.filtered || logged || mirror.is_some() || (replayable && forward.retry.is_some());
         let first = {
             let mut f = self.filters.borrow_mut();
             match f.state().map(|s| s.upstream_request(body, keep)) {
@@ -201,14 +218,8 @@ impl Exchange {
                 }
             }
         };
-        if let Some((mirror, percent)) = forward.mirror
-            && (worker.random() % 10_000) as f64 / 100.0 < percent
-        {
-            if replayable {
-                self.mirror(mirror, forward.timeout);
-            } else {
-                tracing::debug!(route = %self.route.name, "request with a body not mirrored");
-            }
+        if let Some((cluster, _)) = mirror {
+            self.mirror(cluster, forward.timeout, mirror_body);
         }
 
         let outcome = {
@@ -430,8 +441,8 @@ impl Exchange {
         }
     }
 
-    /// The request again, for a retry or a mirror (only ever for requests
-    /// without a body).
+    /// The request again with an empty body: for a retry (only ever of a
+    /// request without a body) or a mirror (which then gets its body).
     fn rebuild(&self) -> Result<Request<RequestBody>, TryFailure> {
         let mut f = self.filters.borrow_mut();
         let state = f
@@ -442,12 +453,18 @@ impl Exchange {
             .map_err(TryFailure::BadRequest)
     }
 
-    /// Sends a copy to `cluster`, its `Host` suffixed `-shadow`; the
-    /// answer is read and dropped.
-    fn mirror(&self, cluster: usize, timeout: Option<Duration>) {
+    /// Sends a copy to `cluster`, its `Host` suffixed `-shadow`, with
+    /// `body` (a copy of the request's, streamed) if it has one; the answer
+    /// is read and dropped.
+    fn mirror(&self, cluster: usize, timeout: Option<Duration>, body: Option<RequestBody>) {
         let Ok(mut request) = self.rebuild() else {
             return;
         };
+        if let Some(body) = body {
+            // Filters may have changed the length: the copy is re-framed.
+            request.headers_mut().remove(header::CONTENT_LENGTH);
+            *request.body_mut() = body;
+        }
         if let Some(host) = request.headers().get(header::HOST)
             && let Ok(shadow) = HeaderValue::from_bytes(&[host.as_bytes(), b"-shadow"].concat())
         {
