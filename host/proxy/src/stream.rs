@@ -73,6 +73,35 @@ pub(crate) struct ResponseHead {
 }
 
 impl ProxyStream {
+    /// A header map as a property: the proxy-wasm pairs format (a u32
+    /// count, u32 key and value lengths, then each key and value followed
+    /// by a NUL), as Envoy serialises map-valued attributes.
+    fn map_property(&self, map: MapType, out: &mut Vec<u8>) -> Result<(), Status> {
+        let mut count = 0u32;
+        let mut sizes = Vec::new();
+        let mut data = Vec::new();
+        self.visit_map(map, &mut |k, v| {
+            count += 1;
+            sizes.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            sizes.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            for part in [k, v] {
+                data.extend_from_slice(part);
+                data.push(0);
+            }
+        })?;
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&sizes);
+        out.extend_from_slice(&data);
+        Ok(())
+    }
+
+    /// The approximate size of a header map: its names and values.
+    fn map_size(&self, map: MapType) -> u64 {
+        let mut size = 0;
+        let _ = self.visit_map(map, &mut |k, v| size += (k.len() + v.len()) as u64);
+        size
+    }
+
     /// The client's address.
     pub(crate) fn peer(&self) -> SocketAddr {
         self.connection.peer
@@ -321,6 +350,52 @@ impl HttpStream for ProxyStream {
             [b"request", b"duration"] => int(out, nanos(self.start.elapsed().unwrap_or_default())),
             [b"request", b"size"] => int(out, self.bytes_received.get() as i64),
             [b"response", b"size"] => int(out, self.bytes_sent.get() as i64),
+            [b"request", b"headers"] => self.map_property(MapType::HttpRequestHeaders, out)?,
+            [b"response", b"headers"] => self.map_property(MapType::HttpResponseHeaders, out)?,
+            [b"response", b"trailers"] => self.map_property(MapType::HttpResponseTrailers, out)?,
+            [b"request", b"total_size"] => int(
+                out,
+                (self.map_size(MapType::HttpRequestHeaders) + self.bytes_received.get()) as i64,
+            ),
+            [b"response", b"total_size"] => {
+                self.response.as_ref().ok_or(Status::NotFound)?;
+                int(
+                    out,
+                    (self.map_size(MapType::HttpResponseHeaders) + self.bytes_sent.get()) as i64,
+                )
+            }
+            [b"response", b"grpc_status"] => {
+                let grpc_status = |headers: Option<&HeaderMap>| {
+                    headers?
+                        .get("grpc-status")?
+                        .to_str()
+                        .ok()?
+                        .parse::<i64>()
+                        .ok()
+                };
+                let status = grpc_status(self.response_trailers.as_ref())
+                    .or_else(|| grpc_status(self.response.as_ref().map(|r| &r.headers)))
+                    .ok_or(Status::NotFound)?;
+                int(out, status);
+            }
+            [b"response", b"code_details"] => {
+                self.response.as_ref().ok_or(Status::NotFound)?;
+                let details = match (&self.upstream, &self.local_response) {
+                    (_, Some(_)) => "local_reply",
+                    (Some(_), None) => "via_upstream",
+                    (None, None) => "proxy_reply",
+                };
+                out.extend_from_slice(details.as_bytes());
+            }
+            [b"upstream", b"address"] => out.extend_from_slice(
+                self.upstream
+                    .ok_or(Status::NotFound)?
+                    .to_string()
+                    .as_bytes(),
+            ),
+            [b"upstream", b"port"] => {
+                int(out, self.upstream.ok_or(Status::NotFound)?.port().into())
+            }
             [b"response", b"code"] => {
                 let response = self.response.as_ref().ok_or(Status::NotFound)?;
                 int(out, response.status.as_u16().into());
@@ -597,10 +672,56 @@ mod tests {
         assert_eq!(property(&s, "response.code"), Err(Status::NotFound));
         assert_eq!(property(&s, "request.time").unwrap().len(), 8);
 
+        assert_eq!(property(&s, "upstream.address"), Err(Status::NotFound));
+        assert_eq!(
+            property(&s, "request.total_size").unwrap(),
+            // The pseudo-headers and `x-a: 1`, no body.
+            (10 + 11 + 5 + 6 + 7 + 3 + 7 + 4 + 3 + 1i64).to_le_bytes()
+        );
+        s.upstream = Some("10.0.0.9:8000".parse().unwrap());
+        assert_eq!(property(&s, "upstream.address").unwrap(), b"10.0.0.9:8000");
+        assert_eq!(
+            property(&s, "upstream.port").unwrap(),
+            8000i64.to_le_bytes()
+        );
+        s.response = Some(ResponseHead {
+            status: http::StatusCode::OK,
+            headers: HeaderMap::from_iter([(
+                http::header::HeaderName::from_static("grpc-status"),
+                HeaderValue::from_static("7"),
+            )]),
+        });
+        assert_eq!(
+            property(&s, "response.grpc_status").unwrap(),
+            7i64.to_le_bytes()
+        );
+        assert_eq!(
+            property(&s, "response.code_details").unwrap(),
+            b"via_upstream"
+        );
+
         s.set_property(&[b"my", b"key"], b"v1").unwrap();
         s.set_property(&[b"my", b"key"], b"v2").unwrap();
         assert_eq!(property(&s, "my.key").unwrap(), b"v2");
         assert_eq!(property(&s, "no.such"), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn header_maps_as_properties_use_the_pairs_format() {
+        let s = stream();
+        let got = property(&s, "request.headers").unwrap();
+        let mut want = Vec::new();
+        let pairs = pairs(&s, MapType::HttpRequestHeaders);
+        want.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+        for (k, v) in &pairs {
+            want.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            want.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in &pairs {
+            want.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
+        }
+        assert_eq!(got, want);
+        assert_eq!(property(&s, "response.headers"), Err(Status::NotFound));
     }
 
     #[test]
