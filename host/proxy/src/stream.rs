@@ -685,9 +685,9 @@ mod tests {
             8000i64.to_le_bytes()
         );
         s.response = Some(ResponseHead {
-            status: http::StatusCode::OK,
+            status: StatusCode::OK,
             headers: HeaderMap::from_iter([(
-                http::header::HeaderName::from_static("grpc-status"),
+                HeaderName::from_static("grpc-status"),
                 HeaderValue::from_static("7"),
             )]),
         });
