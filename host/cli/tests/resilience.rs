@@ -63,6 +63,10 @@ fn retries_get_past_a_flaky_upstream_and_stop_at_the_limit() {
         metrics.contains("weft_cluster_upstream_responses_total{cluster=\"app\",class=\"2xx\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("weft_cluster_upstream_response_seconds_count{cluster=\"app\"} 7"),
+        "every try is timed: {metrics}"
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@ use weft_abi::{HISTOGRAM_BOUNDS, Metric, MetricValue, MetricsReader};
 
 use crate::chain::PluginStats;
 use crate::cluster::{ClusterShared, ClusterStats};
-use crate::observe::{DURATION_BOUNDS, ListenerStats};
+use crate::observe::ListenerStats;
 
 /// What the admin endpoints show.
 #[derive(Clone)]
@@ -236,21 +236,8 @@ fn render_listener_metrics(listeners: &[(String, Arc<ListenerStats>)]) -> String
         "# HELP {name} From request arrival to the end of the response.\n# TYPE {name} histogram"
     );
     for (listener, stats) in listeners {
-        let listener = label(listener);
-        let mut cumulative = 0;
-        for (bound, count) in DURATION_BOUNDS.iter().zip(&stats.duration_buckets) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{listener=\"{listener}\",le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += stats.duration_buckets[DURATION_BOUNDS.len()].load(Ordering::Relaxed);
-        let sum = stats.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{listener=\"{listener}\",le=\"+Inf\"}} {cumulative}\n{name}_sum{{listener=\"{listener}\"}} {sum}\n{name}_count{{listener=\"{listener}\"}} {cumulative}"
-        );
+        let labels = format!("listener=\"{}\"", label(listener));
+        stats.durations.render(&mut out, name, &labels);
     }
     out
 }
@@ -322,6 +309,18 @@ fn render_cluster_metrics(clusters: &[Arc<ClusterShared>]) -> String {
                 count.load(Ordering::Relaxed)
             );
         }
+    }
+    let name = "weft_cluster_upstream_response_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From sending a try to its response headers.\n# TYPE {name} histogram"
+    );
+    for cluster in clusters {
+        let labels = format!("cluster=\"{}\"", label(&cluster.name));
+        cluster
+            .stats
+            .upstream_durations
+            .render(&mut out, name, &labels);
     }
     let name = "weft_cluster_endpoint_available";
     let _ = writeln!(

@@ -101,6 +101,8 @@ pub(crate) struct ClusterStats {
     pub(crate) dns_changes: AtomicU64,
     /// DNS refreshes that failed (the endpoints were kept).
     pub(crate) dns_failures: AtomicU64,
+    /// Each try, to its response headers.
+    pub(crate) upstream_durations: crate::observe::Durations,
 }
 
 /// A cluster's endpoints at one moment: DNS refreshes replace the set

@@ -379,6 +379,7 @@ impl Exchange {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let sent_at = std::time::Instant::now();
             let attempt = pool.send(request, pick);
             let sent = match until {
                 Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
@@ -388,6 +389,10 @@ impl Exchange {
             let policy: Option<&Retry> = forward.retry.as_ref().filter(|r| retries < r.attempts);
             let (outcome, retriable) = match sent {
                 Some(Ok(upstream)) => {
+                    pool.shared
+                        .stats
+                        .upstream_durations
+                        .record(sent_at.elapsed());
                     let status = upstream.response.status();
                     pool.shared
                         .report(&upstream.endpoint.shared, !status.is_server_error());

@@ -18,6 +18,46 @@ pub(crate) const DURATION_BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A histogram of durations over [`DURATION_BOUNDS`], in relaxed atomics.
+#[derive(Default)]
+pub(crate) struct Durations {
+    /// Per bucket (not cumulative), the last for above every bound.
+    buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Durations {
+    pub(crate) fn record(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = DURATION_BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Writes the histogram's lines in the Prometheus text format, each
+    /// series labelled with `labels` (`key="value"` pairs, comma-separated).
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
+        use std::fmt::Write as _;
+        let mut cumulative = 0;
+        for (bound, count) in DURATION_BOUNDS.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[DURATION_BOUNDS.len()].load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {cumulative}"
+        );
+    }
+}
+
 /// A listener's request metrics. Relaxed atomics: a scrape may see one
 /// request counted in one figure and not yet in another, never a torn value.
 #[derive(Default)]
@@ -25,9 +65,7 @@ pub(crate) struct ListenerStats {
     pub(crate) responses_by_class: [AtomicU64; 5],
     /// Requests that got no response (the stream was closed).
     pub(crate) closed: AtomicU64,
-    /// Per bucket (not cumulative), the last for above every bound.
-    pub(crate) duration_buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
-    pub(crate) duration_sum_micros: AtomicU64,
+    pub(crate) durations: Durations,
     pub(crate) active_connections: AtomicI64,
     pub(crate) connections: AtomicU64,
 }
@@ -43,16 +81,7 @@ impl ListenerStats {
                 self.closed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let seconds = elapsed.as_secs_f64();
-        let bucket = DURATION_BOUNDS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(DURATION_BOUNDS.len());
-        self.duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_micros.fetch_add(
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.durations.record(elapsed);
     }
 }
 
