@@ -127,7 +127,7 @@ fn proxy(file: &std::path::Path) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let proxy = match Proxy::start(&config, &runtime) {
+    let proxy = match Proxy::start(&config, std::sync::Arc::new(runtime)) {
         Ok(proxy) => proxy,
         Err(err) => {
             eprintln!("error: {}: {err}", file.display());

@@ -513,6 +513,12 @@ pub struct Plugin {
     /// absent, all. A call to another answers BAD_ARGUMENT and is logged.
     #[serde(default)]
     pub allowed_clusters: Option<Vec<String>>,
+    /// Load the module again whenever its file changes (the authoring
+    /// loop: save the `.wasm`, the next request runs it). The new version
+    /// must start and accept its configuration, or the running one stays.
+    /// Default false.
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// Resource limits of a plugin's VMs. A VM that exceeds one fails, and the

@@ -29,7 +29,7 @@ pub(crate) struct AdminState {
     /// Each plugin's name and VM counters.
     pub(crate) plugin_stats: Vec<(String, Arc<PluginStats>)>,
     /// `/plugins`: one JSON object per plugin.
-    pub(crate) plugins: serde_json::Value,
+    pub(crate) plugins: Arc<crate::Swapper>,
     /// Clusters, for `/clusters` and their metrics.
     pub(crate) clusters: Vec<Arc<ClusterShared>>,
     /// Each listener's name and request metrics.
@@ -104,7 +104,7 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         "/plugins" => (
             StatusCode::OK,
             "application/json",
-            format!("{:#}\n", state.plugins),
+            format!("{:#}\n", state.plugins.describe()),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -147,10 +147,20 @@ type Counter = fn(&PluginStats) -> &AtomicU64;
 /// weft's own metrics about plugins, labelled by plugin name.
 fn render_host_metrics(plugins: &[(String, Arc<PluginStats>)]) -> String {
     let mut out = String::new();
-    let families: [(&str, &str, Counter); 4] = [
+    let families: [(&str, &str, Counter); 6] = [
         ("weft_plugin_traps_total", "Callbacks that trapped.", |s| {
             &s.traps
         }),
+        (
+            "weft_plugin_swaps_total",
+            "New versions that replaced the running one.",
+            |s| &s.swaps,
+        ),
+        (
+            "weft_plugin_swap_failures_total",
+            "New versions refused (the running one stayed).",
+            |s| &s.swap_failures,
+        ),
         (
             "weft_plugin_timeouts_total",
             "Callbacks stopped at their CPU deadline.",
@@ -173,6 +183,24 @@ fn render_host_metrics(plugins: &[(String, Arc<PluginStats>)]) -> String {
             let value = field(stats).load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {value}", label(plugin));
         }
+    }
+    let name = "weft_plugin_version";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The version new streams run: 0 as started, one more per swap.\n# TYPE {name} gauge"
+    );
+    for (plugin, stats) in plugins {
+        let value = stats.version.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {value}", label(plugin));
+    }
+    let name = "weft_plugin_retired_vms";
+    let _ = writeln!(
+        out,
+        "# HELP {name} VMs of earlier versions still finishing their streams.\n# TYPE {name} gauge"
+    );
+    for (plugin, stats) in plugins {
+        let value = stats.retired_vms.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {value}", label(plugin));
     }
     out
 }

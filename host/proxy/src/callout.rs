@@ -21,7 +21,7 @@ use crate::worker::Worker;
 /// names the clusters it may call (all when `None`).
 pub(crate) fn caller(
     worker: Weak<Worker>,
-    plugin: usize,
+    (plugin, generation): (usize, u64),
     name: String,
     allowed: Option<Arc<[String]>>,
 ) -> HttpCaller {
@@ -36,7 +36,7 @@ pub(crate) fn caller(
             if let Some(worker) = worker.upgrade() {
                 worker.plugins[plugin]
                     .borrow_mut()
-                    .http_call_response(token, response);
+                    .http_call_response(generation, token, response);
             }
         });
         Ok(token)
@@ -75,7 +75,7 @@ fn cluster_for(
 /// message in one length-prefixed frame, to a cluster that speaks HTTP/2.
 pub(crate) fn grpc_caller(
     worker: Weak<Worker>,
-    plugin: usize,
+    (plugin, generation): (usize, u64),
     name: String,
     allowed: Option<Arc<[String]>>,
 ) -> GrpcCaller {
@@ -90,7 +90,7 @@ pub(crate) fn grpc_caller(
             if let Some(worker) = worker.upgrade() {
                 worker.plugins[plugin]
                     .borrow_mut()
-                    .grpc_call_response(token, response);
+                    .grpc_call_response(generation, token, response);
             }
         });
         Ok(token)

@@ -23,19 +23,56 @@ pub(crate) struct PluginStats {
     pub(crate) timeouts: AtomicU64,
     pub(crate) vm_starts: AtomicU64,
     pub(crate) vm_start_failures: AtomicU64,
+    /// The version new streams run: 0 as started, then one more per swap.
+    pub(crate) version: AtomicU64,
+    pub(crate) swaps: AtomicU64,
+    pub(crate) swap_failures: AtomicU64,
+    /// VMs of earlier versions still finishing streams, over all workers.
+    pub(crate) retired_vms: std::sync::atomic::AtomicI64,
+    info: std::sync::Mutex<crate::swap::VersionInfo>,
 }
 
-/// A plugin's VM on one worker, recreated with backoff after a failure.
+impl PluginStats {
+    /// What `/plugins` shows of the running version (not on the request
+    /// path).
+    pub(crate) fn info(&self) -> std::sync::MutexGuard<'_, crate::swap::VersionInfo> {
+        self.info
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Makes the hooks of a plugin's VM number `generation` on a worker: its
+/// queues' `on_queue_ready` and its call-outs' answers come back to that
+/// VM, even after a newer one replaced it.
+pub(crate) type HooksFor = Rc<dyn Fn(u64) -> VmHooks>;
+
+/// A VM of an earlier version of the plugin, kept while streams that
+/// started on it are in flight.
+struct Retired {
+    vm: Vm,
+    generation: u64,
+    /// Stream contexts still open on it.
+    live: usize,
+}
+
+/// A plugin's VM on one worker, recreated with backoff after a failure and
+/// replaced by a new version's VM on a swap (the old one finishes the
+/// streams it started, then is dropped).
 pub(crate) struct PluginSlot {
+    /// The version new VMs are made from.
     plugin: Arc<Plugin>,
+    /// Which version that is: 0 at start, then the swap's number.
+    pub(crate) version: u64,
     stats: Arc<PluginStats>,
-    /// Given to each new VM: route its queues' `on_queue_ready` and its
-    /// HTTP call-outs through this worker.
-    hooks: VmHooks,
+    hooks: HooksFor,
     vm: Option<Vm>,
     /// Bumped on every new VM, so that contexts of a VM that failed are
     /// never finished on its replacement.
     generation: u64,
+    /// Stream contexts open on the current VM.
+    live: usize,
+    retired: Vec<Retired>,
     started: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -86,13 +123,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
 impl PluginSlot {
-    pub(crate) fn new(plugin: Arc<Plugin>, stats: Arc<PluginStats>, hooks: VmHooks) -> PluginSlot {
+    pub(crate) fn new(plugin: Arc<Plugin>, stats: Arc<PluginStats>, hooks: HooksFor) -> PluginSlot {
         PluginSlot {
             plugin,
+            version: 0,
             stats,
             hooks,
             vm: None,
             generation: 0,
+            live: 0,
+            retired: Vec::new(),
             started: None,
             retry_at: None,
             backoff: MIN_BACKOFF,
@@ -110,27 +150,107 @@ impl PluginSlot {
         let _ = self.vm();
     }
 
-    /// The timer period the plugin's VM asked for, if it has a working VM.
+    /// Makes `plugin` (version `version`) the one new streams run: its VM
+    /// is started now; the current VM, if streams are still open on it,
+    /// is kept until the last of them ends.
+    pub(crate) fn swap(&mut self, plugin: Arc<Plugin>, version: u64) {
+        if let Some(vm) = self.vm.take()
+            && self.live > 0
+            && !vm.is_failed()
+        {
+            self.retired.push(Retired {
+                vm,
+                generation: self.generation,
+                live: self.live,
+            });
+            self.stats.retired_vms.fetch_add(1, Ordering::Relaxed);
+        }
+        self.live = 0;
+        self.plugin = plugin;
+        self.version = version;
+        self.retry_at = None;
+        self.backoff = MIN_BACKOFF;
+        self.warm();
+    }
+
+    /// The working VM of `generation` (the current one or a retired one).
+    fn vm_of(&mut self, generation: u64) -> Option<&mut Vm> {
+        let vm = if generation == self.generation {
+            self.vm.as_mut()
+        } else {
+            self.retired
+                .iter_mut()
+                .find(|r| r.generation == generation)
+                .map(|r| &mut r.vm)
+        };
+        vm.filter(|vm| !vm.is_failed())
+    }
+
+    /// [`PluginSlot::vm_of`], to look at.
+    fn vm_ref(&self, generation: u64) -> Option<&Vm> {
+        let vm = if generation == self.generation {
+            self.vm.as_ref()
+        } else {
+            self.retired
+                .iter()
+                .find(|r| r.generation == generation)
+                .map(|r| &r.vm)
+        };
+        vm.filter(|vm| !vm.is_failed())
+    }
+
+    /// A stream context of VM `generation` is gone; a retired VM with none
+    /// left is dropped.
+    fn context_finished(&mut self, generation: u64) {
+        if generation == self.generation {
+            self.live = self.live.saturating_sub(1);
+            return;
+        }
+        if let Some(i) = self.retired.iter().position(|r| r.generation == generation) {
+            let retired = &mut self.retired[i];
+            retired.live = retired.live.saturating_sub(1);
+            if retired.live == 0 {
+                self.retired.swap_remove(i);
+                self.stats.retired_vms.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(plugin = %self.plugin.name, generation, "VM of an earlier version dropped");
+            }
+        }
+    }
+
+    /// The timer period the plugin's VM asked for, if it has a working VM
+    /// (the shortest, while retired VMs finish their streams).
     pub(crate) fn tick_period(&self) -> Option<Duration> {
         self.vm
-            .as_ref()
+            .iter()
+            .chain(self.retired.iter().map(|r| &r.vm))
             .filter(|vm| !vm.is_failed())
-            .and_then(Vm::tick_period)
+            .filter_map(Vm::tick_period)
+            .min()
     }
 
-    /// Delivers `proxy_on_tick`; a failure is logged and the VM recreated
-    /// on its next use.
+    /// Delivers `proxy_on_tick` to the current VM and any retired ones; a
+    /// failure is logged and the VM recreated on its next use.
     pub(crate) fn tick(&mut self) {
-        self.root_callback(Vm::on_tick);
+        let retired: Vec<u64> = self.retired.iter().map(|r| r.generation).collect();
+        if self.vm().is_ok() {
+            self.root_callback(self.generation, Vm::on_tick);
+        }
+        for generation in retired {
+            self.root_callback(generation, Vm::on_tick);
+        }
     }
 
-    /// Runs a root callback with the streams this plugin paused lent to
-    /// the VM (so that `proxy_set_effective_context` reaches them), then
-    /// wakes the streams the plugin continued.
-    fn root_callback(&mut self, callback: impl FnOnce(&mut Vm) -> Result<(), VmError>) {
-        let Ok((_, generation)) = self.vm() else {
+    /// Runs a root callback on VM `generation` with the streams this plugin
+    /// paused there lent to it (so that `proxy_set_effective_context`
+    /// reaches them), then wakes the streams the plugin continued.
+    fn root_callback(
+        &mut self,
+        generation: u64,
+        callback: impl FnOnce(&mut Vm) -> Result<(), VmError>,
+    ) {
+        if self.vm_of(generation).is_none() {
             return;
-        };
+        }
         let mut holders = Vec::new();
         let mut lent = Vec::new();
         for paused in self.paused.iter().filter(|p| p.generation == generation) {
@@ -147,7 +267,7 @@ impl PluginSlot {
             drop(f);
             holders.push(filters);
         }
-        let Some(vm) = self.vm.as_mut() else {
+        let Some(vm) = self.vm_of(generation) else {
             return;
         };
         vm.lend_streams(lent);
@@ -170,7 +290,7 @@ impl PluginSlot {
             filters.borrow_mut().stream = stream;
         }
         if let Err(err) = result {
-            self.note_failure(&err);
+            self.note_failure(generation, &err);
             return;
         }
         for (context, outcome) in decided {
@@ -208,41 +328,77 @@ impl PluginSlot {
             .retain(|p| !(p.context == context && p.generation == generation));
     }
 
-    /// Delivers the answer (or failure, `None`) of an HTTP call-out.
-    pub(crate) fn http_call_response(&mut self, token: u32, response: Option<HttpCallResponse>) {
-        self.root_callback(|vm| vm.on_http_call_response(token, response));
+    /// Delivers the answer (or failure, `None`) of an HTTP call-out VM
+    /// `generation` made.
+    pub(crate) fn http_call_response(
+        &mut self,
+        generation: u64,
+        token: u32,
+        response: Option<HttpCallResponse>,
+    ) {
+        self.root_callback(generation, |vm| vm.on_http_call_response(token, response));
     }
 
-    /// Delivers the outcome of a gRPC call the plugin made.
-    pub(crate) fn grpc_call_response(&mut self, token: u32, response: GrpcCallResponse) {
-        self.root_callback(|vm| vm.on_grpc_call_response(token, response));
+    /// Delivers the outcome of a gRPC call VM `generation` made.
+    pub(crate) fn grpc_call_response(
+        &mut self,
+        generation: u64,
+        token: u32,
+        response: GrpcCallResponse,
+    ) {
+        self.root_callback(generation, |vm| vm.on_grpc_call_response(token, response));
     }
 
-    /// Delivers `proxy_on_queue_ready` for a queue this plugin registered.
-    pub(crate) fn queue_ready(&mut self, queue: u32) {
-        self.root_callback(|vm| vm.on_queue_ready(queue));
+    /// Delivers `proxy_on_queue_ready` for a queue VM `generation`
+    /// registered.
+    pub(crate) fn queue_ready(&mut self, generation: u64, queue: u32) {
+        self.root_callback(generation, |vm| vm.on_queue_ready(queue));
     }
 
-    /// Handles a callback's failure: counts it and, if the VM marked itself
-    /// failed, retires it at once so that the backoff runs from now.
-    fn note_failure(&mut self, err: &VmError) {
-        if !self.vm.as_ref().is_some_and(Vm::is_failed) {
+    /// Handles a callback's failure on VM `generation`: counts it and, if
+    /// the VM marked itself failed, drops it at once (the current one is
+    /// replaced after the backoff).
+    fn note_failure(&mut self, generation: u64, err: &VmError) {
+        let failed = if generation == self.generation {
+            self.vm.as_ref().is_some_and(Vm::is_failed)
+        } else {
+            self.retired
+                .iter()
+                .any(|r| r.generation == generation && r.vm.is_failed())
+        };
+        if !failed {
             return;
         }
         match err {
             VmError::Timeout { .. } => self.stats.timeouts.fetch_add(1, Ordering::Relaxed),
             _ => self.stats.traps.fetch_add(1, Ordering::Relaxed),
         };
-        self.retire_failed_vm();
+        if generation == self.generation {
+            self.retire_failed_vm();
+            return;
+        }
+        self.retired.retain(|r| r.generation != generation);
+        self.stats.retired_vms.fetch_sub(1, Ordering::Relaxed);
+        self.paused.retain(|p| {
+            if p.generation == generation {
+                p.resume.wake(Outcome::Failed);
+            }
+            p.generation != generation
+        });
     }
 
     /// Drops a failed VM and schedules its replacement. Streams it had
     /// paused learn that it failed.
     fn retire_failed_vm(&mut self) {
         self.vm = None;
-        for paused in self.paused.drain(..) {
-            paused.resume.wake(Outcome::Failed);
-        }
+        self.live = 0;
+        let generation = self.generation;
+        self.paused.retain(|p| {
+            if p.generation == generation {
+                p.resume.wake(Outcome::Failed);
+            }
+            p.generation != generation
+        });
         if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
             self.backoff = MIN_BACKOFF;
         }
@@ -275,10 +431,11 @@ impl PluginSlot {
                     plugin: self.plugin.name.clone(),
                 });
             }
-            match Vm::with_hooks(self.plugin.clone(), self.hooks.clone()) {
+            match Vm::with_hooks(self.plugin.clone(), (self.hooks)(self.generation + 1)) {
                 Ok(vm) => {
                     self.vm = Some(vm);
                     self.generation += 1;
+                    self.live = 0;
                     self.started = Some(Instant::now());
                     self.retry_at = None;
                     self.stats.vm_starts.fetch_add(1, Ordering::Relaxed);
@@ -451,11 +608,8 @@ impl StreamFilters {
     pub(crate) fn has_body_callbacks(&self, request: bool) -> bool {
         self.active.iter().any(|ctx| {
             let slot = self.worker.plugins[ctx.plugin].borrow();
-            slot.generation == ctx.generation
-                && slot
-                    .vm
-                    .as_ref()
-                    .is_some_and(|vm| vm.has_body_callback(request))
+            slot.vm_ref(ctx.generation)
+                .is_some_and(|vm| vm.has_body_callback(request))
         })
     }
 
@@ -664,11 +818,8 @@ impl StreamFilters {
     pub(crate) fn has_trailers_callbacks(&self, request: bool) -> bool {
         self.active.iter().any(|ctx| {
             let slot = self.worker.plugins[ctx.plugin].borrow();
-            slot.generation == ctx.generation
-                && slot
-                    .vm
-                    .as_ref()
-                    .is_some_and(|vm| vm.has_trailers_callback(request))
+            slot.vm_ref(ctx.generation)
+                .is_some_and(|vm| vm.has_trailers_callback(request))
         })
     }
 
@@ -684,7 +835,11 @@ impl StreamFilters {
             Err(err) => err,
         };
         let mut slot = self.worker.plugins[plugin].borrow_mut();
-        slot.note_failure(&err);
+        if let Some(ctx) = self.active.iter().find(|a| a.plugin == plugin) {
+            let generation = ctx.generation;
+            slot.note_failure(generation, &err);
+            slot.context_finished(generation);
+        }
         self.active.retain(|a| a.plugin != plugin);
         match slot.plugin.failure_policy {
             FailurePolicy::FailOpen => {
@@ -756,14 +911,12 @@ impl Drop for StreamFilters {
     fn drop(&mut self) {
         for ctx in &self.active {
             let mut slot = self.worker.plugins[ctx.plugin].borrow_mut();
-            if slot.generation != ctx.generation {
-                continue;
-            }
-            if let Some(vm) = slot.vm.as_mut().filter(|vm| !vm.is_failed())
+            if let Some(vm) = slot.vm_of(ctx.generation)
                 && let Err(err) = vm.finish_stream(ctx.context, &mut self.stream)
             {
-                slot.note_failure(&err);
+                slot.note_failure(ctx.generation, &err);
             }
+            slot.context_finished(ctx.generation);
         }
         if let Some(state) = crate::worker::proxy_stream(&mut self.stream)
             && let Some(listener) = &state.listener
@@ -785,24 +938,29 @@ fn call(
     size: usize,
     end_of_stream: bool,
 ) -> Result<Action, VmError> {
-    let (vm, generation) = slot.vm()?;
     if phase == Phase::RequestHeaders {
+        let (vm, generation) = slot.vm()?;
         let context = vm.create_stream_context()?;
         active.push(ActiveContext {
             plugin,
             generation,
             context,
         });
-        return vm.on_request_headers(context, stream, size, end_of_stream);
+        let action = vm.on_request_headers(context, stream, size, end_of_stream);
+        slot.live += 1;
+        return action;
     }
     let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
         return Ok(Action::Continue);
     };
-    if ctx.generation != generation {
-        // The VM this stream started on failed and was replaced: the new
-        // one has never heard of this context.
-        return Ok(Action::Continue);
-    }
+    // The VM this stream started on: the current one, or one of an earlier
+    // version finishing its streams. If it failed (and was replaced), the
+    // plugin's failure policy decides.
+    let Some(vm) = slot.vm_of(ctx.generation) else {
+        return Err(VmError::Failed {
+            plugin: slot.plugin.name.clone(),
+        });
+    };
     match phase {
         Phase::ResponseHeaders => vm.on_response_headers(ctx.context, stream, size, end_of_stream),
         Phase::RequestTrailers | Phase::ResponseTrailers => {

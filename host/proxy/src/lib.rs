@@ -12,11 +12,13 @@ mod callout;
 mod chain;
 mod cluster;
 mod dns;
+mod filewatch;
 mod forward;
 mod health;
 mod observe;
 mod router;
 mod stream;
+mod swap;
 mod tls;
 mod worker;
 
@@ -31,6 +33,7 @@ use weft_abi::{Capabilities, LoadError, Plugin, PluginLimits, PluginModule, Runt
 use weft_config::{FailurePolicy, ProxyConfig};
 
 pub use body::ResponseBody;
+pub use swap::{SwapError, Swapped, Swapper};
 
 /// Why the proxy could not start. Each names the config field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,7 @@ pub struct Proxy {
     listeners: Vec<BoundListener>,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
+    swapper: Arc<Swapper>,
 }
 
 /// Loads and checks every plugin of `config`: each module compiles and links,
@@ -124,17 +128,44 @@ pub fn load_plugins(
 ) -> Result<Vec<Arc<Plugin>>, StartError> {
     let mut plugins = Vec::with_capacity(config.plugins.len());
     for (index, p) in config.plugins.iter().enumerate() {
+        let (plugin, _) = load_plugin(index, p, runtime)?;
+        plugins.push(plugin);
+    }
+    Ok(plugins)
+}
+
+/// Loads plugin number `index`: its module compiles and links, and it
+/// starts and accepts its configuration on a canary VM. Returns it with its
+/// module's SHA-256 (hex).
+pub(crate) fn load_plugin(
+    index: usize,
+    p: &weft_config::Plugin,
+    runtime: &Runtime,
+) -> Result<(Arc<Plugin>, String), StartError> {
+    {
         let capabilities = Capabilities {
             host_functions: p.allowed_host_functions.clone(),
         };
-        let module =
-            PluginModule::load_with(runtime, &p.module, &capabilities).map_err(|source| {
-                StartError::Module {
-                    index,
-                    name: p.name.clone(),
-                    source,
-                }
-            })?;
+        let bytes = std::fs::read(&p.module).map_err(|source| StartError::Module {
+            index,
+            name: p.name.clone(),
+            source: LoadError::Read {
+                path: p.module.clone(),
+                source,
+            },
+        })?;
+        let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+        let module = PluginModule::from_bytes_with(
+            runtime,
+            &p.module.display().to_string(),
+            &bytes,
+            &capabilities,
+        )
+        .map_err(|source| StartError::Module {
+            index,
+            name: p.name.clone(),
+            source,
+        })?;
         let plugin = Arc::new(Plugin {
             name: p.name.clone(),
             root_id: p.root_id.clone(),
@@ -162,11 +193,16 @@ pub fn load_plugins(
             plugin = %p.name,
             module = %p.module.display(),
             abi = %plugin.module.abi_version(),
+            sha256 = %sha256,
             "plugin loaded"
         );
-        plugins.push(plugin);
+        Ok((plugin, sha256))
     }
-    Ok(plugins)
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Everything [`Proxy::start`] checks before it binds anything: plugins
@@ -189,8 +225,20 @@ pub fn check(config: &ProxyConfig, runtime: &Runtime) -> Result<usize, StartErro
 
 impl Proxy {
     /// Starts the proxy described by `config` (already validated).
-    pub fn start(config: &ProxyConfig, runtime: &Runtime) -> Result<Proxy, StartError> {
-        let plugins = load_plugins(config, runtime)?;
+    pub fn start(config: &ProxyConfig, runtime: Arc<Runtime>) -> Result<Proxy, StartError> {
+        let mut plugins = Vec::with_capacity(config.plugins.len());
+        let mut stats: Vec<Arc<chain::PluginStats>> = Vec::with_capacity(config.plugins.len());
+        for (index, p) in config.plugins.iter().enumerate() {
+            let (plugin, sha256) = load_plugin(index, p, &runtime)?;
+            let plugin_stats = Arc::<chain::PluginStats>::default();
+            {
+                let mut info = plugin_stats.info();
+                info.module = p.module.clone();
+                info.sha256 = sha256;
+            }
+            plugins.push(plugin);
+            stats.push(plugin_stats);
+        }
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -250,7 +298,13 @@ impl Proxy {
             });
         }
 
-        let stats: Vec<Arc<chain::PluginStats>> = plugins.iter().map(|_| Arc::default()).collect();
+        let published = Arc::new(swap::Published::new(&plugins, workers));
+        let swapper = Arc::new(Swapper::new(
+            runtime.clone(),
+            config.plugins.clone(),
+            published.clone(),
+            stats.clone(),
+        ));
         let (shutdown, receiver) = watch::channel(false);
         let drain = Duration::from_millis(config.drain_timeout_ms);
         let mut handles = Vec::with_capacity(workers + 1);
@@ -262,20 +316,7 @@ impl Proxy {
                     .map(|p| p.name.clone())
                     .zip(stats.iter().cloned())
                     .collect(),
-                plugins: plugins
-                    .iter()
-                    .zip(&config.plugins)
-                    .map(|(plugin, p)| {
-                        serde_json::json!({
-                            "name": plugin.name,
-                            "module": p.module.display().to_string(),
-                            "abi_version": plugin.module.abi_version().to_string(),
-                            "root_id": plugin.root_id,
-                            "vm_id": plugin.vm_id,
-                            "failure_policy": format!("{:?}", plugin.failure_policy),
-                        })
-                    })
-                    .collect(),
+                plugins: swapper.clone(),
                 clusters: clusters.clone(),
                 listeners: listener_stats,
                 config: serde_json::to_value(config).unwrap_or_default(),
@@ -319,6 +360,7 @@ impl Proxy {
                     .iter()
                     .map(|p| p.allowed_clusters.as_deref().map(Arc::from))
                     .collect(),
+                published: published.clone(),
             };
             let receiver = receiver.clone();
             let handle = std::thread::Builder::new()
@@ -331,11 +373,22 @@ impl Proxy {
                 .map_err(StartError::Thread)?;
             handles.push(handle);
         }
+        if let Some(handle) =
+            filewatch::start(swapper.clone(), receiver.clone()).map_err(StartError::Thread)?
+        {
+            handles.push(handle);
+        }
         Ok(Proxy {
             listeners: bound,
             shutdown,
             workers: handles,
+            swapper,
         })
+    }
+
+    /// Swaps the running proxy's plugins.
+    pub fn swapper(&self) -> &Arc<Swapper> {
+        &self.swapper
     }
 
     /// The listeners and the addresses they are bound to.

@@ -41,6 +41,8 @@ pub(crate) struct WorkerInit {
     pub(crate) access_logs: Vec<Option<weft_config::AccessLog>>,
     /// Each plugin's allowed call-out clusters (all when `None`).
     pub(crate) allowed_clusters: Vec<Option<Arc<[String]>>>,
+    /// New plugin versions, published by swaps.
+    pub(crate) published: Arc<crate::swap::Published>,
 }
 
 /// A worker's own state.
@@ -102,7 +104,8 @@ pub(crate) fn run(
         // Items enqueued (on any thread) on queues this worker's VMs
         // registered arrive here as (plugin, queue) and are delivered to
         // the VM by the task below.
-        let (ready_sender, mut ready) = tokio::sync::mpsc::unbounded_channel::<(usize, u32)>();
+        let (ready_sender, mut ready) =
+            tokio::sync::mpsc::unbounded_channel::<(usize, u64, u32)>();
         let plugins = init.plugins;
         let worker = Rc::new_cyclic(|weak: &std::rc::Weak<Worker>| Worker {
             index: init.index,
@@ -118,23 +121,29 @@ pub(crate) fn run(
                 .enumerate()
                 .map(|(index, (plugin, stats))| {
                     let sender = ready_sender.clone();
-                    let hooks = VmHooks {
-                        queue_notifier: Some(Arc::new(move |queue| {
-                            let _ = sender.send((index, queue));
-                        })),
-                        http_caller: Some(crate::callout::caller(
-                            weak.clone(),
-                            index,
-                            plugin.name.clone(),
-                            allowed_clusters.get(index).cloned().flatten(),
-                        )),
-                        grpc_caller: Some(crate::callout::grpc_caller(
-                            weak.clone(),
-                            index,
-                            plugin.name.clone(),
-                            allowed_clusters.get(index).cloned().flatten(),
-                        )),
-                    };
+                    let weak = weak.clone();
+                    let name = plugin.name.clone();
+                    let allowed = allowed_clusters.get(index).cloned().flatten();
+                    let hooks: crate::chain::HooksFor = Rc::new(move |generation| {
+                        let sender = sender.clone();
+                        VmHooks {
+                            queue_notifier: Some(Arc::new(move |queue| {
+                                let _ = sender.send((index, generation, queue));
+                            })),
+                            http_caller: Some(crate::callout::caller(
+                                weak.clone(),
+                                (index, generation),
+                                name.clone(),
+                                allowed.clone(),
+                            )),
+                            grpc_caller: Some(crate::callout::grpc_caller(
+                                weak.clone(),
+                                (index, generation),
+                                name.clone(),
+                                allowed.clone(),
+                            )),
+                        }
+                    });
                     RefCell::new(PluginSlot::new(plugin, stats, hooks))
                 })
                 .collect(),
@@ -144,8 +153,10 @@ pub(crate) fn run(
         {
             let worker = worker.clone();
             tokio::task::spawn_local(async move {
-                while let Some((plugin, queue)) = ready.recv().await {
-                    worker.plugins[plugin].borrow_mut().queue_ready(queue);
+                while let Some((plugin, generation, queue)) = ready.recv().await {
+                    worker.plugins[plugin]
+                        .borrow_mut()
+                        .queue_ready(generation, queue);
                 }
             });
         }
@@ -153,6 +164,7 @@ pub(crate) fn run(
             slot.borrow_mut().warm();
             tokio::task::spawn_local(tick(worker.clone(), index));
         }
+        tokio::task::spawn_local(apply_swaps(worker.clone(), init.published));
         let mut accepting = Vec::new();
         for (route, socket) in init.listeners {
             let listener = tokio::net::TcpListener::from_std(socket)?;
@@ -233,6 +245,22 @@ async fn tick(worker: Rc<Worker>, plugin: usize) {
             }
             None => tokio::time::sleep(IDLE_TICK_CHECK).await,
         }
+    }
+}
+
+/// Applies each new publication of plugin versions: a plugin whose version
+/// changed gets its new VM now; streams in flight keep theirs.
+async fn apply_swaps(worker: Rc<Worker>, published: Arc<crate::swap::Published>) {
+    let mut updates = published.subscribe();
+    while updates.changed().await.is_ok() {
+        let generation = *updates.borrow_and_update();
+        for (slot, (plugin, version)) in worker.plugins.iter().zip(published.current()) {
+            let mut slot = slot.borrow_mut();
+            if slot.version != version {
+                slot.swap(plugin, version);
+            }
+        }
+        published.applied(worker.index, generation);
     }
 }
 

@@ -1,0 +1,241 @@
+//! Hot swap end to end: plugins with `watch: true` are swapped when their
+//! module file changes, under load, with nothing dropped; streams in flight
+//! finish on the version they started on; a bad version is refused and the
+//! running one stays.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Upstream, Weft, send, send_many};
+
+/// A filter that adds `x-version: VERSION` to every response; its
+/// `proxy_on_configure` answers `configure` (0 refuses the configuration).
+fn versioned(version: &str, configure: u32) -> String {
+    format!(
+        r#"(module
+  (import "env" "proxy_add_header_map_value"
+    (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 100) "x-version")
+  (data (i32.const 200) "{version}")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const {configure}))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 9) (i32.const 200) (i32.const {len})))
+    (i32.const 0)))"#,
+        len = version.len()
+    )
+}
+
+/// Replaces `path` in one step (write aside, then rename), as build tools
+/// and editors do.
+fn replace(path: &Path, contents: &str) {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, contents).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+struct Setup {
+    weft: Weft,
+    module: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _upstream: Upstream,
+}
+
+fn setup(workers: usize) -> Setup {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("versioned.wat");
+    std::fs::write(&module, versioned("v1", 1)).unwrap();
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: {workers}
+admin: {{address: 127.0.0.1:0}}
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    cluster: app
+    filters: [versioned]
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+plugins:
+  - {{name: versioned, module: "{}", watch: true}}
+"#,
+        upstream.addr,
+        module.display()
+    ));
+    Setup {
+        weft,
+        module,
+        _dir: dir,
+        _upstream: upstream,
+    }
+}
+
+/// `/plugins` for the plugin.
+fn plugin_state(weft: &Weft) -> serde_json::Value {
+    let body = send(weft.listeners["admin"], "GET", "/plugins", &[], "").body;
+    let plugins: serde_json::Value = serde_json::from_str(&body).unwrap();
+    plugins[0].clone()
+}
+
+/// Waits until `/plugins` shows `field` at `want`.
+fn wait_plugin(weft: &Weft, field: &str, want: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = plugin_state(weft);
+        if state[field] == want {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{field} never reached {want}: {state:#}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The value of metric `name` (with its labels) on the admin listener.
+fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
+    support::metric(&send(admin, "GET", "/metrics", &[], "").body, name)
+}
+
+fn version_of(got: &support::Got) -> String {
+    got.headers
+        .get("x-version")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn fifty_swaps_under_load_drop_nothing() {
+    let s = setup(2);
+    let addr = s.weft.addr;
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                // Bounded: stops when the swaps are done, or at the cap.
+                while !done.load(Ordering::SeqCst) && seen.len() < 200_000 {
+                    for got in send_many(addr, 20, "/", &[]) {
+                        seen.push((got.status, version_of(&got)));
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for swap in 1..=50u64 {
+        let version = if swap % 2 == 1 { "v2" } else { "v1" };
+        replace(&s.module, &versioned(version, 1));
+        wait_plugin(&s.weft, "version", swap);
+        // Every worker runs the new version once the swap is reported.
+        for got in send_many(addr, 4, "/", &[]) {
+            assert_eq!(version_of(&got), version, "after swap {swap}");
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    let mut by_version = std::collections::HashMap::new();
+    for client in clients {
+        for (status, version) in client.join().unwrap() {
+            assert_eq!(status, 200, "a request failed during the swaps");
+            *by_version.entry(version).or_insert(0) += 1;
+            total += 1;
+        }
+    }
+    let mut versions: Vec<_> = by_version.keys().cloned().collect();
+    versions.sort();
+    assert_eq!(versions, ["v1", "v2"], "every response came from v1 or v2");
+    assert!(total > 100, "only {total} requests ran during the swaps");
+    let admin = s.weft.listeners["admin"];
+    assert_eq!(
+        metric(admin, "weft_plugin_swaps_total{plugin=\"versioned\"}"),
+        50
+    );
+    assert_eq!(
+        metric(admin, "weft_plugin_version{plugin=\"versioned\"}"),
+        50
+    );
+    // Old VMs go once their last stream has ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}") != 0 {
+        assert!(Instant::now() < deadline, "retired VMs were never dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn streams_in_flight_finish_on_the_version_they_started_on() {
+    let s = setup(1);
+    let addr = s.weft.addr;
+    let slow = std::thread::spawn(move || send(addr, "GET", "/delay/1500", &[], ""));
+    std::thread::sleep(Duration::from_millis(300));
+    replace(&s.module, &versioned("v2", 1));
+    wait_plugin(&s.weft, "version", 1);
+    assert_eq!(version_of(&send(addr, "GET", "/", &[], "")), "v2");
+    let admin = s.weft.listeners["admin"];
+    assert_eq!(
+        metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}"),
+        1,
+        "v1's VM stays while its stream is in flight"
+    );
+    let slow = slow.join().unwrap();
+    assert_eq!((slow.status, version_of(&slow).as_str()), (200, "v1"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}") != 0 {
+        assert!(Instant::now() < deadline, "v1's VM was never dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_bad_version_is_refused_and_the_running_one_stays() {
+    let s = setup(1);
+    let addr = s.weft.addr;
+
+    std::fs::write(&s.module, "(module (this is not wat").unwrap();
+    let state = wait_plugin(&s.weft, "swap_failures", 1);
+    assert_eq!(state["version"], 0);
+    let error = state["last_swap_error"].as_str().unwrap();
+    assert!(error.contains("versioned.wat"), "{error}");
+    assert_eq!(version_of(&send(addr, "GET", "/", &[], "")), "v1");
+
+    // A module that refuses its configuration.
+    replace(&s.module, &versioned("v2", 0));
+    let state = wait_plugin(&s.weft, "swap_failures", 2);
+    let error = state["last_swap_error"].as_str().unwrap();
+    assert!(error.contains("configur"), "{error}");
+    assert_eq!(version_of(&send(addr, "GET", "/", &[], "")), "v1");
+    s.weft
+        .wait_for_log("new version refused, the running one stays");
+
+    // A good one is taken, and the error is cleared.
+    replace(&s.module, &versioned("v3", 1));
+    let state = wait_plugin(&s.weft, "version", 1);
+    assert!(state["last_swap_error"].is_null(), "{state:#}");
+    assert_eq!(state["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(version_of(&send(addr, "GET", "/", &[], "")), "v3");
+    let admin = s.weft.listeners["admin"];
+    assert_eq!(
+        metric(
+            admin,
+            "weft_plugin_swap_failures_total{plugin=\"versioned\"}"
+        ),
+        2
+    );
+}
