@@ -14,7 +14,8 @@
 //!   and the public key that made it.
 //!
 //! Bundles are built from a directory holding `bundle.yaml` and the module
-//! files it names ([`Bundle::from_dir`]), read back with every hash checked
+//! files it names, `.wasm` or `.wat` (assembled to binary)
+//! ([`Bundle::from_dir`]), read back with every hash checked
 //! ([`Bundle::from_archive`]), signed ([`Bundle::sign`]) and verified
 //! against trusted keys ([`Bundle::verify`]).
 
@@ -180,7 +181,10 @@ impl Bundle {
         let mut modules = BTreeMap::new();
         for plugin in &mut manifest.plugins {
             let file = dir.join(&plugin.module);
-            let bytes = read_limited(&file)?;
+            // Modules are stored as binary: a text (.wat) one is assembled.
+            let bytes = wat::parse_bytes(&read_limited(&file)?)
+                .map_err(|e| BundleError::Invalid(format!("{}: {e}", file.display())))?
+                .into_owned();
             let sha256 = sha256_hex(&bytes);
             plugin.module = PathBuf::from(module_name(&sha256));
             modules.insert(sha256, bytes);

@@ -1,6 +1,7 @@
 //! The `weft` command. Thin: it parses arguments, sets up logging and wires
 //! the host crates together.
 
+mod bundle;
 mod echo;
 
 use std::io::{IsTerminal, Write};
@@ -32,6 +33,11 @@ enum Command {
         /// The proxy configuration file (YAML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Build, sign and verify filter bundles.
+    Bundle {
+        #[command(subcommand)]
+        command: bundle::BundleCommand,
     },
     /// Work with configuration files.
     Config {
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check(&file),
+        Command::Bundle { command } => bundle::run(command),
         Command::Echo { listen } => match echo::run(listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(&format!("echo: {err:#}")),

@@ -14,31 +14,6 @@ use std::time::{Duration, Instant};
 
 use support::{Upstream, Weft, send, send_many};
 
-/// A filter that adds `x-version: VERSION` to every response; its
-/// `proxy_on_configure` answers `configure` (0 refuses the configuration).
-fn versioned(version: &str, configure: u32) -> String {
-    format!(
-        r#"(module
-  (import "env" "proxy_add_header_map_value"
-    (func $add (param i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
-  (data (i32.const 100) "x-version")
-  (data (i32.const 200) "{version}")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
-    (local $p i32) (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
-    (local.get $p))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const {configure}))
-  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
-    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 9) (i32.const 200) (i32.const {len})))
-    (i32.const 0)))"#,
-        len = version.len()
-    )
-}
-
 /// Replaces `path` in one step (write aside, then rename), as build tools
 /// and editors do.
 fn replace(path: &Path, contents: &str) {
@@ -58,7 +33,7 @@ fn setup(workers: usize) -> Setup {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("versioned.wat");
-    std::fs::write(&module, versioned("v1", 1)).unwrap();
+    std::fs::write(&module, support::versioned_wat("v1", 1)).unwrap();
     let weft = Weft::proxy(&format!(
         r#"
 workers: {workers}
@@ -141,7 +116,7 @@ fn fifty_swaps_under_load_drop_nothing() {
         .collect();
     for swap in 1..=50u64 {
         let version = if swap % 2 == 1 { "v2" } else { "v1" };
-        replace(&s.module, &versioned(version, 1));
+        replace(&s.module, &support::versioned_wat(version, 1));
         wait_plugin(&s.weft, "version", swap);
         // Every worker runs the new version once the swap is reported.
         for got in send_many(addr, 4, "/", &[]) {
@@ -185,7 +160,7 @@ fn streams_in_flight_finish_on_the_version_they_started_on() {
     let addr = s.weft.addr;
     let slow = std::thread::spawn(move || send(addr, "GET", "/delay/1500", &[], ""));
     std::thread::sleep(Duration::from_millis(300));
-    replace(&s.module, &versioned("v2", 1));
+    replace(&s.module, &support::versioned_wat("v2", 1));
     wait_plugin(&s.weft, "version", 1);
     assert_eq!(version_of(&send(addr, "GET", "/", &[], "")), "v2");
     let admin = s.weft.listeners["admin"];
@@ -216,7 +191,7 @@ fn a_bad_version_is_refused_and_the_running_one_stays() {
     assert_eq!(version_of(&send(addr, "GET", "/", &[], "")), "v1");
 
     // A module that refuses its configuration.
-    replace(&s.module, &versioned("v2", 0));
+    replace(&s.module, &support::versioned_wat("v2", 0));
     let state = wait_plugin(&s.weft, "swap_failures", 2);
     let error = state["last_swap_error"].as_str().unwrap();
     assert!(error.contains("configur"), "{error}");
@@ -225,7 +200,7 @@ fn a_bad_version_is_refused_and_the_running_one_stays() {
         .wait_for_log("new version refused, the running one stays");
 
     // A good one is taken, and the error is cleared.
-    replace(&s.module, &versioned("v3", 1));
+    replace(&s.module, &support::versioned_wat("v3", 1));
     let state = wait_plugin(&s.weft, "version", 1);
     assert!(state["last_swap_error"].is_null(), "{state:#}");
     assert_eq!(state["sha256"].as_str().unwrap().len(), 64);

@@ -50,6 +50,29 @@ pub struct ProxyConfig {
     /// How endpoint host names are resolved.
     #[serde(default)]
     pub dns: Dns,
+    /// This proxy's labels: a bundle is taken only if its own labels are
+    /// all among these.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Where the proxy takes filter bundles from; default nowhere.
+    #[serde(default)]
+    pub bundles: Option<BundleSource>,
+}
+
+/// A local source of filter bundles.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSource {
+    /// A bundle archive (`weft bundle build`), or a directory holding
+    /// `bundle.yaml` and its modules (built in memory: the authoring loop).
+    pub path: PathBuf,
+    /// Apply it again whenever it changes. Default true.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Public keys (base64, or `.pub` files) bundles must be signed with;
+    /// with none, unsigned bundles are taken.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// How endpoint host names are resolved.
@@ -645,6 +668,16 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
     }
     if let Some(file) = &mut config.dns.hosts_file {
         resolve(file);
+    }
+    if let Some(bundles) = &mut config.bundles {
+        resolve(&mut bundles.path);
+        for key in &mut bundles.trusted_keys {
+            // A key given as a file is read relative to the config too.
+            let file = base.join(&*key);
+            if key.ends_with(".pub") && file.exists() {
+                *key = file.display().to_string();
+            }
+        }
     }
     for log in config
         .listeners

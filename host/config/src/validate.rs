@@ -44,6 +44,17 @@ impl Check<'_> {
         if let Some(file) = &config.dns.hosts_file {
             self.file("dns.hosts_file", file)?;
         }
+        if let Some(bundles) = &config.bundles
+            && !bundles.path.exists()
+        {
+            return Err(self.fail(
+                "bundles.path",
+                format!(
+                    "{} does not exist (give a bundle archive or a directory with bundle.yaml)",
+                    bundles.path.display()
+                ),
+            ));
+        }
         for (i, cluster) in config.clusters.iter().enumerate() {
             self.cluster(&format!("clusters[{i}]"), cluster)?;
         }

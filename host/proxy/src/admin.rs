@@ -88,6 +88,7 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             "text/plain; version=0.0.4",
             render_listener_metrics(&state.listeners)
                 + &render_host_metrics(&state.plugin_stats)
+                + &render_bundle_metrics(&state.plugins.bundle_status())
                 + &render_cluster_metrics(&state.clusters)
                 + &render_metrics(&state.metrics.metrics()),
         ),
@@ -106,10 +107,19 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             "application/json",
             format!("{:#}\n", state.plugins.describe()),
         ),
+        "/bundle" => (
+            StatusCode::OK,
+            "application/json",
+            format!(
+                "{:#}\n",
+                serde_json::to_value(state.plugins.bundle_status()).unwrap_or_default()
+            ),
+        ),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /ready, /metrics, /config, /clusters or /plugins\n".to_string(),
+            "not found; try /ready, /metrics, /config, /clusters, /plugins or /bundle\n"
+                .to_string(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -139,6 +149,14 @@ fn metric_name(name: &str) -> String {
         out.insert(0, '_');
     }
     out
+}
+
+/// How bundles fared.
+fn render_bundle_metrics(status: &crate::BundleStatus) -> String {
+    format!(
+        "# HELP weft_bundle_applies_total Bundles applied.\n# TYPE weft_bundle_applies_total counter\nweft_bundle_applies_total {}\n# HELP weft_bundle_refusals_total Bundles refused (the running version stayed).\n# TYPE weft_bundle_refusals_total counter\nweft_bundle_refusals_total {}\n",
+        status.applies, status.refusals
+    )
 }
 
 /// Picks one counter out of a plugin's stats.

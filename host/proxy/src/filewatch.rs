@@ -1,12 +1,13 @@
 //! The authoring loop: plugins with `watch: true` are swapped when their
-//! module file changes. One thread watches the modules' directories
-//! (inotify through `notify`); a burst of events on one file (an editor's
-//! write, a compiler's output, a rename into place) becomes one swap once
-//! the file has been quiet for `SETTLE`.
+//! module file changes, and a watched bundle source is applied again when
+//! it changes. One thread watches the directories involved (inotify
+//! through `notify`); a burst of events (an editor's write, a compiler's
+//! output, a rename into place) becomes one swap once things have been
+//! quiet for `SETTLE`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
 use std::thread::JoinHandle;
@@ -16,37 +17,73 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::watch;
 
 use crate::Swapper;
+use crate::bundles::Source;
 
-/// How long a module file must be quiet before it is loaded.
+/// How long a watched file must be quiet before it is loaded.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// A watched module: the plugin, its directory (canonical) and file name.
-struct Watched {
-    plugin: String,
-    dir: PathBuf,
-    file: OsString,
+/// What a change leads to.
+enum Target {
+    /// Swap this plugin's module.
+    Plugin(String),
+    /// Apply the bundle source again.
+    Bundle,
 }
 
-/// Starts the watching thread if any plugin has `watch: true`; it stops
-/// when `shutdown` turns true.
+/// A watched path: a directory (canonical) and, for a file, its name.
+struct Watched {
+    target: Target,
+    dir: PathBuf,
+    file: Option<OsString>,
+}
+
+impl Watched {
+    /// Watches file `path`.
+    fn file(target: Target, path: &Path) -> std::io::Result<Watched> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        Ok(Watched {
+            target,
+            dir: dir.canonicalize()?,
+            file: path.file_name().map(OsString::from),
+        })
+    }
+
+    fn matches(&self, path: &Path) -> bool {
+        match &self.file {
+            Some(file) => path.file_name() == Some(file) && path.parent() == Some(&self.dir),
+            // Anything in the directory.
+            None => path.parent() == Some(&self.dir),
+        }
+    }
+}
+
+/// Starts the watching thread if any plugin has `watch: true` or the
+/// bundle source is watched; it stops when `shutdown` turns true.
 pub(crate) fn start(
     swapper: Arc<Swapper>,
+    bundle: Option<Source>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
     let mut watched = Vec::new();
     for plugin in swapper.configs().iter().filter(|p| p.watch) {
-        let (Some(dir), Some(file)) = (plugin.module.parent(), plugin.module.file_name()) else {
-            continue;
-        };
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
+        watched.push(Watched::file(
+            Target::Plugin(plugin.name.clone()),
+            &plugin.module,
+        )?);
+    }
+    let bundle = bundle.filter(|b| b.watch);
+    if let Some(source) = &bundle {
+        watched.push(if source.path.is_dir() {
+            Watched {
+                target: Target::Bundle,
+                dir: source.path.canonicalize()?,
+                file: None,
+            }
         } else {
-            dir.to_path_buf()
-        };
-        watched.push(Watched {
-            plugin: plugin.name.clone(),
-            dir: dir.canonicalize()?,
-            file: file.to_os_string(),
+            Watched::file(Target::Bundle, &source.path)?
         });
     }
     if watched.is_empty() {
@@ -61,14 +98,14 @@ pub(crate) fn start(
         watcher
             .watch(&w.dir, RecursiveMode::NonRecursive)
             .map_err(std::io::Error::other)?;
-        tracing::info!(plugin = %w.plugin, dir = %w.dir.display(), "watching the module for changes");
+        tracing::info!(dir = %w.dir.display(), "watching for changes");
     }
     let handle = std::thread::Builder::new()
         .name("weft-watch".into())
         .spawn(move || {
             // Held for as long as the thread runs.
             let _watcher = watcher;
-            // Plugin index in `watched` → when its file last changed.
+            // Index in `watched` → when it last changed.
             let mut pending: HashMap<usize, Instant> = HashMap::new();
             while !*shutdown.borrow() {
                 match received.recv_timeout(SETTLE / 2) {
@@ -78,17 +115,14 @@ pub(crate) fn start(
                             continue;
                         }
                         for path in &event.paths {
-                            let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
-                                continue;
-                            };
                             for (i, w) in watched.iter().enumerate() {
-                                if w.file == file && w.dir == dir {
+                                if w.matches(path) {
                                     pending.insert(i, Instant::now());
                                 }
                             }
                         }
                     }
-                    Ok(Err(err)) => tracing::warn!("watching module files: {err}"),
+                    Ok(Err(err)) => tracing::warn!("watching for changes: {err}"),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -99,10 +133,19 @@ pub(crate) fn start(
                     .collect();
                 for i in settled {
                     pending.remove(&i);
-                    let plugin = &watched[i].plugin;
-                    tracing::info!(plugin = %plugin, "module file changed; loading it");
-                    // A refused version is logged and counted by the swap.
-                    let _ = swapper.swap(plugin, None);
+                    // A refused version is logged and counted where it is
+                    // refused.
+                    match (&watched[i].target, &bundle) {
+                        (Target::Plugin(plugin), _) => {
+                            tracing::info!(plugin = %plugin, "module file changed; loading it");
+                            let _ = swapper.swap(plugin, None);
+                        }
+                        (Target::Bundle, Some(source)) => {
+                            tracing::info!(path = %source.path.display(), "bundle changed; loading it");
+                            source.apply(&swapper);
+                        }
+                        (Target::Bundle, None) => {}
+                    }
                 }
             }
         })?;

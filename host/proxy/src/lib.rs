@@ -8,6 +8,7 @@
 
 mod admin;
 mod body;
+mod bundles;
 mod callout;
 mod chain;
 mod cluster;
@@ -33,7 +34,8 @@ use weft_abi::{Capabilities, LoadError, Plugin, PluginLimits, PluginModule, Runt
 use weft_config::{FailurePolicy, ProxyConfig};
 
 pub use body::ResponseBody;
-pub use swap::{SwapError, Swapped, Swapper};
+pub use bundles::KeyError;
+pub use swap::{AppliedBundle, BundleStatus, SwapError, Swapped, Swapper};
 
 /// Why the proxy could not start. Each names the config field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,9 @@ pub enum StartError {
     /// A listener's routes could not be built.
     #[error(transparent)]
     Route(#[from] router::RouteError),
+    /// A trusted bundle key cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 /// A listener's name and the address it is bound to (port 0 resolved).
@@ -142,23 +147,33 @@ pub(crate) fn load_plugin(
     p: &weft_config::Plugin,
     runtime: &Runtime,
 ) -> Result<(Arc<Plugin>, String), StartError> {
+    let bytes = std::fs::read(&p.module).map_err(|source| StartError::Module {
+        index,
+        name: p.name.clone(),
+        source: LoadError::Read {
+            path: p.module.clone(),
+            source,
+        },
+    })?;
+    load_plugin_bytes(index, p, &bytes, runtime)
+}
+
+/// [`load_plugin`] with the module's bytes at hand (from a bundle).
+pub(crate) fn load_plugin_bytes(
+    index: usize,
+    p: &weft_config::Plugin,
+    bytes: &[u8],
+    runtime: &Runtime,
+) -> Result<(Arc<Plugin>, String), StartError> {
     {
         let capabilities = Capabilities {
             host_functions: p.allowed_host_functions.clone(),
         };
-        let bytes = std::fs::read(&p.module).map_err(|source| StartError::Module {
-            index,
-            name: p.name.clone(),
-            source: LoadError::Read {
-                path: p.module.clone(),
-                source,
-            },
-        })?;
-        let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+        let sha256 = weft_bundle::sha256_hex(bytes);
         let module = PluginModule::from_bytes_with(
             runtime,
             &p.module.display().to_string(),
-            &bytes,
+            bytes,
             &capabilities,
         )
         .map_err(|source| StartError::Module {
@@ -200,16 +215,14 @@ pub(crate) fn load_plugin(
     }
 }
 
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Everything [`Proxy::start`] checks before it binds anything: plugins
 /// load and start, cluster endpoints resolve, routes compile. Returns the
 /// number of plugins.
 pub fn check(config: &ProxyConfig, runtime: &Runtime) -> Result<usize, StartError> {
     let plugins = load_plugins(config, runtime)?;
+    if let Some(source) = &config.bundles {
+        bundles::Source::new(source)?;
+    }
     let resolver = dns::Resolver::new(&config.dns);
     for (index, c) in config.clusters.iter().enumerate() {
         cluster::ClusterShared::new(index, c, &resolver)?;
@@ -298,12 +311,18 @@ impl Proxy {
             });
         }
 
+        let bundle_source = config
+            .bundles
+            .as_ref()
+            .map(bundles::Source::new)
+            .transpose()?;
         let published = Arc::new(swap::Published::new(&plugins, workers));
         let swapper = Arc::new(Swapper::new(
             runtime.clone(),
             config.plugins.clone(),
             published.clone(),
             stats.clone(),
+            config.labels.clone(),
         ));
         let (shutdown, receiver) = watch::channel(false);
         let drain = Duration::from_millis(config.drain_timeout_ms);
@@ -373,8 +392,11 @@ impl Proxy {
                 .map_err(StartError::Thread)?;
             handles.push(handle);
         }
-        if let Some(handle) =
-            filewatch::start(swapper.clone(), receiver.clone()).map_err(StartError::Thread)?
+        if let Some(source) = &bundle_source {
+            source.apply(&swapper);
+        }
+        if let Some(handle) = filewatch::start(swapper.clone(), bundle_source, receiver.clone())
+            .map_err(StartError::Thread)?
         {
             handles.push(handle);
         }

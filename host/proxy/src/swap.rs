@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use weft_abi::{Plugin, Runtime};
 
 use crate::chain::PluginStats;
-use crate::{StartError, load_plugin};
+use crate::{StartError, load_plugin, load_plugin_bytes};
 
 /// Plugin versions as published to the workers, and how far each worker
 /// got in applying them.
@@ -56,11 +56,15 @@ impl Published {
         }
     }
 
-    fn publish(&self, index: usize, plugin: Arc<Plugin>, version: u64) -> u64 {
+    /// Publishes new versions of some plugins at once: a worker applies
+    /// all of them at the same turn.
+    fn publish(&self, updates: Vec<(usize, Arc<Plugin>, u64)>) -> u64 {
         {
             let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = plugins.get_mut(index) {
-                *entry = (plugin, version);
+            for (index, plugin, version) in updates {
+                if let Some(entry) = plugins.get_mut(index) {
+                    *entry = (plugin, version);
+                }
             }
         }
         let mut generation = 0;
@@ -112,6 +116,35 @@ pub enum SwapError {
     /// The new version did not load, start or accept its configuration.
     #[error("{0}")]
     Load(Box<StartError>),
+    /// The bundle is damaged, unsigned or wrongly signed.
+    #[error("{0}")]
+    Bundle(#[from] weft_bundle::BundleError),
+    /// The bundle is for other proxies.
+    #[error(
+        "bundle `{name}` {version} is for proxies labelled {wanted}; this one is labelled {have}"
+    )]
+    Labels {
+        /// The bundle.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The labels it targets.
+        wanted: String,
+        /// This proxy's labels.
+        have: String,
+    },
+    /// The bundle asks for something only the proxy's own config grants.
+    #[error("bundle `{name}` {version}, plugin `{plugin}`: {problem}")]
+    Refused {
+        /// The bundle.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        problem: String,
+    },
     /// A worker did not apply it in time (it is still applied when the
     /// worker gets to it).
     #[error("plugin `{plugin}`: not every worker applied version {version} within {limit:?}")]
@@ -133,15 +166,56 @@ pub(crate) struct VersionInfo {
     pub(crate) last_error: Option<String>,
 }
 
+/// The last bundle applied and how bundles fared, for `/bundle`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BundleStatus {
+    /// The bundle running now, if any.
+    pub applied: Option<AppliedBundle>,
+    /// Why the last bundle was refused, if it was.
+    pub last_error: Option<String>,
+    /// Bundles applied.
+    pub applies: u64,
+    /// Bundles refused.
+    pub refusals: u64,
+}
+
+/// A bundle that was applied.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AppliedBundle {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// `sha256:<hex>` of its manifest.
+    pub digest: String,
+    /// The id of the trusted key that signed it, if signatures are checked.
+    pub signed_by: Option<String>,
+    /// The plugins it swapped.
+    pub plugins: Vec<Swapped>,
+    /// From the start of loading to every worker running it.
+    pub elapsed_ms: f64,
+}
+
 /// Swaps plugins of a running proxy; cheap to share between threads.
 pub struct Swapper {
     runtime: Arc<Runtime>,
     configs: Vec<weft_config::Plugin>,
     published: Arc<Published>,
     stats: Vec<Arc<PluginStats>>,
+    /// This proxy's labels, which bundles must target.
+    labels: std::collections::BTreeMap<String, String>,
+    bundle: Mutex<BundleStatus>,
     /// One swap at a time.
     lock: Mutex<()>,
 }
+
+/// A plugin (by index) loaded from a configuration: the plugin and its
+/// module's SHA-256, or why it did not load.
+type Load = (
+    usize,
+    weft_config::Plugin,
+    Result<(Arc<Plugin>, String), StartError>,
+);
 
 /// How long a swap waits for every worker to apply it.
 const APPLY_LIMIT: Duration = Duration::from_secs(10);
@@ -152,12 +226,15 @@ impl Swapper {
         configs: Vec<weft_config::Plugin>,
         published: Arc<Published>,
         stats: Vec<Arc<PluginStats>>,
+        labels: std::collections::BTreeMap<String, String>,
     ) -> Swapper {
         Swapper {
             runtime,
             configs,
             published,
             stats,
+            labels,
+            bundle: Mutex::new(BundleStatus::default()),
             lock: Mutex::new(()),
         }
     }
@@ -167,63 +244,214 @@ impl Swapper {
     /// worker's new streams run. Refused, the running version stays.
     pub fn swap(&self, name: &str, module: Option<&Path>) -> Result<Swapped, SwapError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = Instant::now();
-        let index = self
-            .configs
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| SwapError::Unknown(name.to_string()))?;
+        let index = self.index_of(name)?;
         let mut config = self.configs[index].clone();
         if let Some(module) = module {
             config.module = module.to_path_buf();
         }
-        let stats = &self.stats[index];
-        let (plugin, sha256) = match load_plugin(index, &config, &self.runtime) {
-            Ok(loaded) => loaded,
-            Err(err) => {
-                stats.swap_failures.fetch_add(1, Ordering::Relaxed);
-                let message = err.to_string();
-                tracing::error!(
-                    plugin = name,
-                    "new version refused, the running one stays: {message}"
+        let loaded = load_plugin(index, &config, &self.runtime);
+        let mut swapped = self.apply(vec![(index, config, loaded)])?;
+        swapped
+            .pop()
+            .ok_or_else(|| SwapError::Unknown(name.to_string()))
+    }
+
+    /// Applies a bundle: checks its signature (when `trusted` keys are
+    /// given) and labels, loads and proves every plugin in it, then swaps
+    /// them all at once. Refused, nothing changes.
+    pub fn apply_bundle(
+        &self,
+        bundle: &weft_bundle::Bundle,
+        trusted: &[weft_bundle::PublicKey],
+    ) -> Result<AppliedBundle, SwapError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = Instant::now();
+        let result = self
+            .check_and_apply(bundle, trusted)
+            .map(|(signed_by, plugins)| AppliedBundle {
+                name: bundle.manifest.name.clone(),
+                version: bundle.manifest.version.clone(),
+                digest: bundle.digest(),
+                signed_by,
+                plugins,
+                elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+            });
+        let mut status = self.bundle.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(applied) => {
+                status.applies += 1;
+                status.applied = Some(applied.clone());
+                status.last_error = None;
+                tracing::info!(
+                    bundle = %applied.name,
+                    version = %applied.version,
+                    digest = %applied.digest,
+                    "bundle applied on every worker after {:.1} ms",
+                    applied.elapsed_ms
                 );
-                stats.info().last_error = Some(message);
-                return Err(SwapError::Load(Box::new(err)));
             }
-        };
-        let version = stats.version.load(Ordering::Relaxed) + 1;
-        let generation = self.published.publish(index, plugin, version);
-        let applied = self.published.wait_applied(generation, APPLY_LIMIT);
-        // Shown once every worker runs it (or, after the wait, as soon as
-        // the late worker gets to it).
-        {
-            let mut info = stats.info();
-            info.module = config.module.clone();
-            info.sha256 = sha256.clone();
-            info.last_error = None;
+            Err(err) => {
+                status.refusals += 1;
+                status.last_error = Some(err.to_string());
+                tracing::error!("bundle refused, the running version stays: {err}");
+            }
         }
-        stats.swaps.fetch_add(1, Ordering::Relaxed);
-        stats.version.store(version, Ordering::Release);
-        if !applied {
-            return Err(SwapError::NotApplied {
-                plugin: name.to_string(),
-                version,
-                limit: APPLY_LIMIT,
+        result
+    }
+
+    fn check_and_apply(
+        &self,
+        bundle: &weft_bundle::Bundle,
+        trusted: &[weft_bundle::PublicKey],
+    ) -> Result<(Option<String>, Vec<Swapped>), SwapError> {
+        let manifest = &bundle.manifest;
+        let signed_by = if trusted.is_empty() {
+            None
+        } else {
+            Some(bundle.verify(trusted)?.id())
+        };
+        if manifest
+            .labels
+            .iter()
+            .any(|(k, v)| self.labels.get(k) != Some(v))
+        {
+            let show = |labels: &std::collections::BTreeMap<String, String>| {
+                let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if pairs.is_empty() {
+                    "(nothing)".to_string()
+                } else {
+                    pairs.join(",")
+                }
+            };
+            return Err(SwapError::Labels {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+                wanted: show(&manifest.labels),
+                have: show(&self.labels),
             });
         }
+        let mut loads = Vec::with_capacity(manifest.plugins.len());
+        for plugin in &manifest.plugins {
+            let refused = |problem: String| SwapError::Refused {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+                plugin: plugin.name.clone(),
+                problem,
+            };
+            let index = self.index_of(&plugin.name).map_err(|_| {
+                refused(format!(
+                    "this proxy has no plugin of that name (its plugins: {}); a bundle replaces plugins the proxy's config declares",
+                    self.configs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let own = &self.configs[index];
+            if plugin.allowed_host_functions.is_some() || plugin.allowed_clusters.is_some() {
+                return Err(refused(
+                    "`allowed_host_functions` and `allowed_clusters` are granted by the proxy's own config, not by bundles".into(),
+                ));
+            }
+            let mut config = plugin.clone();
+            config.allowed_host_functions = own.allowed_host_functions.clone();
+            config.allowed_clusters = own.allowed_clusters.clone();
+            let bytes = bundle
+                .module(plugin)
+                .ok_or_else(|| refused("its module is not in the bundle".into()))?;
+            let loaded = load_plugin_bytes(index, &config, bytes, &self.runtime);
+            loads.push((index, config, loaded));
+        }
+        Ok((signed_by, self.apply(loads)?))
+    }
+
+    /// Publishes the loaded plugins as one change, or refuses all of them
+    /// if any failed to load.
+    fn apply(&self, loads: Vec<Load>) -> Result<Vec<Swapped>, SwapError> {
+        let start = Instant::now();
+        let mut ready = Vec::with_capacity(loads.len());
+        for (index, config, loaded) in loads {
+            let stats = &self.stats[index];
+            match loaded {
+                Ok((plugin, sha256)) => ready.push((index, config, plugin, sha256)),
+                Err(err) => {
+                    stats.swap_failures.fetch_add(1, Ordering::Relaxed);
+                    let message = err.to_string();
+                    tracing::error!(
+                        plugin = %config.name,
+                        "new version refused, the running one stays: {message}"
+                    );
+                    stats.info().last_error = Some(message);
+                    return Err(SwapError::Load(Box::new(err)));
+                }
+            }
+        }
+        let updates = ready
+            .iter()
+            .map(|(index, _, plugin, _)| {
+                let version = self.stats[*index].version.load(Ordering::Relaxed) + 1;
+                (*index, plugin.clone(), version)
+            })
+            .collect();
+        let generation = self.published.publish(updates);
+        let applied = self.published.wait_applied(generation, APPLY_LIMIT);
         let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(
-            plugin = name,
-            version,
-            sha256 = %sha256,
-            "new version running on every worker after {elapsed_ms:.1} ms"
-        );
-        Ok(Swapped {
-            plugin: name.to_string(),
-            version,
-            sha256,
-            elapsed_ms,
-        })
+        let mut swapped = Vec::with_capacity(ready.len());
+        for (index, config, _, sha256) in ready {
+            // Shown once every worker runs it (or, after the wait, as soon
+            // as the late worker gets to it).
+            let stats = &self.stats[index];
+            {
+                let mut info = stats.info();
+                info.module = config.module.clone();
+                info.sha256 = sha256.clone();
+                info.last_error = None;
+            }
+            stats.swaps.fetch_add(1, Ordering::Relaxed);
+            let version = stats.version.fetch_add(1, Ordering::AcqRel) + 1;
+            if applied {
+                tracing::info!(
+                    plugin = %config.name,
+                    version,
+                    sha256 = %sha256,
+                    "new version running on every worker after {elapsed_ms:.1} ms"
+                );
+            }
+            swapped.push(Swapped {
+                plugin: config.name,
+                version,
+                sha256,
+                elapsed_ms,
+            });
+        }
+        match swapped.first() {
+            Some(first) if !applied => Err(SwapError::NotApplied {
+                plugin: first.plugin.clone(),
+                version: first.version,
+                limit: APPLY_LIMIT,
+            }),
+            _ => Ok(swapped),
+        }
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize, SwapError> {
+        self.configs
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| SwapError::Unknown(name.to_string()))
+    }
+
+    /// Records a bundle that could not even be read.
+    pub(crate) fn refuse_bundle(&self, reason: &str) {
+        let mut status = self.bundle.lock().unwrap_or_else(PoisonError::into_inner);
+        status.refusals += 1;
+        status.last_error = Some(reason.to_string());
+        tracing::error!("bundle refused, the running version stays: {reason}");
+    }
+
+    /// How bundles fared.
+    pub fn bundle_status(&self) -> BundleStatus {
+        self.bundle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The plugins' configurations.

@@ -457,6 +457,31 @@ pub const PROPERTY_ECHO: &str = r#"(module
       (i32.load (i32.const 308)) (i32.load (i32.const 312)) (i32.const 0) (i32.const 0) (i32.const -1)))
     (i32.const 1)))"#;
 
+/// A filter that adds `x-version: VERSION` to every response; its
+/// `proxy_on_configure` answers `configure` (0 refuses the configuration).
+pub fn versioned_wat(version: &str, configure: u32) -> String {
+    format!(
+        r#"(module
+  (import "env" "proxy_add_header_map_value"
+    (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 100) "x-version")
+  (data (i32.const 200) "{version}")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const {configure}))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 9) (i32.const 200) (i32.const {len})))
+    (i32.const 0)))"#,
+        len = version.len()
+    )
+}
+
 /// An HTTP/2 server on 127.0.0.1:0 (over TLS with `tls`, else by prior
 /// knowledge) answering every request with `handler`, on its own thread.
 pub fn h2_server<F, Fut, B>(tls: Option<Arc<rustls::ServerConfig>>, handler: F) -> SocketAddr
