@@ -25,12 +25,31 @@ fn the_canary_example_splits_authenticated_traffic_and_reports_it() {
             "../../target/filters",
             &filters.canonicalize().unwrap().display().to_string(),
         );
+    // The bundle directory the example applies, with absolute module paths.
+    let rollout = tempfile::tempdir().unwrap();
+    let bundle_yaml = |weights: (u32, u32), version: u32| {
+        std::fs::read_to_string(example.join("rollout/bundle.yaml"))
+            .unwrap()
+            .replace(
+                "../../../target/filters",
+                &filters.canonicalize().unwrap().display().to_string(),
+            )
+            .replace("weight: 90", &format!("weight: {}", weights.0))
+            .replace("weight: 10", &format!("weight: {}", weights.1))
+            .replace("version: \"1\"", &format!("version: \"{version}\""))
+    };
+    std::fs::write(rollout.path().join("bundle.yaml"), bundle_yaml((90, 10), 1)).unwrap();
+    let config = config.replace(
+        "bundles: {path: rollout}",
+        &format!("bundles: {{path: \"{}\"}}", rollout.path().display()),
+    );
     let weft = Weft::proxy(&config);
 
     assert_eq!(send(weft.addr, "GET", "/cart", &[], "").status, 401);
     assert_eq!(send(weft.addr, "GET", "/healthz", &[], "").body, "ok\n");
 
     let mut on_v2 = 0;
+    let mut v2_users: Vec<String> = Vec::new();
     for user in 0..300 {
         let user = format!("u{user}");
         let got = send_many(
@@ -45,7 +64,10 @@ fn the_canary_example_splits_authenticated_traffic_and_reports_it() {
             served_by(&got[1]),
             "{user} moved between versions"
         );
-        on_v2 += usize::from(served_by(&got[0]) == "v2");
+        if served_by(&got[0]) == "v2" {
+            on_v2 += 1;
+            v2_users.push(user);
+        }
     }
     // 10% expected (30 of 300); the standard deviation is about 5.
     assert!((12..=50).contains(&on_v2), "{on_v2} of 300 users on v2");
@@ -60,4 +82,69 @@ fn the_canary_example_splits_authenticated_traffic_and_reports_it() {
     ] {
         assert!(metrics.contains(want), "{want} missing:\n{metrics}");
     }
+
+    // Shift to 50/50 by changing the bundle: no restart.
+    std::fs::write(rollout.path().join("bundle.yaml"), bundle_yaml((50, 50), 2)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body = send(weft.listeners["admin"], "GET", "/bundle", &[], "").body;
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if status["applied"]["version"] == "2" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never applied: {status:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut on_v2_now = 0;
+    for user in 0..300 {
+        let user = format!("u{user}");
+        let got = send(
+            weft.addr,
+            "GET",
+            "/cart",
+            &[("x-api-key", "demo-key"), ("x-user", &user)],
+            "",
+        );
+        assert_eq!(got.status, 200);
+        let v2 = served_by(&got) == "v2";
+        on_v2_now += usize::from(v2);
+        if v2_users.contains(&user) {
+            assert!(v2, "{user} was on v2 and left it when v2's share grew");
+        }
+    }
+    // 50% expected (150 of 300); the standard deviation is about 9.
+    assert!(
+        (110..=190).contains(&on_v2_now),
+        "{on_v2_now} of 300 users on v2 after the shift"
+    );
+
+    // A bad edit is refused by the router's on_configure; the split stays.
+    let bad = bundle_yaml((50, 50), 3).replace("weight: 50}", "weight: -1}");
+    std::fs::write(rollout.path().join("bundle.yaml"), bad).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body = send(weft.listeners["admin"], "GET", "/bundle", &[], "").body;
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if status["refusals"] == 1 {
+            assert_eq!(status["applied"]["version"], "2", "{status:#}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: {status:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let user = v2_users[0].clone();
+    let got = send(
+        weft.addr,
+        "GET",
+        "/cart",
+        &[("x-api-key", "demo-key"), ("x-user", &user)],
+        "",
+    );
+    assert_eq!((got.status, served_by(&got).as_str()), (200, "v2"));
 }
