@@ -53,6 +53,8 @@ pub(crate) enum BundleCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Remote(crate::control::RemoteCommand),
 }
 
 pub(crate) fn run(command: BundleCommand) -> ExitCode {
@@ -70,6 +72,7 @@ pub(crate) fn run(command: BundleCommand) -> ExitCode {
             trusted_keys,
             json,
         } => verify(&bundle, &trusted_keys, json),
+        BundleCommand::Remote(command) => return crate::control::remote(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! the host crates together.
 
 mod bundle;
+mod control;
 mod echo;
 
 use std::io::{IsTerminal, Write};
@@ -38,6 +39,11 @@ enum Command {
     Bundle {
         #[command(subcommand)]
         command: bundle::BundleCommand,
+    },
+    /// The control endpoint: serve it, make tokens.
+    Control {
+        #[command(subcommand)]
+        command: control::ControlCommand,
     },
     /// Work with configuration files.
     Config {
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => check(&file),
         Command::Bundle { command } => bundle::run(command),
+        Command::Control { command } => control::control(command),
         Command::Echo { listen } => match echo::run(listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(&format!("echo: {err:#}")),
@@ -164,7 +171,7 @@ fn proxy(file: &std::path::Path) -> ExitCode {
 }
 
 /// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() -> std::io::Result<()> {
+pub(crate) fn wait_for_signal() -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -15,10 +15,11 @@ mod validate;
 
 pub use error::ConfigError;
 pub use proxy::{
-    AccessLog, Admin, BundleSource, CertificateFiles, CircuitBreakers, Cluster, Dns, FailurePolicy,
-    HashOn, HealthCheck, LbPolicy, Listener, ListenerLimits, ListenerTls, LogField,
-    OutlierDetection, Plugin, PluginConfiguration, PluginLimits, ProxyConfig, RetryBudget,
-    UpstreamTls, load_proxy_config, parse_proxy_config, split_host_port,
+    AccessLog, Admin, BundleSource, CertificateFiles, CircuitBreakers, Cluster,
+    ControlSubscription, Dns, FailurePolicy, HashOn, HealthCheck, LbPolicy, Listener,
+    ListenerLimits, ListenerTls, LogField, OutlierDetection, Plugin, PluginConfiguration,
+    PluginLimits, ProxyConfig, RetryBudget, UpstreamTls, load_proxy_config, parse_proxy_config,
+    split_host_port,
 };
 pub use route::{
     DEFAULT_IDLE_TIMEOUT_MS, DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror,

@@ -59,13 +59,18 @@ pub struct ProxyConfig {
     pub bundles: Option<BundleSource>,
 }
 
-/// A local source of filter bundles.
+/// Where filter bundles come from: a local file or directory, a control
+/// endpoint, or both (the latest applied wins).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleSource {
     /// A bundle archive (`weft bundle build`), or a directory holding
     /// `bundle.yaml` and its modules (built in memory: the authoring loop).
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A control endpoint (`weft control`) to subscribe to.
+    #[serde(default)]
+    pub control: Option<ControlSubscription>,
     /// Apply it again whenever it changes. Default true.
     #[serde(default = "yes")]
     pub watch: bool,
@@ -73,6 +78,20 @@ pub struct BundleSource {
     /// with none, unsigned bundles are taken.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+}
+
+/// A subscription to a control endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSubscription {
+    /// The endpoint, `http://HOST:PORT`.
+    pub url: String,
+    /// A file holding this proxy's token (role `proxy`).
+    pub token_file: PathBuf,
+    /// This proxy's id at the endpoint; default the host name and the
+    /// first listener's port.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 /// How endpoint host names are resolved.
@@ -670,7 +689,12 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
         resolve(file);
     }
     if let Some(bundles) = &mut config.bundles {
-        resolve(&mut bundles.path);
+        if let Some(path) = &mut bundles.path {
+            resolve(path);
+        }
+        if let Some(control) = &mut bundles.control {
+            resolve(&mut control.token_file);
+        }
         for key in &mut bundles.trusted_keys {
             // A key given as a file is read relative to the config too.
             let file = base.join(&*key);

@@ -44,16 +44,36 @@ impl Check<'_> {
         if let Some(file) = &config.dns.hosts_file {
             self.file("dns.hosts_file", file)?;
         }
-        if let Some(bundles) = &config.bundles
-            && !bundles.path.exists()
-        {
-            return Err(self.fail(
-                "bundles.path",
-                format!(
-                    "{} does not exist (give a bundle archive or a directory with bundle.yaml)",
-                    bundles.path.display()
-                ),
-            ));
+        if let Some(bundles) = &config.bundles {
+            if let Some(path) = &bundles.path
+                && !path.exists()
+            {
+                return Err(self.fail(
+                    "bundles.path",
+                    format!(
+                        "{} does not exist (give a bundle archive or a directory with bundle.yaml)",
+                        path.display()
+                    ),
+                ));
+            }
+            match &bundles.control {
+                Some(control) => {
+                    if !control.url.starts_with("http://") {
+                        return Err(self.fail(
+                            "bundles.control.url",
+                            format!("`{}`: give http://HOST:PORT", control.url),
+                        ));
+                    }
+                    self.file("bundles.control.token_file", &control.token_file)?;
+                }
+                None if bundles.path.is_none() => {
+                    return Err(self.fail(
+                        "bundles",
+                        "give `path` (a bundle file or directory), `control` (an endpoint), or both",
+                    ));
+                }
+                None => {}
+            }
         }
         for (i, cluster) in config.clusters.iter().enumerate() {
             self.cluster(&format!("clusters[{i}]"), cluster)?;

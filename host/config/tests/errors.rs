@@ -247,7 +247,7 @@ fn reference_example_parses() {
     assert!(config.dns.hosts_file.is_some());
     config.dns.hosts_file = Some(present.clone());
     if let Some(bundles) = &mut config.bundles {
-        bundles.path = present.clone();
+        bundles.path = Some(present.clone());
     }
     for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
         for files in &mut tls.certificates {

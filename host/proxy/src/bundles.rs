@@ -10,17 +10,17 @@ use crate::Swapper;
 
 /// Where bundles come from and whom they must be signed by.
 pub(crate) struct Source {
-    pub(crate) path: PathBuf,
+    pub(crate) path: Option<PathBuf>,
     pub(crate) watch: bool,
-    trusted: Vec<PublicKey>,
+    pub(crate) trusted: Vec<PublicKey>,
 }
 
-/// A trusted key that cannot be used.
+/// A bundle source that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("bundles.trusted_keys[{index}]: {problem}")]
+#[error("bundles.{field}: {problem}")]
 pub struct KeyError {
-    /// Which key.
-    pub index: usize,
+    /// Which field.
+    pub field: String,
     /// Why.
     pub problem: String,
 }
@@ -34,7 +34,10 @@ impl Source {
             .iter()
             .enumerate()
             .map(|(index, given)| {
-                let fail = |problem: String| KeyError { index, problem };
+                let fail = |problem: String| KeyError {
+                    field: format!("trusted_keys[{index}]"),
+                    problem,
+                };
                 let path = Path::new(given);
                 let text = if path.is_file() {
                     std::fs::read_to_string(path)
@@ -55,7 +58,8 @@ impl Source {
     /// Reads the bundle and applies it; a refusal is logged, counted and
     /// shown on `/bundle`, and the running version stays.
     pub(crate) fn apply(&self, swapper: &Swapper) {
-        match read(&self.path) {
+        let Some(path) = &self.path else { return };
+        match read(path) {
             Ok(bundle) => {
                 let _ = swapper.apply_bundle(&bundle, &self.trusted);
             }

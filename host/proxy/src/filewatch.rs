@@ -74,16 +74,16 @@ pub(crate) fn start(
             &plugin.module,
         )?);
     }
-    let bundle = bundle.filter(|b| b.watch);
-    if let Some(source) = &bundle {
-        watched.push(if source.path.is_dir() {
+    let bundle = bundle.filter(|b| b.watch && b.path.is_some());
+    if let Some(path) = bundle.as_ref().and_then(|b| b.path.as_ref()) {
+        watched.push(if path.is_dir() {
             Watched {
                 target: Target::Bundle,
-                dir: source.path.canonicalize()?,
+                dir: path.canonicalize()?,
                 file: None,
             }
         } else {
-            Watched::file(Target::Bundle, &source.path)?
+            Watched::file(Target::Bundle, path)?
         });
     }
     if watched.is_empty() {
@@ -141,7 +141,7 @@ pub(crate) fn start(
                             let _ = swapper.swap(plugin, None);
                         }
                         (Target::Bundle, Some(source)) => {
-                            tracing::info!(path = %source.path.display(), "bundle changed; loading it");
+                            tracing::info!("bundle source changed; loading it");
                             source.apply(&swapper);
                         }
                         (Target::Bundle, None) => {}

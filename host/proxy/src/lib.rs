@@ -12,6 +12,7 @@ mod bundles;
 mod callout;
 mod chain;
 mod cluster;
+mod control;
 mod dns;
 mod filewatch;
 mod forward;
@@ -394,6 +395,25 @@ impl Proxy {
         }
         if let Some(source) = &bundle_source {
             source.apply(&swapper);
+        }
+        if let (Some(source), Some(subscription)) = (
+            &bundle_source,
+            config.bundles.as_ref().and_then(|b| b.control.as_ref()),
+        ) {
+            let default_id = format!(
+                "{}:{}",
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map_or_else(|_| "weft".to_string(), |h| h.trim().to_string()),
+                bound.first().map_or(0, |l| l.address.port())
+            );
+            handles.push(control::start(
+                swapper.clone(),
+                subscription,
+                config.labels.clone(),
+                source.trusted.clone(),
+                default_id,
+                receiver.clone(),
+            )?);
         }
         if let Some(handle) = filewatch::start(swapper.clone(), bundle_source, receiver.clone())
             .map_err(StartError::Thread)?

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::HeaderValue;
 use weft_config::{AccessLog as AccessLogConfig, LogField};
@@ -221,32 +221,7 @@ fn value_of(field: LogField, s: &ProxyStream, listener: &str) -> Option<serde_js
     }
 }
 
-/// `2026-11-25T14:27:45.123Z`.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let since = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
+pub(crate) use weft_control::rfc3339;
 
 /// A random request id in the UUID v4 format.
 pub(crate) fn request_id(a: u64, b: u64) -> HeaderValue {
@@ -312,14 +287,6 @@ fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        let t = |secs: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(t(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(t(951_782_400), "2000-02-29T00:00:00.000Z");
-        assert_eq!(t(1_795_617_465), "2026-11-25T14:37:45.000Z");
-    }
 
     #[test]
     fn trace_context() {

@@ -185,12 +185,23 @@ pub struct Weft {
 impl Weft {
     /// Writes `config` to a temporary file and runs `weft proxy` on it.
     pub fn proxy(config: &str) -> Weft {
+        Weft::start(&["proxy", "--config"], config)
+    }
+
+    /// Writes `config` to a temporary file and runs `weft control serve`
+    /// on it; its address is `addr`.
+    pub fn control(config: &str) -> Weft {
+        Weft::start(&["control", "serve", "--config"], config)
+    }
+
+    /// Runs `weft ARGS CONFIG_FILE` and waits until it is ready.
+    fn start(args: &[&str], config: &str) -> Weft {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("weft.yaml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("weft.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["proxy", "--config"])
+            .args(args)
             .arg(&config_path)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
