@@ -152,6 +152,7 @@ fn build_filters() -> Result<Vec<PathBuf>> {
 
 fn test() -> Result<()> {
     setup::wasm_toolchain()?;
+    setup::test_packages()?;
 
     step("cargo fmt --check (host workspace and filters workspace)");
     run(cargo().args(["fmt", "--all", "--check"]))?;

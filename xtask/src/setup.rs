@@ -146,6 +146,25 @@ fn names(packages: &[(&str, &str)]) -> String {
         .join(", ")
 }
 
+/// What the tests run besides weft, by Debian package and the file it
+/// installs: an OCI registry (bundles pulled from OCI).
+const TEST_PACKAGES: &[(&str, &str)] = &[("docker-registry", "/usr/bin/docker-registry")];
+
+/// Installs the Debian packages the tests need, when missing.
+pub(crate) fn test_packages() -> Result<()> {
+    step("test dependencies");
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        println!("    Debian packages present: {}", names(TEST_PACKAGES));
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
 /// `apt-get install` with sudo when not root.
 pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     println!("    installing Debian packages: {}", packages.join(", "));

@@ -15,9 +15,9 @@ use weft_control::{Client, ClientError};
 /// How to reach the control endpoint.
 #[derive(Args, Clone)]
 pub(crate) struct Endpoint {
-    /// The control endpoint, http://HOST:PORT.
+    /// The control endpoint, http(s)://HOST:PORT.
     #[arg(long, env = "WEFT_CONTROL")]
-    control: String,
+    control: Option<String>,
     /// A file holding the API token; default: the WEFT_TOKEN environment variable.
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -28,10 +28,13 @@ pub(crate) struct Endpoint {
 
 #[derive(Subcommand)]
 pub(crate) enum RemoteCommand {
-    /// Upload a bundle archive.
+    /// Upload a bundle archive to the control endpoint, or to an OCI
+    /// registry when a destination `oci://REGISTRY/REPOSITORY:TAG` is given.
     Push {
         /// The archive (`weft bundle build`).
         bundle: PathBuf,
+        /// An OCI reference to push to instead of the control endpoint.
+        destination: Option<String>,
         #[command(flatten)]
         endpoint: Endpoint,
     },
@@ -85,6 +88,14 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 const UNREACHABLE: u8 = 3;
 
 pub(crate) fn remote(command: RemoteCommand) -> ExitCode {
+    if let RemoteCommand::Push {
+        bundle,
+        destination: Some(destination),
+        endpoint,
+    } = &command
+    {
+        return push_oci(bundle, destination, endpoint.json);
+    }
     let endpoint = match &command {
         RemoteCommand::Push { endpoint, .. }
         | RemoteCommand::List { endpoint }
@@ -139,7 +150,63 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// `weft bundle push FILE oci://...`.
+fn push_oci(file: &Path, destination: &str, json: bool) -> ExitCode {
+    let outcome = (|| {
+        let reference = weft_control::oci::OciRef::parse(destination)
+            .map_err(|e| (ExitCode::FAILURE, e.to_string()))?;
+        let archive = std::fs::read(file)
+            .map_err(|e| (ExitCode::FAILURE, format!("{}: {e}", file.display())))?;
+        let bundle = weft_bundle::Bundle::from_archive(&archive)
+            .map_err(|e| (ExitCode::FAILURE, format!("{}: {e}", file.display())))?;
+        let summary = serde_json::json!({
+            "name": bundle.manifest.name,
+            "version": bundle.manifest.version,
+            "digest": bundle.digest(),
+            "labels": bundle.manifest.labels,
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| (ExitCode::FAILURE, e.to_string()))?;
+        let manifest = runtime
+            .block_on(reference.push(&archive, &summary))
+            .map_err(|e| match e {
+                weft_control::oci::OciError::Unreachable { .. } => {
+                    (ExitCode::from(UNREACHABLE), e.to_string())
+                }
+                _ => (ExitCode::FAILURE, e.to_string()),
+            })?;
+        Ok((summary, manifest))
+    })();
+    match outcome {
+        Ok((summary, manifest)) => {
+            if json {
+                let mut summary = summary;
+                summary["reference"] = destination.into();
+                summary["manifest_digest"] = manifest.into();
+                print_json(&summary);
+            } else {
+                println!(
+                    "pushed {} {} to {destination} (manifest {manifest})",
+                    summary["name"].as_str().unwrap_or_default(),
+                    summary["version"].as_str().unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
 fn client(endpoint: &Endpoint) -> Result<Client, String> {
+    let control = endpoint
+        .control
+        .as_deref()
+        .ok_or_else(|| "no control endpoint: give --control URL or set WEFT_CONTROL".to_string())?;
     let token = match &endpoint.token_file {
         Some(file) => {
             std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
@@ -147,7 +214,7 @@ fn client(endpoint: &Endpoint) -> Result<Client, String> {
         None => std::env::var("WEFT_TOKEN")
             .map_err(|_| "no token: give --token-file FILE or set WEFT_TOKEN".to_string())?,
     };
-    Client::new(&endpoint.control, &token).map_err(|e| e.to_string())
+    Client::new(control, &token).map_err(|e| e.to_string())
 }
 
 fn print_json(value: &impl serde::Serialize) {

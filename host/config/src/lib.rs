@@ -17,9 +17,9 @@ pub use error::ConfigError;
 pub use proxy::{
     AccessLog, Admin, BundleSource, CertificateFiles, CircuitBreakers, Cluster,
     ControlSubscription, Dns, FailurePolicy, HashOn, HealthCheck, LbPolicy, Listener,
-    ListenerLimits, ListenerTls, LogField, OutlierDetection, Plugin, PluginConfiguration,
-    PluginLimits, ProxyConfig, RetryBudget, UpstreamTls, load_proxy_config, parse_proxy_config,
-    split_host_port,
+    ListenerLimits, ListenerTls, LogField, OciSource, OutlierDetection, Plugin,
+    PluginConfiguration, PluginLimits, ProxyConfig, RetryBudget, UpstreamTls, load_proxy_config,
+    parse_proxy_config, split_host_port,
 };
 pub use route::{
     DEFAULT_IDLE_TIMEOUT_MS, DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror,

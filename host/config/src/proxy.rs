@@ -71,6 +71,10 @@ pub struct BundleSource {
     /// A control endpoint (`weft control`) to subscribe to.
     #[serde(default)]
     pub control: Option<ControlSubscription>,
+    /// A bundle in an OCI registry, pulled by tag (and again when the tag
+    /// moves) or by digest.
+    #[serde(default)]
+    pub oci: Option<OciSource>,
     /// Apply it again whenever it changes. Default true.
     #[serde(default = "yes")]
     pub watch: bool,
@@ -78,6 +82,22 @@ pub struct BundleSource {
     /// with none, unsigned bundles are taken.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+}
+
+/// A bundle in an OCI registry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciSource {
+    /// `oci://REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST]`; registries on
+    /// loopback are spoken to over HTTP, others over HTTPS.
+    pub reference: String,
+    /// How often the tag is looked at again, in milliseconds. Default 30000.
+    #[serde(default = "default_oci_poll_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_oci_poll_ms() -> u64 {
+    30_000
 }
 
 /// A subscription to a control endpoint.

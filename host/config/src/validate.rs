@@ -44,6 +44,23 @@ impl Check<'_> {
         if let Some(file) = &config.dns.hosts_file {
             self.file("dns.hosts_file", file)?;
         }
+        if let Some(oci) = config.bundles.as_ref().and_then(|b| b.oci.as_ref()) {
+            if !oci.reference.starts_with("oci://") {
+                return Err(self.fail(
+                    "bundles.oci.reference",
+                    format!(
+                        "`{}`: write oci://REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST]",
+                        oci.reference
+                    ),
+                ));
+            }
+            self.range(
+                "bundles.oci",
+                "poll_interval_ms",
+                oci.poll_interval_ms,
+                100..=86_400_000,
+            )?;
+        }
         if let Some(bundles) = &config.bundles {
             if let Some(path) = &bundles.path
                 && !path.exists()
@@ -58,18 +75,22 @@ impl Check<'_> {
             }
             match &bundles.control {
                 Some(control) => {
-                    if !control.url.starts_with("http://") {
+                    if !(control.url.starts_with("http://") || control.url.starts_with("https://"))
+                    {
                         return Err(self.fail(
                             "bundles.control.url",
-                            format!("`{}`: give http://HOST:PORT", control.url),
+                            format!(
+                                "`{}`: give http://HOST:PORT or https://HOST:PORT",
+                                control.url
+                            ),
                         ));
                     }
                     self.file("bundles.control.token_file", &control.token_file)?;
                 }
-                None if bundles.path.is_none() => {
+                None if bundles.path.is_none() && bundles.oci.is_none() => {
                     return Err(self.fail(
                         "bundles",
-                        "give `path` (a bundle file or directory), `control` (an endpoint), or both",
+                        "give `path` (a bundle file or directory), `control` (an endpoint), `oci` (a registry), or several",
                     ));
                 }
                 None => {}

@@ -248,6 +248,10 @@ fn reference_example_parses() {
     config.dns.hosts_file = Some(present.clone());
     if let Some(bundles) = &mut config.bundles {
         bundles.path = Some(present.clone());
+        if let Some(control) = &mut bundles.control {
+            control.token_file = present.clone();
+        }
+        assert!(bundles.oci.is_some());
     }
     for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
         for files in &mut tls.certificates {

@@ -4,19 +4,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 
 use crate::api::{
     AuditEntry, BundleRecord, Desired, ErrorBody, Labels, PromoteRequest, Promotion, Report,
     RollbackRequest, Status,
 };
+use crate::http::{Target, exchange};
 
 /// Talks to one control endpoint with one token.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// `host:port`.
-    authority: String,
+    target: Target,
     /// The URL as given, for messages.
     url: String,
     token: String,
@@ -59,12 +58,15 @@ impl Client {
             problem: problem.to_string(),
         };
         let uri: Uri = url.parse().map_err(|_| fail("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(fail("only http:// is supported by this build"));
-        }
-        let authority = uri.authority().ok_or_else(|| fail("no host"))?.to_string();
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(fail("give http://HOST:PORT or https://HOST:PORT")),
+        };
+        let authority = uri.authority().ok_or_else(|| fail("no host"))?;
+        let target = Target::new(tls, authority.as_str()).map_err(|p| fail(&p))?;
         Ok(Client {
-            authority,
+            target,
             url: url.trim_end_matches('/').to_string(),
             token: token.trim().to_string(),
         })
@@ -87,48 +89,28 @@ impl Client {
             url: self.url.clone(),
             problem,
         };
-        let exchange = async {
-            let tcp = tokio::net::TcpStream::connect(&self.authority)
-                .await
-                .map_err(|e| unreachable(format!("connect: {e}")))?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| unreachable(format!("handshake: {e}")))?;
-            tokio::spawn(connection);
-            let mut request = Request::builder()
-                .method(method)
-                .uri(path)
-                .header(header::HOST, &self.authority)
-                .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
-            let content = match body {
-                Some((content_type, bytes)) => {
-                    request = request.header(header::CONTENT_TYPE, content_type);
-                    bytes
-                }
-                None => Bytes::new(),
-            };
-            let request = request
-                .body(Full::new(content))
-                .map_err(|e| unreachable(e.to_string()))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| unreachable(format!("request: {e}")))?;
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
-                .to_bytes();
-            Ok((status, bytes))
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.target.authority)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        let content = match body {
+            Some((content_type, bytes)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Bytes::new(),
         };
-        tokio::time::timeout(timeout, exchange)
+        let request = request
+            .body(Full::new(content))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let answer = exchange(&self.target, request, timeout)
             .await
-            .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+            .map_err(unreachable)?;
+        Ok((answer.status, answer.body))
     }
 
-    /// A call whose success is `want`, its body decoded as `T`.
+    /// A call that must succeed, its body decoded as `T`.
     async fn call_json<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,

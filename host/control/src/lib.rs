@@ -12,6 +12,8 @@
 pub mod api;
 mod client;
 pub mod config;
+mod http;
+pub mod oci;
 mod openapi;
 mod server;
 pub mod store;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use weft_bundle::PublicKey;
 use weft_control::Client;
 use weft_control::api::{Labels, Report};
+use weft_control::oci::OciRef;
 
 use crate::Swapper;
 use crate::bundles::KeyError;
@@ -95,7 +96,7 @@ async fn subscribe(
         let Some(desired) = desired else { continue };
         tracing::info!(bundle = %desired.name, version = %desired.version, digest = %desired.digest, "control endpoint asks for a bundle");
         let outcome = match client.download(&desired.digest).await {
-            Ok(archive) => apply(&swapper, &archive, &desired.digest, &trusted),
+            Ok(archive) => apply(&swapper, &archive, Some(&desired.digest), &trusted),
             Err(err) => Err(format!("cannot fetch the bundle: {err}")),
         };
         if let Err(reason) = &outcome {
@@ -114,11 +115,11 @@ async fn subscribe(
     }
 }
 
-/// Reads and applies an archive that must have `digest`.
+/// Reads and applies an archive (that must have `digest`, if given).
 fn apply(
     swapper: &Swapper,
     archive: &[u8],
-    digest: &str,
+    digest: Option<&str>,
     trusted: &[PublicKey],
 ) -> Result<(), String> {
     let bundle = match weft_bundle::Bundle::from_archive(archive) {
@@ -128,7 +129,9 @@ fn apply(
             return Err(err.to_string());
         }
     };
-    if bundle.digest() != digest {
+    if let Some(digest) = digest
+        && bundle.digest() != digest
+    {
         let reason = format!(
             "the bundle fetched has digest {}, not the {digest} asked for",
             bundle.digest()
@@ -140,4 +143,70 @@ fn apply(
         .apply_bundle(&bundle, trusted)
         .map(|_| ())
         .map_err(|err| err.to_string())
+}
+
+/// Starts the thread that pulls a bundle from an OCI registry: at start,
+/// then every `poll_interval_ms`, applying it whenever the manifest the
+/// reference names changes.
+pub(crate) fn start_oci(
+    swapper: Arc<Swapper>,
+    source: &weft_config::OciSource,
+    trusted: Vec<PublicKey>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, crate::StartError> {
+    let reference = OciRef::parse(&source.reference).map_err(|e| KeyError {
+        field: "oci.reference".into(),
+        problem: e.to_string(),
+    })?;
+    let every = Duration::from_millis(source.poll_interval_ms);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::StartError::Thread)?;
+    std::thread::Builder::new()
+        .name("weft-oci".into())
+        .spawn(move || runtime.block_on(pull(swapper, reference, every, trusted, shutdown)))
+        .map_err(crate::StartError::Thread)
+}
+
+async fn pull(
+    swapper: Arc<Swapper>,
+    reference: OciRef,
+    every: Duration,
+    trusted: Vec<PublicKey>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut known: Option<String> = None;
+    let mut failing = false;
+    loop {
+        match reference.manifest().await {
+            Ok((digest, manifest)) => {
+                failing = false;
+                if known.as_deref() != Some(digest.as_str()) {
+                    tracing::info!(registry = reference.registry(), repository = %reference.repository, reference = %reference.reference, %digest, "pulling a bundle");
+                    let outcome = match reference.layer(&manifest).await {
+                        Ok(archive) => apply(&swapper, &archive, None, &trusted),
+                        Err(err) => {
+                            swapper.refuse_bundle(&err.to_string());
+                            Err(err.to_string())
+                        }
+                    };
+                    if let Err(reason) = outcome {
+                        tracing::error!("bundle {digest} from the registry refused: {reason}");
+                    }
+                    known = Some(digest);
+                }
+            }
+            Err(err) => {
+                if !failing {
+                    tracing::warn!("{err}; retrying, the running version stays");
+                    failing = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }

@@ -415,6 +415,17 @@ impl Proxy {
                 receiver.clone(),
             )?);
         }
+        if let (Some(source), Some(oci)) = (
+            &bundle_source,
+            config.bundles.as_ref().and_then(|b| b.oci.as_ref()),
+        ) {
+            handles.push(control::start_oci(
+                swapper.clone(),
+                oci,
+                source.trusted.clone(),
+                receiver.clone(),
+            )?);
+        }
         if let Some(handle) = filewatch::start(swapper.clone(), bundle_source, receiver.clone())
             .map_err(StartError::Thread)?
         {
