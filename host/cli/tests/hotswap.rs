@@ -1,5 +1,6 @@
-//! Hot swap end to end: plugins with `watch: true` are swapped when their
-//! module file changes, under load, with nothing dropped; streams in flight
+//! Hot swap end to end: a bundle directory swapped 50 times under load
+//! with nothing dropped; plugins with `watch: true` swapped when their
+//! module file changes; streams in flight
 //! finish on the version they started on; a bad version is refused and the
 //! running one stays.
 
@@ -29,15 +30,44 @@ struct Setup {
     _upstream: Upstream,
 }
 
-fn setup(workers: usize) -> Setup {
+/// How a new version arrives.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// The plugin's module file changes (`watch: true`).
+    ModuleFile,
+    /// A bundle directory's module changes (`bundles: {path: DIR}`).
+    Bundle,
+}
+
+fn setup(workers: usize, via: Via) -> Setup {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let module = dir.path().join("versioned.wat");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(
+        src.join("bundle.yaml"),
+        "name: versioned\nversion: '1'\nplugins:\n  - {name: versioned, module: versioned.wat}\n",
+    )
+    .unwrap();
+    let module = match via {
+        Via::ModuleFile => dir.path().join("versioned.wat"),
+        Via::Bundle => src.join("versioned.wat"),
+    };
     std::fs::write(&module, support::versioned_wat("v1", 1)).unwrap();
+    std::fs::write(
+        dir.path().join("versioned.wat"),
+        support::versioned_wat("v1", 1),
+    )
+    .unwrap();
+    let bundles = match via {
+        Via::ModuleFile => String::new(),
+        Via::Bundle => format!("bundles: {{path: \"{}\"}}", src.display()),
+    };
     let weft = Weft::proxy(&format!(
         r#"
 workers: {workers}
 admin: {{address: 127.0.0.1:0}}
+{bundles}
 listeners:
   - name: ingress
     address: 127.0.0.1:0
@@ -46,10 +76,11 @@ listeners:
 clusters:
   - {{name: app, endpoints: ["{}"]}}
 plugins:
-  - {{name: versioned, module: "{}", watch: true}}
+  - {{name: versioned, module: "{}", watch: {}}}
 "#,
         upstream.addr,
-        module.display()
+        dir.path().join("versioned.wat").display(),
+        via == Via::ModuleFile
     ));
     Setup {
         weft,
@@ -95,8 +126,10 @@ fn version_of(got: &support::Got) -> String {
 }
 
 #[test]
-fn fifty_swaps_under_load_drop_nothing() {
-    let s = setup(2);
+fn fifty_bundle_swaps_under_load_drop_nothing() {
+    let s = setup(2, Via::Bundle);
+    // The bundle was applied at start: version 1 of the plugin.
+    wait_plugin(&s.weft, "version", 1);
     let addr = s.weft.addr;
     let done = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..16)
@@ -117,7 +150,7 @@ fn fifty_swaps_under_load_drop_nothing() {
     for swap in 1..=50u64 {
         let version = if swap % 2 == 1 { "v2" } else { "v1" };
         replace(&s.module, &support::versioned_wat(version, 1));
-        wait_plugin(&s.weft, "version", swap);
+        wait_plugin(&s.weft, "version", swap + 1);
         // Every worker runs the new version once the swap is reported.
         for got in send_many(addr, 4, "/", &[]) {
             assert_eq!(version_of(&got), version, "after swap {swap}");
@@ -140,12 +173,13 @@ fn fifty_swaps_under_load_drop_nothing() {
     let admin = s.weft.listeners["admin"];
     assert_eq!(
         metric(admin, "weft_plugin_swaps_total{plugin=\"versioned\"}"),
-        50
+        51
     );
     assert_eq!(
         metric(admin, "weft_plugin_version{plugin=\"versioned\"}"),
-        50
+        51
     );
+    assert_eq!(metric(admin, "weft_bundle_applies_total"), 51);
     // Old VMs go once their last stream has ended.
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}") != 0 {
@@ -156,7 +190,7 @@ fn fifty_swaps_under_load_drop_nothing() {
 
 #[test]
 fn streams_in_flight_finish_on_the_version_they_started_on() {
-    let s = setup(1);
+    let s = setup(1, Via::ModuleFile);
     let addr = s.weft.addr;
     let slow = std::thread::spawn(move || send(addr, "GET", "/delay/1500", &[], ""));
     std::thread::sleep(Duration::from_millis(300));
@@ -180,7 +214,7 @@ fn streams_in_flight_finish_on_the_version_they_started_on() {
 
 #[test]
 fn a_bad_version_is_refused_and_the_running_one_stays() {
-    let s = setup(1);
+    let s = setup(1, Via::ModuleFile);
     let addr = s.weft.addr;
 
     std::fs::write(&s.module, "(module (this is not wat").unwrap();
