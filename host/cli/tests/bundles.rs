@@ -131,6 +131,17 @@ fn a_bundle_directory_is_applied_at_start_and_again_when_it_changes() {
     let status = wait_bundle(&s.weft, "applies", 2);
     assert_eq!(status["applied"]["version"], "2");
     assert_eq!(served_version(&s.weft), "v3");
+
+    // A version whose module did not change is not compiled again.
+    let metrics = || send(s.weft.listeners["admin"], "GET", "/metrics", &[], "").body;
+    let compiles = support::metric(&metrics(), "weft_module_compiles_total");
+    write_source(&s.dir.path().join("src"), "3", "v3", "");
+    wait_bundle(&s.weft, "applies", 3);
+    assert_eq!(
+        support::metric(&metrics(), "weft_module_compiles_total"),
+        compiles
+    );
+    assert!(support::metric(&metrics(), "weft_module_cache_hits_total") >= 1);
 }
 
 #[test]

@@ -88,7 +88,10 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             "text/plain; version=0.0.4",
             render_listener_metrics(&state.listeners)
                 + &render_host_metrics(&state.plugin_stats)
-                + &render_bundle_metrics(&state.plugins.bundle_status())
+                + &render_bundle_metrics(
+                    &state.plugins.bundle_status(),
+                    state.plugins.module_counts(),
+                )
                 + &render_cluster_metrics(&state.clusters)
                 + &render_metrics(&state.metrics.metrics()),
         ),
@@ -152,9 +155,9 @@ fn metric_name(name: &str) -> String {
 }
 
 /// How bundles fared.
-fn render_bundle_metrics(status: &crate::BundleStatus) -> String {
+fn render_bundle_metrics(status: &crate::BundleStatus, (compiled, hits): (u64, u64)) -> String {
     format!(
-        "# HELP weft_bundle_applies_total Bundles applied.\n# TYPE weft_bundle_applies_total counter\nweft_bundle_applies_total {}\n# HELP weft_bundle_refusals_total Bundles refused (the running version stayed).\n# TYPE weft_bundle_refusals_total counter\nweft_bundle_refusals_total {}\n",
+        "# HELP weft_bundle_applies_total Bundles applied.\n# TYPE weft_bundle_applies_total counter\nweft_bundle_applies_total {}\n# HELP weft_bundle_refusals_total Bundles refused (the running version stayed).\n# TYPE weft_bundle_refusals_total counter\nweft_bundle_refusals_total {}\n# HELP weft_module_compiles_total Plugin modules compiled.\n# TYPE weft_module_compiles_total counter\nweft_module_compiles_total {compiled}\n# HELP weft_module_cache_hits_total Plugin loads that reused a compiled module.\n# TYPE weft_module_cache_hits_total counter\nweft_module_cache_hits_total {hits}\n",
         status.applies, status.refusals
     )
 }

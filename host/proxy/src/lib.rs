@@ -134,7 +134,7 @@ pub fn load_plugins(
 ) -> Result<Vec<Arc<Plugin>>, StartError> {
     let mut plugins = Vec::with_capacity(config.plugins.len());
     for (index, p) in config.plugins.iter().enumerate() {
-        let (plugin, _) = load_plugin(index, p, runtime)?;
+        let (plugin, _) = load_plugin(index, p, runtime, None)?;
         plugins.push(plugin);
     }
     Ok(plugins)
@@ -147,6 +147,7 @@ pub(crate) fn load_plugin(
     index: usize,
     p: &weft_config::Plugin,
     runtime: &Runtime,
+    cache: Option<&swap::ModuleCache>,
 ) -> Result<(Arc<Plugin>, String), StartError> {
     let bytes = std::fs::read(&p.module).map_err(|source| StartError::Module {
         index,
@@ -156,7 +157,7 @@ pub(crate) fn load_plugin(
             source,
         },
     })?;
-    load_plugin_bytes(index, p, &bytes, runtime)
+    load_plugin_bytes(index, p, &bytes, runtime, cache)
 }
 
 /// [`load_plugin`] with the module's bytes at hand (from a bundle).
@@ -165,18 +166,25 @@ pub(crate) fn load_plugin_bytes(
     p: &weft_config::Plugin,
     bytes: &[u8],
     runtime: &Runtime,
+    cache: Option<&swap::ModuleCache>,
 ) -> Result<(Arc<Plugin>, String), StartError> {
     {
         let capabilities = Capabilities {
             host_functions: p.allowed_host_functions.clone(),
         };
         let sha256 = weft_bundle::sha256_hex(bytes);
-        let module = PluginModule::from_bytes_with(
-            runtime,
-            &p.module.display().to_string(),
-            bytes,
-            &capabilities,
-        )
+        let compile = || {
+            PluginModule::from_bytes_with(
+                runtime,
+                &p.module.display().to_string(),
+                bytes,
+                &capabilities,
+            )
+        };
+        let module = match cache {
+            Some(cache) => cache.get_or_compile(&sha256, &capabilities, compile),
+            None => compile(),
+        }
         .map_err(|source| StartError::Module {
             index,
             name: p.name.clone(),
@@ -242,8 +250,9 @@ impl Proxy {
     pub fn start(config: &ProxyConfig, runtime: Arc<Runtime>) -> Result<Proxy, StartError> {
         let mut plugins = Vec::with_capacity(config.plugins.len());
         let mut stats: Vec<Arc<chain::PluginStats>> = Vec::with_capacity(config.plugins.len());
+        let modules = Arc::new(swap::ModuleCache::default());
         for (index, p) in config.plugins.iter().enumerate() {
-            let (plugin, sha256) = load_plugin(index, p, &runtime)?;
+            let (plugin, sha256) = load_plugin(index, p, &runtime, Some(&modules))?;
             let plugin_stats = Arc::<chain::PluginStats>::default();
             {
                 let mut info = plugin_stats.info();
@@ -324,6 +333,7 @@ impl Proxy {
             published.clone(),
             stats.clone(),
             config.labels.clone(),
+            modules,
         ));
         let (shutdown, receiver) = watch::channel(false);
         let drain = Duration::from_millis(config.drain_timeout_ms);

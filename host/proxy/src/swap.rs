@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use weft_abi::{Plugin, Runtime};
+use weft_abi::{Capabilities, LoadError, Plugin, PluginModule, Runtime};
 
 use crate::chain::PluginStats;
 use crate::{StartError, load_plugin, load_plugin_bytes};
@@ -158,6 +158,48 @@ pub enum SwapError {
     },
 }
 
+/// Compiled modules by SHA-256 and capabilities: a version that changes
+/// only configuration, or brings back an earlier module, is not compiled
+/// again. Bounded: past `MAX_CACHED` modules it starts afresh.
+#[derive(Default)]
+pub(crate) struct ModuleCache {
+    modules: Mutex<std::collections::HashMap<ModuleKey, PluginModule>>,
+    /// Modules compiled, and loads served from the cache.
+    pub(crate) compiled: AtomicU64,
+    pub(crate) hits: AtomicU64,
+}
+
+const MAX_CACHED: usize = 64;
+
+/// A module's SHA-256 and the host functions it may call.
+type ModuleKey = (String, Option<Vec<String>>);
+
+impl ModuleCache {
+    /// The module compiled from bytes hashing to `sha256`, compiling it
+    /// (outside the lock) if it is not cached.
+    pub(crate) fn get_or_compile(
+        &self,
+        sha256: &str,
+        capabilities: &Capabilities,
+        compile: impl FnOnce() -> Result<PluginModule, LoadError>,
+    ) -> Result<PluginModule, LoadError> {
+        let key = (sha256.to_string(), capabilities.host_functions.clone());
+        let lock = || self.modules.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(module) = lock().get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(module.clone());
+        }
+        let module = compile()?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        let mut modules = lock();
+        if modules.len() >= MAX_CACHED {
+            modules.clear();
+        }
+        modules.insert(key, module.clone());
+        Ok(module)
+    }
+}
+
 /// Per-plugin facts about its versions, for `/plugins`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct VersionInfo {
@@ -204,6 +246,7 @@ pub struct Swapper {
     stats: Vec<Arc<PluginStats>>,
     /// This proxy's labels, which bundles must target.
     labels: std::collections::BTreeMap<String, String>,
+    modules: Arc<ModuleCache>,
     bundle: Mutex<BundleStatus>,
     /// One swap at a time.
     lock: Mutex<()>,
@@ -227,6 +270,7 @@ impl Swapper {
         published: Arc<Published>,
         stats: Vec<Arc<PluginStats>>,
         labels: std::collections::BTreeMap<String, String>,
+        modules: Arc<ModuleCache>,
     ) -> Swapper {
         Swapper {
             runtime,
@@ -234,6 +278,7 @@ impl Swapper {
             published,
             stats,
             labels,
+            modules,
             bundle: Mutex::new(BundleStatus::default()),
             lock: Mutex::new(()),
         }
@@ -249,7 +294,7 @@ impl Swapper {
         if let Some(module) = module {
             config.module = module.to_path_buf();
         }
-        let loaded = load_plugin(index, &config, &self.runtime);
+        let loaded = load_plugin(index, &config, &self.runtime, Some(&self.modules));
         let mut swapped = self.apply(vec![(index, config, loaded)])?;
         swapped
             .pop()
@@ -356,7 +401,8 @@ impl Swapper {
             let bytes = bundle
                 .module(plugin)
                 .ok_or_else(|| refused("its module is not in the bundle".into()))?;
-            let loaded = load_plugin_bytes(index, &config, bytes, &self.runtime);
+            let loaded =
+                load_plugin_bytes(index, &config, bytes, &self.runtime, Some(&self.modules));
             loads.push((index, config, loaded));
         }
         Ok((signed_by, self.apply(loads)?))
@@ -444,6 +490,14 @@ impl Swapper {
         status.refusals += 1;
         status.last_error = Some(reason.to_string());
         tracing::error!("bundle refused, the running version stays: {reason}");
+    }
+
+    /// Modules compiled, and loads served from the module cache.
+    pub(crate) fn module_counts(&self) -> (u64, u64) {
+        (
+            self.modules.compiled.load(Ordering::Relaxed),
+            self.modules.hits.load(Ordering::Relaxed),
+        )
     }
 
     /// How bundles fared.
