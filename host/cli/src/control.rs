@@ -21,6 +21,10 @@ pub(crate) struct Endpoint {
     /// A file holding the API token; default: the WEFT_TOKEN environment variable.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// For https://: trust the CA certificates in this PEM file instead of
+    /// the system's.
+    #[arg(long, env = "WEFT_CONTROL_CA")]
+    ca: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -214,7 +218,11 @@ fn client(endpoint: &Endpoint) -> Result<Client, String> {
         None => std::env::var("WEFT_TOKEN")
             .map_err(|_| "no token: give --token-file FILE or set WEFT_TOKEN".to_string())?,
     };
-    Client::new(control, &token).map_err(|e| e.to_string())
+    let client = Client::new(control, &token).map_err(|e| e.to_string())?;
+    match &endpoint.ca {
+        Some(ca) => client.trusting(ca).map_err(|e| e.to_string()),
+        None => Ok(client),
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -434,7 +442,8 @@ fn serve(file: &Path) -> ExitCode {
     };
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening: control http://{}", control.address);
+        let scheme = if control.tls { "https" } else { "http" };
+        let _ = writeln!(out, "listening: control {scheme}://{}", control.address);
         let _ = writeln!(out, "ready");
         let _ = out.flush();
     }

@@ -84,7 +84,14 @@ fn the_canary_example_splits_authenticated_traffic_and_reports_it() {
     }
 
     // Shift to 50/50 by changing the bundle: no restart.
-    std::fs::write(rollout.path().join("bundle.yaml"), bundle_yaml((50, 50), 2)).unwrap();
+    // Written aside and renamed into place, as editors and tools do: the
+    // proxy never reads half a file.
+    let put = |text: String| {
+        let aside = rollout.path().join("bundle.yaml.tmp");
+        std::fs::write(&aside, text).unwrap();
+        std::fs::rename(&aside, rollout.path().join("bundle.yaml")).unwrap();
+    };
+    put(bundle_yaml((50, 50), 2));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let body = send(weft.listeners["admin"], "GET", "/bundle", &[], "").body;
@@ -123,7 +130,7 @@ fn the_canary_example_splits_authenticated_traffic_and_reports_it() {
 
     // A bad edit is refused by the router's on_configure; the split stays.
     let bad = bundle_yaml((50, 50), 3).replace("weight: 50}", "weight: -1}");
-    std::fs::write(rollout.path().join("bundle.yaml"), bad).unwrap();
+    put(bad);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let body = send(weft.listeners["admin"], "GET", "/bundle", &[], "").body;

@@ -79,6 +79,18 @@ fn remote(dir: &Path, control: &str, token: &str, args: &[&str]) -> Output {
 }
 
 fn proxy(dir: &Path, control: &str, id: &str, trust: &str, upstream: &Upstream) -> Weft {
+    proxy_with(dir, control, id, trust, upstream, "")
+}
+
+/// [`proxy`], with more fields for its `bundles.control`.
+fn proxy_with(
+    dir: &Path,
+    control: &str,
+    id: &str,
+    trust: &str,
+    upstream: &Upstream,
+    extra: &str,
+) -> Weft {
     std::fs::write(dir.join("proxy.token"), PROXY).unwrap();
     let trusted = trust;
     Weft::proxy(&format!(
@@ -87,7 +99,7 @@ workers: 1
 admin: {{address: 127.0.0.1:0}}
 labels: {{env: prod, trust: {trust}}}
 bundles:
-  control: {{url: "{control}", token_file: "{}", id: {id}}}
+  control: {{url: "{control}", token_file: "{}", id: {id}{extra}}}
   trusted_keys: ["{}"]
 listeners:
   - {{name: ingress, address: 127.0.0.1:0, cluster: app, filters: [versioned]}}
@@ -372,4 +384,51 @@ fn the_api_refuses_what_it_must() {
     let doc: serde_json::Value = serde_json::from_str(&got.body).unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/promotions"]["post"].is_object());
+}
+
+#[test]
+fn the_api_speaks_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let pki = support::pki::Pki::new(dir);
+    let (cert, key) = pki.issue("control", &["localhost"], None);
+    let control = Weft::control(&format!(
+        "{}tls: {{cert: {}, key: {}}}\n",
+        control_config(&dir.join("data")),
+        cert.display(),
+        key.display()
+    ));
+    let url = format!("https://localhost:{}", control.addr.port());
+    let ca = pki.ca_file();
+    let ca = ca.to_str().unwrap();
+
+    // Without the CA the client refuses the certificate: unreachable (3).
+    let out = remote(dir, &url, READER, &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = remote(dir, &url, READER, &["status", "--ca", ca]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A proxy subscribes over HTTPS and runs what is promoted.
+    std::fs::write(dir.join("v0.wat"), versioned_wat("v0", 1)).unwrap();
+    assert!(weft(&["bundle", "keygen", "release"], dir).status.success());
+    let bundle = build(dir, "1", "b1", "release.key");
+    let upstream = Upstream::start();
+    let proxy = proxy_with(
+        dir,
+        &url,
+        "p0",
+        "release",
+        &upstream,
+        &format!(", ca: \"{ca}\""),
+    );
+    let out = remote(
+        dir,
+        &url,
+        ADMIN,
+        &["push", bundle.to_str().unwrap(), "--ca", ca],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = remote(dir, &url, ADMIN, &["promote", "demo", "1", "--ca", ca]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_served(std::slice::from_ref(&proxy), |_| "b1");
 }

@@ -112,6 +112,10 @@ pub struct ControlSubscription {
     /// first listener's port.
     #[serde(default)]
     pub id: Option<String>,
+    /// For https://: the CA certificates (PEM) to trust instead of the
+    /// system's.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 /// How endpoint host names are resolved.
@@ -714,6 +718,9 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
         }
         if let Some(control) = &mut bundles.control {
             resolve(&mut control.token_file);
+            if let Some(ca) = &mut control.ca {
+                resolve(ca);
+            }
         }
         for key in &mut bundles.trusted_keys {
             // A key given as a file is read relative to the config too.

@@ -72,6 +72,19 @@ impl Client {
         })
     }
 
+    /// Trusts the CA certificates in PEM file `ca` (for an https://
+    /// endpoint) instead of the system's.
+    pub fn trusting(mut self, ca: &std::path::Path) -> Result<Client, ClientError> {
+        self.target = self
+            .target
+            .trusting(ca)
+            .map_err(|problem| ClientError::Url {
+                url: self.url.clone(),
+                problem,
+            })?;
+        Ok(self)
+    }
+
     /// The endpoint's URL.
     pub fn url(&self) -> &str {
         &self.url

@@ -20,6 +20,20 @@ pub struct ControlConfig {
     /// The largest bundle upload, in MiB. Default 64.
     #[serde(default = "default_max_upload_mb")]
     pub max_upload_mb: u64,
+    /// Serve HTTPS with this certificate chain and key (PEM files,
+    /// relative to the config file); default plain HTTP.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// The API's certificate.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
 }
 
 /// A bearer token the API accepts.
@@ -87,11 +101,22 @@ pub fn load(path: &Path) -> Result<ControlConfig, ConfigError> {
     let de = serde_yaml::Deserializer::from_str(&text);
     let mut config: ControlConfig = serde_path_to_error::deserialize(de)
         .map_err(|err| invalid(err.path().to_string(), err.inner().to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
     if config.data_dir.is_relative() {
-        config.data_dir = path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(&config.data_dir);
+        config.data_dir = base.join(&config.data_dir);
+    }
+    if let Some(tls) = &mut config.tls {
+        for (field, file) in [("cert", &mut tls.cert), ("key", &mut tls.key)] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+            if !file.exists() {
+                return Err(invalid(
+                    format!("tls.{field}"),
+                    format!("{} does not exist", file.display()),
+                ));
+            }
+        }
     }
     if config.tokens.is_empty() {
         return Err(invalid(

@@ -13,6 +13,8 @@ use hyper_util::rt::TokioIo;
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) tls: bool,
+    /// For TLS: the CAs to trust instead of the system's.
+    pub(crate) roots: Option<Arc<rustls::ClientConfig>>,
     /// `host:port`.
     pub(crate) authority: String,
     /// The host, for SNI.
@@ -33,9 +35,33 @@ impl Target {
         let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
         Ok(Target {
             tls,
+            roots: None,
             authority: format!("{}:{port}", parsed.host()),
             host,
         })
+    }
+
+    /// Trusts the CA certificates in PEM file `ca` instead of the system's.
+    pub(crate) fn trusting(mut self, ca: &std::path::Path) -> Result<Target, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let certs =
+            CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        self.roots = Some(Arc::new(config));
+        Ok(self)
     }
 }
 
@@ -80,7 +106,8 @@ pub(crate) async fn exchange(
         if target.tls {
             let name = rustls::pki_types::ServerName::try_from(target.host.clone())
                 .map_err(|e| format!("`{}`: {e}", target.host))?;
-            let stream = tokio_rustls::TlsConnector::from(tls_config())
+            let config = target.roots.clone().unwrap_or_else(tls_config);
+            let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS with {}: {e}", target.authority))?;

@@ -71,6 +71,8 @@ fn store_failed(err: &StoreError) -> Refusal {
 pub struct Control {
     /// Where it listens.
     pub address: SocketAddr,
+    /// Whether it speaks HTTPS.
+    pub tls: bool,
     runtime: tokio::runtime::Runtime,
     shutdown: watch::Sender<bool>,
 }
@@ -81,6 +83,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("data_dir: {0}")]
     Store(#[from] StoreError),
+    /// The certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The address could not be bound.
     #[error("address {address}: {source}")]
     Bind {
@@ -95,6 +100,8 @@ impl Control {
     /// Opens the store and starts serving.
     pub fn start(config: ControlConfig) -> Result<Control, StartError> {
         let store = Store::open(&config.data_dir)?;
+        let acceptor = config.tls.as_ref().map(acceptor).transpose()?;
+        let acceptor_present = acceptor.is_some();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("weft-control")
@@ -128,19 +135,30 @@ impl Control {
                 };
                 let Ok((tcp, _)) = accepted else { continue };
                 let shared = shared.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let shared = shared.clone();
                         async move { Ok::<_, Infallible>(handle(&shared, request).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(tls) => {
+                                let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                            Err(err) => tracing::debug!("TLS handshake failed: {err}"),
+                        },
+                    }
                 });
             }
         });
         Ok(Control {
             address,
+            tls: acceptor_present,
             runtime,
             shutdown,
         })
@@ -151,6 +169,29 @@ impl Control {
         let _ = self.shutdown.send(true);
         self.runtime.shutdown_timeout(Duration::from_secs(1));
     }
+}
+
+/// The TLS acceptor for the configured certificate and key.
+fn acceptor(tls: &crate::config::Tls) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fail = |file: &std::path::Path, e: &dyn std::fmt::Display| {
+        StartError::Tls(format!("{}: {e}", file.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .map_err(|e| fail(&tls.cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(&tls.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| fail(&tls.key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| fail(&tls.cert, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Who is calling: a token's name and role; or the answer refusing them.

@@ -40,7 +40,11 @@ pub(crate) fn start(
             format!("{}: {e}", subscription.token_file.display()),
         )
     })?;
-    let client = Client::new(&subscription.url, &token).map_err(|e| fail("url", e.to_string()))?;
+    let mut client =
+        Client::new(&subscription.url, &token).map_err(|e| fail("url", e.to_string()))?;
+    if let Some(ca) = &subscription.ca {
+        client = client.trusting(ca).map_err(|e| fail("ca", e.to_string()))?;
+    }
     let id = subscription.id.clone().unwrap_or(default_id);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

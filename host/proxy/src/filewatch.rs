@@ -54,8 +54,18 @@ impl Watched {
     fn matches(&self, path: &Path) -> bool {
         match &self.file {
             Some(file) => path.file_name() == Some(file) && path.parent() == Some(&self.dir),
-            // Anything in the directory.
-            None => path.parent() == Some(&self.dir),
+            // Anything in the directory but editors' and tools' scratch
+            // files (hidden, `*.tmp`, `*.swp`, `*~`), which come and go
+            // before the real file is in place.
+            None => {
+                let scratch = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with('.')
+                        || n.ends_with(".tmp")
+                        || n.ends_with(".swp")
+                        || n.ends_with('~')
+                });
+                path.parent() == Some(&self.dir) && !scratch
+            }
         }
     }
 }

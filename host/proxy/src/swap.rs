@@ -310,6 +310,19 @@ impl Swapper {
         trusted: &[weft_bundle::PublicKey],
     ) -> Result<AppliedBundle, SwapError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // The bundle running already (a source touched, not changed):
+        // nothing to do.
+        let running = self
+            .bundle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .applied
+            .clone()
+            .filter(|a| a.digest == bundle.digest());
+        if let Some(applied) = running {
+            tracing::debug!(digest = %applied.digest, "bundle already running");
+            return Ok(applied);
+        }
         let start = Instant::now();
         let result = self
             .check_and_apply(bundle, trusted)

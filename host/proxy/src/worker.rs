@@ -252,7 +252,9 @@ async fn tick(worker: Rc<Worker>, plugin: usize) {
 /// changed gets its new VM now; streams in flight keep theirs.
 async fn apply_swaps(worker: Rc<Worker>, published: Arc<crate::swap::Published>) {
     let mut updates = published.subscribe();
-    while updates.changed().await.is_ok() {
+    // What was published before this worker started listening is applied
+    // first.
+    loop {
         let generation = *updates.borrow_and_update();
         for (slot, (plugin, version)) in worker.plugins.iter().zip(published.current()) {
             let mut slot = slot.borrow_mut();
@@ -261,6 +263,9 @@ async fn apply_swaps(worker: Rc<Worker>, published: Arc<crate::swap::Published>)
             }
         }
         published.applied(worker.index, generation);
+        if updates.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -218,10 +218,10 @@ impl Weft {
             if line == "ready" {
                 break;
             }
-            let Some((name, addr)) = line
-                .strip_prefix("listening: ")
-                .and_then(|l| l.split_once(" http://"))
-            else {
+            let Some((name, addr)) = line.strip_prefix("listening: ").and_then(|l| {
+                l.split_once(" http://")
+                    .or_else(|| l.split_once(" https://"))
+            }) else {
                 let _ = child.kill();
                 panic!(
                     "weft did not start ({line:?}): {}",
