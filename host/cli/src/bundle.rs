@@ -234,8 +234,9 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Writes a private key readable by its owner only.
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+/// Writes a secret (a key, a token) to a new file readable by its owner
+/// only.
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()

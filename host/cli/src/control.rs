@@ -409,15 +409,7 @@ fn token(name: &str, role: &str, out: Option<&Path>) -> Result<(), String> {
     );
     match out {
         Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            file.write_all(format!("{token}\n").as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::bundle::write_private(path, &token)?;
             println!("{entry}");
         }
         None => println!("token: {token}\n{entry}"),

@@ -8,26 +8,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use support::{Upstream, Weft, send, versioned_wat};
 
-fn weft(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use support::{output_text as text, weft_cli as weft};
 
 /// Writes a bundle source directory: `bundle.yaml` for `versioned` at
 /// `version`, whose module adds `x-version: VALUE`.

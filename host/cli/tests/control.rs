@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::{Upstream, Weft, send, versioned_wat};
@@ -18,21 +18,7 @@ const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
 const PROXY: &str = "proxy-token-0123456789";
 
-fn weft(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use support::{output_text as text, weft_cli as weft};
 
 fn control_config(data: &Path) -> String {
     let entry = |name: &str, role: &str, token: &str| {

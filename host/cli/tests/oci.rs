@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{Upstream, Weft, send, versioned_wat};
@@ -76,21 +76,7 @@ impl Drop for Registry {
     }
 }
 
-fn weft(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use support::{output_text as text, weft_cli as weft};
 
 /// Builds bundle `demo` VERSION (module says `x-version: VALUE`) and pushes
 /// it to `reference`; returns the push's JSON summary.

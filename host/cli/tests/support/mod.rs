@@ -493,6 +493,24 @@ pub fn versioned_wat(version: &str, configure: u32) -> String {
     )
 }
 
+/// Runs the `weft` command with `args` in `dir`, to its end.
+pub fn weft_cli(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// What a command printed, stdout then stderr.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// An HTTP/2 server on 127.0.0.1:0 (over TLS with `tls`, else by prior
 /// knowledge) answering every request with `handler`, on its own thread.
 pub fn h2_server<F, Fut, B>(tls: Option<Arc<rustls::ServerConfig>>, handler: F) -> SocketAddr
