@@ -289,13 +289,14 @@ impl Swapper {
     /// worker's new streams run. Refused, the running version stays.
     pub fn swap(&self, name: &str, module: Option<&Path>) -> Result<Swapped, SwapError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = Instant::now();
         let index = self.index_of(name)?;
         let mut config = self.configs[index].clone();
         if let Some(module) = module {
             config.module = module.to_path_buf();
         }
         let loaded = load_plugin(index, &config, &self.runtime, Some(&self.modules));
-        let mut swapped = self.apply(vec![(index, config, loaded)])?;
+        let mut swapped = self.apply(vec![(index, config, loaded)], start)?;
         swapped
             .pop()
             .ok_or_else(|| SwapError::Unknown(name.to_string()))
@@ -325,7 +326,7 @@ impl Swapper {
         }
         let start = Instant::now();
         let result = self
-            .check_and_apply(bundle, trusted)
+            .check_and_apply(bundle, trusted, start)
             .map(|(signed_by, plugins)| AppliedBundle {
                 name: bundle.manifest.name.clone(),
                 version: bundle.manifest.version.clone(),
@@ -361,6 +362,7 @@ impl Swapper {
         &self,
         bundle: &weft_bundle::Bundle,
         trusted: &[weft_bundle::PublicKey],
+        start: Instant,
     ) -> Result<(Option<String>, Vec<Swapped>), SwapError> {
         let manifest = &bundle.manifest;
         let signed_by = if trusted.is_empty() {
@@ -418,13 +420,13 @@ impl Swapper {
                 load_plugin_bytes(index, &config, bytes, &self.runtime, Some(&self.modules));
             loads.push((index, config, loaded));
         }
-        Ok((signed_by, self.apply(loads)?))
+        Ok((signed_by, self.apply(loads, start)?))
     }
 
     /// Publishes the loaded plugins as one change, or refuses all of them
     /// if any failed to load.
-    fn apply(&self, loads: Vec<Load>) -> Result<Vec<Swapped>, SwapError> {
-        let start = Instant::now();
+    /// `start`: when loading began, for the figures.
+    fn apply(&self, loads: Vec<Load>, start: Instant) -> Result<Vec<Swapped>, SwapError> {
         let mut ready = Vec::with_capacity(loads.len());
         for (index, config, loaded) in loads {
             let stats = &self.stats[index];
@@ -449,9 +451,11 @@ impl Swapper {
                 (*index, plugin.clone(), version)
             })
             .collect();
+        let published_at = Instant::now();
         let generation = self.published.publish(updates);
         let applied = self.published.wait_applied(generation, APPLY_LIMIT);
         let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+        let workers_ms = published_at.elapsed().as_secs_f64() * 1e3;
         let mut swapped = Vec::with_capacity(ready.len());
         for (index, config, _, sha256) in ready {
             // Shown once every worker runs it (or, after the wait, as soon
@@ -470,7 +474,7 @@ impl Swapper {
                     plugin = %config.name,
                     version,
                     sha256 = %sha256,
-                    "new version running on every worker after {elapsed_ms:.1} ms"
+                    "new version running on every worker {elapsed_ms:.1} ms after loading began ({workers_ms:.1} ms after it was published)"
                 );
             }
             swapped.push(Swapped {
