@@ -554,14 +554,17 @@ fn status(shared: &Arc<Shared>) -> Answer {
 
 /// The labels a proxy gives as `labels=k=v,k2=v2`.
 fn query_labels(query: &str) -> Labels {
-    query_value(query, "labels")
-        .map(|all| {
-            all.split(',')
-                .filter_map(|pair| pair.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
+    // Split first, then decode: a key or value may hold an encoded `,` or `=`.
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("labels="));
+    raw.map(|all| {
+        all.split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn query_value(query: &str, name: &str) -> Option<String> {
@@ -704,4 +707,21 @@ async fn report(
         tracing::warn!(proxy = %id, digest = %report.digest, "NACK: {}", report.reason.as_deref().unwrap_or("no reason given"));
     }
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_survive_the_query_string() {
+        let labels = query_labels("known=x&labels=env=prod,team=a%2Cb,k%3D1=v&wait=5");
+        assert_eq!(labels["env"], "prod");
+        assert_eq!(labels["team"], "a,b");
+        assert_eq!(labels["k=1"], "v");
+        assert_eq!(
+            query_value("known=sha256%3Aab&wait=5", "known").as_deref(),
+            Some("sha256:ab")
+        );
+    }
 }
