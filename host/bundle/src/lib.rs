@@ -45,9 +45,32 @@ pub struct Manifest {
     /// include every one of these. Default: every proxy.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Its plugins, in the proxy configuration's `plugins` schema; a
-    /// proxy swaps in each one for its plugin of the same name.
+    /// Its plugins, in the proxy configuration's `plugins` schema: each
+    /// replaces the proxy's plugin of the same name, or is added to the
+    /// proxy when it has none (for the bundle's routes or chains to run).
+    #[serde(default)]
     pub plugins: Vec<weft_config::Plugin>,
+    /// Route policy and filter chains for some of the proxy's listeners,
+    /// by name; the others keep what the proxy's config gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerPolicy>,
+}
+
+/// What a bundle sets for one listener of the proxy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerPolicy {
+    /// The listener's name in the proxy's config.
+    pub name: String,
+    /// The plugins run on every request, in order (replacing the
+    /// listener's `filters`); a route may still give its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<String>>,
+    /// Virtual hosts and routes, in the proxy configuration's schema
+    /// (replacing the listener's `virtual_hosts` or `cluster`); clusters
+    /// are the proxy's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_hosts: Option<Vec<weft_config::VirtualHost>>,
 }
 
 /// An ed25519 signature of a bundle's manifest.
@@ -393,8 +416,34 @@ fn validate(manifest: &Manifest) -> Result<(), BundleError> {
     if manifest.version.trim().is_empty() {
         return invalid("`version` is empty".into());
     }
-    if manifest.plugins.is_empty() {
-        return invalid("`plugins` is empty: a bundle carries at least one plugin".into());
+    if manifest.plugins.is_empty() && manifest.listeners.is_empty() {
+        return invalid(
+            "`plugins` and `listeners` are empty: a bundle carries at least one plugin or listener policy"
+                .into(),
+        );
+    }
+    for (i, listener) in manifest.listeners.iter().enumerate() {
+        if manifest.listeners[..i]
+            .iter()
+            .any(|l| l.name == listener.name)
+        {
+            return invalid(format!(
+                "listeners[{i}]: the listener `{}` is named twice",
+                listener.name
+            ));
+        }
+        if listener.filters.is_none() && listener.virtual_hosts.is_none() {
+            return invalid(format!(
+                "listeners[{i}] (`{}`): give `filters`, `virtual_hosts` or both",
+                listener.name
+            ));
+        }
+        if listener.virtual_hosts.as_ref().is_some_and(Vec::is_empty) {
+            return invalid(format!(
+                "listeners[{i}] (`{}`): `virtual_hosts` is empty: the listener would route nothing",
+                listener.name
+            ));
+        }
     }
     for (i, plugin) in manifest.plugins.iter().enumerate() {
         if manifest.plugins[..i].iter().any(|p| p.name == plugin.name) {

@@ -166,6 +166,17 @@ fn report(bundle: &Bundle, path: &Path, signer: Option<PublicKey>, json: bool) {
             })
         })
         .collect();
+    let listeners: Vec<serde_json::Value> = m
+        .listeners
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "name": l.name,
+                "filters": l.filters,
+                "virtual_hosts": l.virtual_hosts.as_ref().map(|v| v.iter().map(|h| h.name.clone()).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
     if json {
         let summary = serde_json::json!({
             "file": path.display().to_string(),
@@ -174,6 +185,7 @@ fn report(bundle: &Bundle, path: &Path, signer: Option<PublicKey>, json: bool) {
             "digest": bundle.digest(),
             "labels": m.labels,
             "plugins": plugins,
+            "listeners": listeners,
             "signed_by": bundle.signature.as_ref().and_then(|s| PublicKey::parse(&s.key).ok()).map(|k| k.id()),
             "verified": signer.is_some(),
         });
@@ -198,6 +210,20 @@ fn report(bundle: &Bundle, path: &Path, signer: Option<PublicKey>, json: bool) {
             p.module.display(),
             bundle.module(p).map_or(0, <[u8]>::len)
         );
+    }
+    for l in &m.listeners {
+        let mut sets = Vec::new();
+        if let Some(filters) = &l.filters {
+            sets.push(format!("filters [{}]", filters.join(", ")));
+        }
+        if let Some(hosts) = &l.virtual_hosts {
+            let routes: usize = hosts.iter().map(|h| h.routes.len()).sum();
+            sets.push(format!(
+                "{} virtual host(s), {routes} route(s)",
+                hosts.len()
+            ));
+        }
+        println!("  listener {}: {}", l.name, sets.join("; "));
     }
     match (&bundle.signature, signer) {
         (_, Some(key)) => println!("  signature: good, by trusted key {}", key.id()),

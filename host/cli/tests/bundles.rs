@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{Upstream, Weft, send, versioned_wat};
+use support::{Upstream, Weft, header_wat, send, served_by, versioned_wat};
 
 use support::{output_text as text, weft_cli as weft};
 
@@ -250,15 +250,14 @@ fn bad_bundles_are_refused_and_the_running_version_stays() {
         ),
         (
             &|| {
-                write_source(&src, "3", "v3", "");
-                let yaml = std::fs::read_to_string(src.join("bundle.yaml")).unwrap();
-                std::fs::write(
-                    src.join("bundle.yaml"),
-                    yaml.replace("name: versioned", "name: nope"),
+                write_source(
+                    &src,
+                    "3",
+                    "v3",
+                    "listeners:\n  - {name: egress, filters: [versioned]}\n",
                 )
-                .unwrap();
             },
-            "this proxy has no plugin of that name",
+            "listener `egress`: this proxy has no listener of that name (its listeners: ingress)",
         ),
         (
             &|| write_source(&src, "4", "v3", "    allowed_clusters: [app]\n"),
@@ -331,4 +330,231 @@ fn the_cli_reports_bad_archives_and_keys() {
     let out = weft(&["bundle", "build", "missing"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("missing/bundle.yaml"), "{}", text(&out));
+}
+
+/// Writes a bundle source: `bundle.yaml` (after a name and version) and
+/// the modules it names, as (file, WAT).
+fn write_bundle(dir: &Path, yaml: &str, modules: &[(&str, String)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (file, wat) in modules {
+        std::fs::write(dir.join(file), wat).unwrap();
+    }
+    std::fs::write(dir.join("bundle.yaml"), yaml).unwrap();
+}
+
+/// Route policy for listener `ingress`: `/canary` to the canary cluster,
+/// the rest to `app`, both through `versioned` then `CHAIN`.
+fn canary_routes(chain: &str) -> String {
+    format!(
+        r#"listeners:
+  - name: ingress
+    filters: [versioned{chain}]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - {{name: canary, match: {{prefix: /canary}}, forward: {{cluster: canary}}}}
+          - {{name: rest, forward: {{cluster: app}}}}
+"#
+    )
+}
+
+#[test]
+fn bundles_set_routes_and_filter_chains_and_a_later_bundle_takes_them_back() {
+    let app = Upstream::named("app");
+    let canary = Upstream::named("canary");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::write(dir.path().join("v1.wat"), versioned_wat("v1", 1)).unwrap();
+    // At start: a bundle that only replaces `versioned`.
+    write_bundle(
+        &src,
+        "name: edge\nversion: '1'\nplugins:\n  - {name: versioned, module: v2.wat}\n",
+        &[("v2.wat", versioned_wat("v2", 1))],
+    );
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: 2
+admin: {{address: 127.0.0.1:0}}
+bundles: {{path: "{}"}}
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    cluster: app
+    filters: [versioned]
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+  - {{name: canary, endpoints: ["{}"]}}
+plugins:
+  - {{name: versioned, module: "{}"}}
+"#,
+        src.display(),
+        app.addr,
+        canary.addr,
+        dir.path().join("v1.wat").display()
+    ));
+    let get = |path: &str| send(weft.addr, "GET", path, &[], "");
+    let header = |got: &support::Got, name: &str| {
+        got.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let plugins = || -> serde_json::Value {
+        serde_json::from_str(&send(weft.listeners["admin"], "GET", "/plugins", &[], "").body)
+            .unwrap()
+    };
+    wait_bundle(&weft, "applies", 1);
+    let got = get("/canary");
+    assert_eq!(
+        (served_by(&got).as_str(), header(&got, "x-version").as_str()),
+        ("app", "v2")
+    );
+
+    // Version 2 adds a plugin, routes /canary to its own cluster and runs
+    // the new plugin after `versioned` — which it no longer replaces, so
+    // the proxy's own v1 comes back.
+    write_bundle(
+        &src,
+        &format!(
+            "name: edge\nversion: '2'\nplugins:\n  - {{name: stamp, module: stamp.wat}}\n{}",
+            canary_routes(", stamp")
+        ),
+        &[("stamp.wat", header_wat("x-stamp", "s1", 1))],
+    );
+    let out = support::weft_cli(&["bundle", "build", "src", "-o", "edge.tar.gz"], dir.path());
+    assert!(
+        text(&out).contains(
+            "listener ingress: filters [versioned, stamp]; 1 virtual host(s), 2 route(s)"
+        ),
+        "{}",
+        text(&out)
+    );
+    let status = wait_bundle(&weft, "applies", 2);
+    assert_eq!(
+        status["applied"]["listeners"],
+        serde_json::json!(["ingress"])
+    );
+    for (path, upstream) in [("/canary/a", "canary"), ("/other", "app")] {
+        let got = get(path);
+        assert_eq!(served_by(&got), upstream, "{path}");
+        assert_eq!(header(&got, "x-version"), "v1", "{path}");
+        assert_eq!(header(&got, "x-stamp"), "s1", "{path}");
+    }
+    let listed = plugins();
+    assert_eq!(listed[1]["name"], "stamp", "{listed:#}");
+    assert_eq!(listed[1]["source"], "bundle");
+    assert_eq!(listed[0]["source"], "config");
+
+    // Bad route policy is refused whole; version 2 keeps serving.
+    let bad: [(String, &str); 4] = [
+        (
+            canary_routes(", stamp").replace("cluster: canary", "cluster: nowhere"),
+            "no cluster",
+        ),
+        (canary_routes(", missing"), "missing"),
+        (
+            canary_routes(", stamp").replace("prefix: /canary", "regex: '('"),
+            "regex",
+        ),
+        (
+            "listeners:\n  - {name: ingress, filters: [versioned, stamp]}\n".to_string(),
+            "stamp",
+        ),
+    ];
+    for (refusals, (routes, reason)) in bad.iter().enumerate() {
+        // The last one names `stamp` without carrying it.
+        let plugins = if refusals == 3 {
+            "plugins:\n  - {name: versioned, module: v2.wat}\n"
+        } else {
+            "plugins:\n  - {name: stamp, module: stamp.wat}\n"
+        };
+        write_bundle(
+            &src,
+            &format!("name: edge\nversion: 'bad{refusals}'\n{plugins}{routes}"),
+            &[],
+        );
+        let status = wait_bundle(&weft, "refusals", refusals as u64 + 1);
+        let error = status["last_error"].as_str().unwrap();
+        assert!(error.contains(reason), "want {reason:?} in: {error}");
+        assert_eq!(status["applied"]["version"], "2", "{status:#}");
+        let got = get("/canary");
+        assert_eq!(served_by(&got), "canary");
+        assert_eq!(header(&got, "x-stamp"), "s1");
+    }
+
+    // Version 3 sets no routes and drops `stamp`: the proxy's own routes
+    // and chain come back, and `stamp` is unloaded.
+    write_bundle(
+        &src,
+        "name: edge\nversion: '3'\nplugins:\n  - {name: versioned, module: v3.wat}\n",
+        &[("v3.wat", versioned_wat("v3", 1))],
+    );
+    let status = wait_bundle(&weft, "applies", 3);
+    assert_eq!(status["applied"]["unloaded"], serde_json::json!(["stamp"]));
+    let got = get("/canary");
+    assert_eq!(served_by(&got), "app");
+    assert_eq!(header(&got, "x-version"), "v3");
+    assert_eq!(header(&got, "x-stamp"), "");
+    let listed = plugins();
+    assert_eq!(listed[1]["loaded"], false, "{listed:#}");
+
+    // And version 2 again (a rollback) brings it all back.
+    write_bundle(
+        &src,
+        &format!(
+            "name: edge\nversion: '2'\nplugins:\n  - {{name: stamp, module: stamp.wat}}\n{}",
+            canary_routes(", stamp")
+        ),
+        &[],
+    );
+    wait_bundle(&weft, "applies", 4);
+    let got = get("/canary");
+    assert_eq!(
+        (
+            served_by(&got).as_str(),
+            header(&got, "x-version").as_str(),
+            header(&got, "x-stamp").as_str()
+        ),
+        ("canary", "v1", "s1")
+    );
+}
+
+#[test]
+fn plugins_a_bundle_adds_get_the_grants_the_proxy_gives_them() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::write(dir.path().join("v1.wat"), versioned_wat("v1", 1)).unwrap();
+    write_bundle(
+        &src,
+        "name: edge\nversion: '1'\nplugins:\n  - {name: stamp, module: stamp.wat}\nlisteners:\n  - {name: ingress, filters: [versioned, stamp]}\n",
+        &[("stamp.wat", header_wat("x-stamp", "s1", 1))],
+    );
+    let weft = Weft::proxy(&format!(
+        r#"
+admin: {{address: 127.0.0.1:0}}
+bundles:
+  path: "{}"
+  added_plugins: {{allowed_host_functions: [proxy_log]}}
+listeners:
+  - {{name: ingress, address: 127.0.0.1:0, cluster: app, filters: [versioned]}}
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+plugins:
+  - {{name: versioned, module: "{}"}}
+"#,
+        src.display(),
+        upstream.addr,
+        dir.path().join("v1.wat").display()
+    ));
+    wait_bundle(&weft, "applies", 1);
+    let got = send(weft.addr, "GET", "/", &[], "");
+    // The declared plugin keeps its own (unrestricted) grants; the added
+    // one may only log, so its header call is refused.
+    assert_eq!(got.headers["x-version"], "v1");
+    assert!(!got.headers.contains_key("x-stamp"), "{:?}", got.headers);
+    weft.wait_for_log("called proxy_add_header_map_value, which the plugin's allowed_host_functions do not include");
 }

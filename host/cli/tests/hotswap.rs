@@ -1,5 +1,6 @@
 //! Hot swap end to end: a bundle directory swapped 50 times under load
-//! with nothing dropped; plugins with `watch: true` swapped when their
+//! with nothing dropped, and bundles flipping routes and filter chains
+//! under load with nothing dropped or mixed; plugins with `watch: true` swapped when their
 //! module file changes; streams in flight
 //! finish on the version they started on; a bad version is refused and the
 //! running one stays.
@@ -246,5 +247,123 @@ fn a_bad_version_is_refused_and_the_running_one_stays() {
             "weft_plugin_swap_failures_total{plugin=\"versioned\"}"
         ),
         2
+    );
+}
+
+/// `/bundle`'s count of bundles applied.
+fn bundles_applied(weft: &Weft) -> u64 {
+    let body = send(weft.listeners["admin"], "GET", "/bundle", &[], "").body;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    status["applies"].as_u64().unwrap()
+}
+
+#[test]
+fn route_and_chain_swaps_under_load_drop_nothing_and_never_mix() {
+    let app = Upstream::named("app");
+    let canary = Upstream::named("canary");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(dir.path().join("v1.wat"), support::versioned_wat("v1", 1)).unwrap();
+    std::fs::write(
+        src.join("stamp.wat"),
+        support::header_wat("x-stamp", "s", 1),
+    )
+    .unwrap();
+    // Even versions send everything to `canary` through an added plugin
+    // that stamps responses; odd ones set only the chain (the proxy's own
+    // routes, to `app`), which unloads that plugin.
+    let bundle = |version: u64| {
+        if version.is_multiple_of(2) {
+            format!(
+                "name: flip\nversion: '{version}'\nplugins:\n  - {{name: stamp, module: stamp.wat}}\nlisteners:\n  - name: ingress\n    filters: [versioned, stamp]\n    virtual_hosts:\n      - {{name: all, domains: ['*'], routes: [{{forward: {{cluster: canary}}}}]}}\n"
+            )
+        } else {
+            format!(
+                "name: flip\nversion: '{version}'\nlisteners:\n  - {{name: ingress, filters: [versioned]}}\n"
+            )
+        }
+    };
+    std::fs::write(src.join("bundle.yaml"), bundle(1)).unwrap();
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: 2
+admin: {{address: 127.0.0.1:0}}
+bundles: {{path: "{}"}}
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    cluster: app
+    filters: [versioned]
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+  - {{name: canary, endpoints: ["{}"]}}
+plugins:
+  - {{name: versioned, module: "{}"}}
+"#,
+        src.display(),
+        app.addr,
+        canary.addr,
+        dir.path().join("v1.wat").display()
+    ));
+    let wait_applied = |count: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while bundles_applied(&weft) < count {
+            assert!(
+                Instant::now() < deadline,
+                "bundle {count} was never applied"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_applied(1);
+    let addr = weft.addr;
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !done.load(Ordering::SeqCst) && seen.len() < 200_000 {
+                    for got in send_many(addr, 20, "/", &[]) {
+                        let stamped = got.headers.contains_key("x-stamp");
+                        let upstream = support::served_by(&got);
+                        seen.push((got.status, upstream, stamped, got.body));
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for version in 2..=21u64 {
+        replace(&src.join("bundle.yaml"), &bundle(version));
+        wait_applied(version);
+        let want = if version.is_multiple_of(2) {
+            "canary"
+        } else {
+            "app"
+        };
+        for got in send_many(addr, 4, "/", &[]) {
+            assert_eq!(support::served_by(&got), want, "after version {version}");
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let mut by_upstream = std::collections::HashMap::new();
+    for client in clients {
+        for (status, upstream, stamped, body) in client.join().unwrap() {
+            assert_eq!(status, 200, "a request failed during the swaps: {body}");
+            // Route and chain change together: canary's responses all
+            // went through `stamp`, app's none.
+            assert_eq!(
+                stamped,
+                upstream == "canary",
+                "{upstream} stamped: {stamped}"
+            );
+            *by_upstream.entry(upstream).or_insert(0u64) += 1;
+        }
+    }
+    assert!(
+        by_upstream.len() == 2 && by_upstream.values().all(|n| *n > 10),
+        "{by_upstream:?}"
     );
 }

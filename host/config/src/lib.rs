@@ -15,7 +15,7 @@ mod validate;
 
 pub use error::ConfigError;
 pub use proxy::{
-    AccessLog, Admin, BundleSource, CertificateFiles, CircuitBreakers, Cluster,
+    AccessLog, AddedPlugins, Admin, BundleSource, CertificateFiles, CircuitBreakers, Cluster,
     ControlSubscription, Dns, FailurePolicy, HashOn, HealthCheck, LbPolicy, Listener,
     ListenerLimits, ListenerTls, LogField, OciSource, OutlierDetection, Plugin,
     PluginConfiguration, PluginLimits, ProxyConfig, RetryBudget, UpstreamTls, load_proxy_config,

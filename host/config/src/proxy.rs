@@ -82,6 +82,26 @@ pub struct BundleSource {
     /// with none, unsigned bundles are taken.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// What plugins a bundle adds (those this config does not declare)
+    /// may use. A bundle never grants itself anything; a plugin it
+    /// replaces keeps the grants this config gives it.
+    #[serde(default)]
+    pub added_plugins: AddedPlugins,
+}
+
+/// The grants of plugins bundles add. Unset, like a plugin of this config
+/// without them: every host function, every cluster.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddedPlugins {
+    /// The host functions they may call (as a plugin's
+    /// `allowed_host_functions`).
+    #[serde(default)]
+    pub allowed_host_functions: Option<Vec<String>>,
+    /// The clusters their call-outs may reach (as a plugin's
+    /// `allowed_clusters`).
+    #[serde(default)]
+    pub allowed_clusters: Option<Vec<String>>,
 }
 
 /// A bundle in an OCI registry.

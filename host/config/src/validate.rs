@@ -16,6 +16,17 @@ impl ProxyConfig {
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         Check { path, config: self }.all()
     }
+
+    /// The listener checks of [`ProxyConfig::validate`] alone: routes,
+    /// their references to clusters and plugins, patterns. For listeners
+    /// whose routes or chains a bundle replaced.
+    pub fn validate_listeners(&self, path: &Path) -> Result<(), ConfigError> {
+        let check = Check { path, config: self };
+        for (i, listener) in self.listeners.iter().enumerate() {
+            check.listener(&format!("listeners[{i}]"), listener)?;
+        }
+        Ok(())
+    }
 }
 
 struct Check<'a> {
@@ -94,6 +105,18 @@ impl Check<'_> {
                     ));
                 }
                 None => {}
+            }
+            for (j, cluster) in bundles
+                .added_plugins
+                .allowed_clusters
+                .iter()
+                .flatten()
+                .enumerate()
+            {
+                self.cluster_ref(
+                    &format!("bundles.added_plugins.allowed_clusters[{j}]"),
+                    cluster,
+                )?;
             }
         }
         for (i, cluster) in config.clusters.iter().enumerate() {

@@ -27,7 +27,6 @@ use crate::observe::ListenerStats;
 pub(crate) struct AdminState {
     pub(crate) metrics: MetricsReader,
     /// Each plugin's name and VM counters.
-    pub(crate) plugin_stats: Vec<(String, Arc<PluginStats>)>,
     /// `/plugins`: one JSON object per plugin.
     pub(crate) plugins: Arc<crate::Swapper>,
     /// Clusters, for `/clusters` and their metrics.
@@ -87,7 +86,7 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             StatusCode::OK,
             "text/plain; version=0.0.4",
             render_listener_metrics(&state.listeners)
-                + &render_host_metrics(&state.plugin_stats)
+                + &render_host_metrics(&state.plugins.plugin_stats())
                 + &render_bundle_metrics(
                     &state.plugins.bundle_status(),
                     state.plugins.module_counts(),

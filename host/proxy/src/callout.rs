@@ -34,7 +34,8 @@ pub(crate) fn caller(
         tokio::task::spawn_local(async move {
             let response = send(&worker, cluster, request, call.timeout).await;
             if let Some(worker) = worker.upgrade() {
-                worker.plugins[plugin]
+                worker
+                    .slot(plugin)
                     .borrow_mut()
                     .http_call_response(generation, token, response);
             }
@@ -88,7 +89,8 @@ pub(crate) fn grpc_caller(
         tokio::task::spawn_local(async move {
             let response = grpc_send(&worker, cluster, request, call.timeout).await;
             if let Some(worker) = worker.upgrade() {
-                worker.plugins[plugin]
+                worker
+                    .slot(plugin)
                     .borrow_mut()
                     .grpc_call_response(generation, token, response);
             }

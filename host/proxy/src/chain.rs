@@ -78,6 +78,8 @@ pub(crate) struct PluginSlot {
     backoff: Duration,
     /// Streams paused by this plugin, waiting for it to continue them.
     paused: Vec<Paused>,
+    /// Out of service: no route runs it (see [`PluginSlot::unload`]).
+    unloaded: bool,
 }
 
 /// A stream a plugin paused in a headers callback.
@@ -136,6 +138,7 @@ impl PluginSlot {
             started: None,
             retry_at: None,
             backoff: MIN_BACKOFF,
+            unloaded: false,
             paused: Vec::new(),
         }
     }
@@ -154,6 +157,29 @@ impl PluginSlot {
     /// is started now; the current VM, if streams are still open on it,
     /// is kept until the last of them ends.
     pub(crate) fn swap(&mut self, plugin: Arc<Plugin>, version: u64) {
+        self.retire_current();
+        self.plugin = plugin;
+        self.version = version;
+        self.unloaded = false;
+        self.retry_at = None;
+        self.backoff = MIN_BACKOFF;
+        self.warm();
+    }
+
+    /// Takes the plugin out of service (no route runs it any more): its VM
+    /// is dropped once the streams in flight on it end, and no new one is
+    /// started until a later version is swapped in.
+    pub(crate) fn unload(&mut self, version: u64) {
+        self.retire_current();
+        // The retired VM keeps this generation; nothing current has it.
+        self.generation += 1;
+        self.version = version;
+        self.unloaded = true;
+        tracing::info!(plugin = %self.plugin.name, "plugin unloaded: no route runs it");
+    }
+
+    /// Sets the current VM aside while streams are open on it.
+    fn retire_current(&mut self) {
         if let Some(vm) = self.vm.take()
             && self.live > 0
             && !vm.is_failed()
@@ -166,11 +192,6 @@ impl PluginSlot {
             self.stats.retired_vms.fetch_add(1, Ordering::Relaxed);
         }
         self.live = 0;
-        self.plugin = plugin;
-        self.version = version;
-        self.retry_at = None;
-        self.backoff = MIN_BACKOFF;
-        self.warm();
     }
 
     /// The working VM of `generation` (the current one or a retired one).
@@ -426,7 +447,7 @@ impl PluginSlot {
             self.retire_failed_vm();
         }
         if self.vm.is_none() {
-            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            if self.unloaded || self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return Err(VmError::Failed {
                     plugin: self.plugin.name.clone(),
                 });
@@ -607,7 +628,8 @@ impl StreamFilters {
     /// (`true`) or responses; without one, bodies pass untouched.
     pub(crate) fn has_body_callbacks(&self, request: bool) -> bool {
         self.active.iter().any(|ctx| {
-            let slot = self.worker.plugins[ctx.plugin].borrow();
+            let slot = self.worker.slot(ctx.plugin);
+            let slot = slot.borrow();
             slot.vm_ref(ctx.generation)
                 .is_some_and(|vm| vm.has_body_callback(request))
         })
@@ -641,7 +663,8 @@ impl StreamFilters {
             };
             let Some(plugin) = plugin else { continue };
             let outcome = {
-                let mut slot = self.worker.plugins[plugin].borrow_mut();
+                let slot = self.worker.slot(plugin);
+                let mut slot = slot.borrow_mut();
                 call(
                     &mut slot,
                     plugin,
@@ -666,7 +689,7 @@ impl StreamFilters {
                                 generation: c.generation,
                             });
                     return Err(Stop::Paused {
-                        plugin: self.worker.plugins[plugin].borrow().name().to_string(),
+                        plugin: self.worker.slot(plugin).borrow().name().to_string(),
                         resume,
                     });
                 }
@@ -718,7 +741,8 @@ impl StreamFilters {
             *state.body_mut(request) = data;
             let size = state.body_mut(request).len();
             let outcome = {
-                let mut slot = self.worker.plugins[ctx.plugin].borrow_mut();
+                let slot = self.worker.slot(ctx.plugin);
+                let mut slot = slot.borrow_mut();
                 call(
                     &mut slot,
                     ctx.plugin,
@@ -736,14 +760,16 @@ impl StreamFilters {
             match self.outcome(ctx.plugin, outcome)? {
                 Action::Continue => {}
                 Action::Pause => {
-                    let plugin = self.worker.plugins[ctx.plugin].borrow().name().to_string();
+                    let plugin = self.worker.slot(ctx.plugin).borrow().name().to_string();
                     if end_of_stream {
                         return Err(Stop::Paused {
                             plugin,
                             resume: None,
                         });
                     }
-                    let limit = self.worker.plugins[ctx.plugin]
+                    let limit = self
+                        .worker
+                        .slot(ctx.plugin)
                         .borrow()
                         .plugin
                         .limits
@@ -788,7 +814,8 @@ impl StreamFilters {
                 .and_then(|s| s.trailers_mut(request).as_ref().map(http::HeaderMap::len))
                 .unwrap_or(0);
             let outcome = {
-                let mut slot = self.worker.plugins[ctx.plugin].borrow_mut();
+                let slot = self.worker.slot(ctx.plugin);
+                let mut slot = slot.borrow_mut();
                 call(
                     &mut slot,
                     ctx.plugin,
@@ -801,7 +828,7 @@ impl StreamFilters {
             };
             if let Action::Pause = self.outcome(ctx.plugin, outcome)? {
                 return Err(Stop::Paused {
-                    plugin: self.worker.plugins[ctx.plugin].borrow().name().to_string(),
+                    plugin: self.worker.slot(ctx.plugin).borrow().name().to_string(),
                     resume: None,
                 });
             }
@@ -817,7 +844,8 @@ impl StreamFilters {
     /// (`true`) or responses.
     pub(crate) fn has_trailers_callbacks(&self, request: bool) -> bool {
         self.active.iter().any(|ctx| {
-            let slot = self.worker.plugins[ctx.plugin].borrow();
+            let slot = self.worker.slot(ctx.plugin);
+            let slot = slot.borrow();
             slot.vm_ref(ctx.generation)
                 .is_some_and(|vm| vm.has_trailers_callback(request))
         })
@@ -834,7 +862,8 @@ impl StreamFilters {
             Ok(action) => return Ok(action),
             Err(err) => err,
         };
-        let mut slot = self.worker.plugins[plugin].borrow_mut();
+        let slot = self.worker.slot(plugin);
+        let mut slot = slot.borrow_mut();
         if let Some(ctx) = self.active.iter().find(|a| a.plugin == plugin) {
             let generation = ctx.generation;
             slot.note_failure(generation, &err);
@@ -886,7 +915,7 @@ pub(crate) async fn run_headers_phase(
             other => return other,
         };
         let waiting = Rc::new(Resume::default());
-        worker.plugins[resume.plugin].borrow_mut().park(
+        worker.slot(resume.plugin).borrow_mut().park(
             resume.context,
             resume.generation,
             filters,
@@ -898,7 +927,8 @@ pub(crate) async fn run_headers_phase(
             (Ok(()), Some(Outcome::Close)) => return Err(Stop::Closed { plugin }),
             (Ok(()), _) => return Err(Stop::Failed { plugin }),
             (Err(_), _) => {
-                worker.plugins[resume.plugin]
+                worker
+                    .slot(resume.plugin)
                     .borrow_mut()
                     .unpark(resume.context, resume.generation);
                 return Err(Stop::TimedOut { plugin });
@@ -910,7 +940,8 @@ pub(crate) async fn run_headers_phase(
 impl Drop for StreamFilters {
     fn drop(&mut self) {
         for ctx in &self.active {
-            let mut slot = self.worker.plugins[ctx.plugin].borrow_mut();
+            let slot = self.worker.slot(ctx.plugin);
+            let mut slot = slot.borrow_mut();
             if let Some(vm) = slot.vm_of(ctx.generation)
                 && let Err(err) = vm.finish_stream(ctx.context, &mut self.stream)
             {

@@ -237,7 +237,7 @@ pub fn check(config: &ProxyConfig, runtime: &Runtime) -> Result<usize, StartErro
         cluster::ClusterShared::new(index, c, &resolver)?;
     }
     for (index, listener) in config.listeners.iter().enumerate() {
-        router::ListenerRoutes::new(config, index)?;
+        router::RouteTable::new(config, index)?;
         if let Some(tls) = &listener.tls {
             tls::ServerTls::new(index, tls, listener.http2)?;
         }
@@ -248,20 +248,28 @@ pub fn check(config: &ProxyConfig, runtime: &Runtime) -> Result<usize, StartErro
 impl Proxy {
     /// Starts the proxy described by `config` (already validated).
     pub fn start(config: &ProxyConfig, runtime: Arc<Runtime>) -> Result<Proxy, StartError> {
-        let mut plugins = Vec::with_capacity(config.plugins.len());
-        let mut stats: Vec<Arc<chain::PluginStats>> = Vec::with_capacity(config.plugins.len());
+        let mut slots = Vec::with_capacity(config.plugins.len());
+        let mut published_slots = Vec::with_capacity(config.plugins.len());
         let modules = Arc::new(swap::ModuleCache::default());
         for (index, p) in config.plugins.iter().enumerate() {
             let (plugin, sha256) = load_plugin(index, p, &runtime, Some(&modules))?;
-            let plugin_stats = Arc::<chain::PluginStats>::default();
+            let stats = Arc::<chain::PluginStats>::default();
             {
-                let mut info = plugin_stats.info();
+                let mut info = stats.info();
                 info.module = p.module.clone();
                 info.sha256 = sha256;
             }
-            plugins.push(plugin);
-            stats.push(plugin_stats);
+            published_slots.push(swap::PublishedSlot {
+                name: p.name.clone(),
+                plugin,
+                loaded: true,
+                version: 0,
+                stats: stats.clone(),
+                allowed_clusters: p.allowed_clusters.as_deref().map(Arc::from),
+            });
+            slots.push(swap::SlotInfo::new(p.clone(), stats));
         }
+        let mut tables = Vec::with_capacity(config.listeners.len());
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -282,7 +290,8 @@ impl Proxy {
         let mut cert_stores = Vec::new();
         let mut listener_stats = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
-            let mut route = router::ListenerRoutes::new(config, index)?;
+            tables.push(Arc::new(router::RouteTable::new(config, index)?));
+            let mut route = router::ListenerRoutes::new(config, index);
             if let Some(tls) = &listener.tls {
                 let tls = tls::ServerTls::new(index, tls, listener.http2)?;
                 cert_stores.push(tls.store.clone());
@@ -326,13 +335,18 @@ impl Proxy {
             .as_ref()
             .map(bundles::Source::new)
             .transpose()?;
-        let published = Arc::new(swap::Published::new(&plugins, workers));
+        let published = Arc::new(swap::Published::new(
+            swap::Publication {
+                slots: published_slots,
+                routes: tables,
+            },
+            workers,
+        ));
         let swapper = Arc::new(Swapper::new(
             runtime.clone(),
-            config.plugins.clone(),
+            config.clone(),
+            slots,
             published.clone(),
-            stats.clone(),
-            config.labels.clone(),
             modules,
         ));
         let (shutdown, receiver) = watch::channel(false);
@@ -341,11 +355,6 @@ impl Proxy {
         if let Some(admin) = &config.admin {
             let state = admin::AdminState {
                 metrics: runtime.metrics_reader(),
-                plugin_stats: plugins
-                    .iter()
-                    .map(|p| p.name.clone())
-                    .zip(stats.iter().cloned())
-                    .collect(),
                 plugins: swapper.clone(),
                 clusters: clusters.clone(),
                 listeners: listener_stats,
@@ -377,18 +386,12 @@ impl Proxy {
         for (index, listeners) in sockets.into_iter().enumerate() {
             let init = worker::WorkerInit {
                 index,
-                plugins: plugins.iter().cloned().zip(stats.iter().cloned()).collect(),
                 clusters: clusters.clone(),
                 listeners,
                 access_logs: config
                     .listeners
                     .iter()
                     .map(|l| l.access_log.clone())
-                    .collect(),
-                allowed_clusters: config
-                    .plugins
-                    .iter()
-                    .map(|p| p.allowed_clusters.as_deref().map(Arc::from))
                     .collect(),
                 published: published.clone(),
             };

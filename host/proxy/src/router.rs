@@ -1,5 +1,7 @@
-//! The routing table: a listener's virtual hosts and routes, compiled once
-//! from the configuration and shared read-only by every worker.
+//! Listeners and their routing tables. A listener's settings are compiled
+//! once from the configuration; its routing table (virtual hosts, routes,
+//! filter chains) is compiled from the configuration at start and again
+//! when a bundle changes it, and shared read-only by every worker.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,16 +13,9 @@ use http::{HeaderMap, Method, StatusCode};
 use regex::Regex;
 use weft_config::{HeaderMutation, ProxyConfig, RetryOn, RouteMatch, ValueMatch};
 
-/// A listener's routing table.
+/// A listener's settings (its routes are in a [`RouteTable`]).
 pub(crate) struct ListenerRoutes {
     pub(crate) name: String,
-    exact: HashMap<String, usize>,
-    /// `*.example.com` as `.example.com`, longest first.
-    suffixes: Vec<(String, usize)>,
-    /// `api.*` as `api.`, longest first.
-    prefixes: Vec<(String, usize)>,
-    any: Option<usize>,
-    vhosts: Vec<Vec<Arc<Route>>>,
     pub(crate) limits: weft_config::ListenerLimits,
     /// Whether HTTP/2 is accepted.
     pub(crate) http2: bool,
@@ -31,6 +26,17 @@ pub(crate) struct ListenerRoutes {
     pub(crate) stats: Arc<crate::observe::ListenerStats>,
     pub(crate) request_id: bool,
     pub(crate) traceparent: bool,
+}
+
+/// A listener's virtual hosts and routes.
+pub(crate) struct RouteTable {
+    exact: HashMap<String, usize>,
+    /// `*.example.com` as `.example.com`, longest first.
+    suffixes: Vec<(String, usize)>,
+    /// `api.*` as `api.`, longest first.
+    prefixes: Vec<(String, usize)>,
+    any: Option<usize>,
+    vhosts: Vec<Vec<Arc<Route>>>,
 }
 
 /// One route, ready to use.
@@ -259,8 +265,26 @@ pub struct RouteError {
 }
 
 impl ListenerRoutes {
-    /// Compiles listener `index` of `config`.
-    pub(crate) fn new(config: &ProxyConfig, index: usize) -> Result<ListenerRoutes, RouteError> {
+    /// Listener `index` of `config`, without TLS (the caller adds it).
+    pub(crate) fn new(config: &ProxyConfig, index: usize) -> ListenerRoutes {
+        let listener = &config.listeners[index];
+        ListenerRoutes {
+            name: listener.name.clone(),
+            limits: listener.limits,
+            http2: listener.http2,
+            tls: None,
+            index,
+            stats: Arc::default(),
+            request_id: listener.request_id,
+            traceparent: listener.traceparent,
+        }
+    }
+}
+
+impl RouteTable {
+    /// Compiles the routes of listener `index` of `config`; plugins are
+    /// numbered by their position in `config.plugins`.
+    pub(crate) fn new(config: &ProxyConfig, index: usize) -> Result<RouteTable, RouteError> {
         let listener = &config.listeners[index];
         let fail = |message: String| RouteError {
             listener: index,
@@ -309,20 +333,12 @@ impl ListenerRoutes {
             None => &listener.virtual_hosts[..],
         };
 
-        let mut table = ListenerRoutes {
-            name: listener.name.clone(),
+        let mut table = RouteTable {
             exact: HashMap::new(),
             suffixes: Vec::new(),
             prefixes: Vec::new(),
             any: None,
             vhosts: Vec::new(),
-            limits: listener.limits,
-            http2: listener.http2,
-            tls: None,
-            index,
-            stats: Arc::default(),
-            request_id: listener.request_id,
-            traceparent: listener.traceparent,
         };
         for (v, vhost) in vhosts.iter().enumerate() {
             for domain in &vhost.domains {
@@ -634,9 +650,9 @@ fn hex(digit: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn table(yaml: &str) -> ListenerRoutes {
+    fn table(yaml: &str) -> RouteTable {
         let config = weft_config::parse_proxy_config(std::path::Path::new("t.yaml"), yaml).unwrap();
-        ListenerRoutes::new(&config, 0).unwrap()
+        RouteTable::new(&config, 0).unwrap()
     }
 
     const ROUTES: &str = "
@@ -677,7 +693,7 @@ clusters:
 ";
 
     fn name(
-        t: &ListenerRoutes,
+        t: &RouteTable,
         host: &str,
         method: &str,
         path: &str,

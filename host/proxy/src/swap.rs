@@ -14,13 +14,36 @@ use tokio::sync::watch;
 use weft_abi::{Capabilities, LoadError, Plugin, PluginModule, Runtime};
 
 use crate::chain::PluginStats;
+use crate::router::RouteTable;
 use crate::{StartError, load_plugin, load_plugin_bytes};
 
-/// Plugin versions as published to the workers, and how far each worker
-/// got in applying them.
+/// One plugin slot as published to the workers.
+#[derive(Clone)]
+pub(crate) struct PublishedSlot {
+    pub(crate) name: String,
+    /// The version new streams run (when loaded).
+    pub(crate) plugin: Arc<Plugin>,
+    /// False once no route runs it (a plugin a bundle added, and a later
+    /// bundle dropped): its VMs go away.
+    pub(crate) loaded: bool,
+    /// Bumped on every change, so that workers see it.
+    pub(crate) version: u64,
+    pub(crate) stats: Arc<PluginStats>,
+    /// The clusters its call-outs may reach (all when `None`).
+    pub(crate) allowed_clusters: Option<Arc<[String]>>,
+}
+
+/// What workers run: the plugins by slot number, and each listener's
+/// routing table (whose chains name slots by number).
+#[derive(Clone)]
+pub(crate) struct Publication {
+    pub(crate) slots: Vec<PublishedSlot>,
+    pub(crate) routes: Vec<Arc<RouteTable>>,
+}
+
+/// The publication workers apply, and how far each of them got.
 pub(crate) struct Published {
-    /// Per plugin index: the version new streams should run, and its number.
-    plugins: RwLock<Vec<(Arc<Plugin>, u64)>>,
+    publication: RwLock<Arc<Publication>>,
     /// Bumped on every publication; workers watch it.
     generation: watch::Sender<u64>,
     /// Per worker: the last generation it applied.
@@ -28,9 +51,9 @@ pub(crate) struct Published {
 }
 
 impl Published {
-    pub(crate) fn new(plugins: &[Arc<Plugin>], workers: usize) -> Published {
+    pub(crate) fn new(publication: Publication, workers: usize) -> Published {
         Published {
-            plugins: RwLock::new(plugins.iter().map(|p| (p.clone(), 0)).collect()),
+            publication: RwLock::new(Arc::new(publication)),
             generation: watch::channel(0).0,
             applied: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -41,9 +64,9 @@ impl Published {
         self.generation.subscribe()
     }
 
-    /// The published versions.
-    pub(crate) fn current(&self) -> Vec<(Arc<Plugin>, u64)> {
-        self.plugins
+    /// The current publication.
+    pub(crate) fn current(&self) -> Arc<Publication> {
+        self.publication
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -56,17 +79,12 @@ impl Published {
         }
     }
 
-    /// Publishes new versions of some plugins at once: a worker applies
-    /// all of them at the same turn.
-    fn publish(&self, updates: Vec<(usize, Arc<Plugin>, u64)>) -> u64 {
-        {
-            let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
-            for (index, plugin, version) in updates {
-                if let Some(entry) = plugins.get_mut(index) {
-                    *entry = (plugin, version);
-                }
-            }
-        }
+    /// Publishes a new state: a worker applies all of it at the same turn.
+    fn publish(&self, publication: Publication) -> u64 {
+        *self
+            .publication
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(publication);
         let mut generation = 0;
         self.generation.send_modify(|g| {
             *g += 1;
@@ -145,14 +163,22 @@ pub enum SwapError {
         /// Why.
         problem: String,
     },
+    /// The routes or filter chains the bundle sets do not compile.
+    #[error("bundle `{name}` {version}: {problem}")]
+    Routes {
+        /// The bundle.
+        name: String,
+        /// Its version.
+        version: String,
+        /// Why.
+        problem: String,
+    },
     /// A worker did not apply it in time (it is still applied when the
     /// worker gets to it).
-    #[error("plugin `{plugin}`: not every worker applied version {version} within {limit:?}")]
+    #[error("not every worker applied publication {generation} within {limit:?}")]
     NotApplied {
-        /// The plugin.
-        plugin: String,
-        /// The version published.
-        version: u64,
+        /// The publication.
+        generation: u64,
         /// How long it waited.
         limit: Duration,
     },
@@ -232,18 +258,27 @@ pub struct AppliedBundle {
     pub digest: String,
     /// The id of the trusted key that signed it, if signatures are checked.
     pub signed_by: Option<String>,
-    /// The plugins it swapped.
+    /// The plugins it swapped in (and the proxy's own ones it put back).
     pub plugins: Vec<Swapped>,
+    /// Plugins an earlier bundle added that this one dropped.
+    pub unloaded: Vec<String>,
+    /// The listeners whose routes or filter chains it sets.
+    pub listeners: Vec<String>,
     /// From the start of loading to every worker running it.
     pub elapsed_ms: f64,
 }
 
-/// Swaps plugins of a running proxy; cheap to share between threads.
+/// Swaps plugins, and the routes bundles set, of a running proxy; cheap to
+/// share between threads.
 pub struct Swapper {
     runtime: Arc<Runtime>,
-    configs: Vec<weft_config::Plugin>,
+    /// The proxy's own configuration: what a bundle changes, and what
+    /// comes back when a later bundle no longer changes it.
+    base: weft_config::ProxyConfig,
+    /// Every plugin slot: the proxy's own plugins first, then those
+    /// bundles added, in the order they came.
+    slots: Mutex<Vec<SlotInfo>>,
     published: Arc<Published>,
-    stats: Vec<Arc<PluginStats>>,
     /// This proxy's labels, which bundles must target.
     labels: std::collections::BTreeMap<String, String>,
     modules: Arc<ModuleCache>,
@@ -252,13 +287,45 @@ pub struct Swapper {
     lock: Mutex<()>,
 }
 
-/// A plugin (by index) loaded from a configuration: the plugin and its
-/// module's SHA-256, or why it did not load.
-type Load = (
-    usize,
-    weft_config::Plugin,
-    Result<(Arc<Plugin>, String), StartError>,
-);
+/// What the swapper knows of a plugin slot.
+#[derive(Clone)]
+pub(crate) struct SlotInfo {
+    /// The configuration it runs now.
+    config: weft_config::Plugin,
+    pub(crate) stats: Arc<PluginStats>,
+    /// Its running version came from a bundle.
+    from_bundle: bool,
+    loaded: bool,
+}
+
+impl SlotInfo {
+    pub(crate) fn new(config: weft_config::Plugin, stats: Arc<PluginStats>) -> SlotInfo {
+        SlotInfo {
+            config,
+            stats,
+            from_bundle: false,
+            loaded: true,
+        }
+    }
+}
+
+/// One change a swap makes to a slot: a new version, loaded (or not)
+/// from `config`; or, with `load` empty, out of service (no route runs it
+/// any more).
+struct Change {
+    index: usize,
+    load: Option<Load>,
+}
+
+struct Load {
+    config: weft_config::Plugin,
+    loaded: Result<(Arc<Plugin>, String), StartError>,
+    from_bundle: bool,
+}
+
+/// What applying a bundle did to the plugins: the key that signed it,
+/// the versions swapped in, the plugins unloaded.
+type BundleChanges = (Option<String>, Vec<Swapped>, Vec<String>);
 
 /// How long a swap waits for every worker to apply it.
 const APPLY_LIMIT: Duration = Duration::from_secs(10);
@@ -266,22 +333,25 @@ const APPLY_LIMIT: Duration = Duration::from_secs(10);
 impl Swapper {
     pub(crate) fn new(
         runtime: Arc<Runtime>,
-        configs: Vec<weft_config::Plugin>,
+        base: weft_config::ProxyConfig,
+        slots: Vec<SlotInfo>,
         published: Arc<Published>,
-        stats: Vec<Arc<PluginStats>>,
-        labels: std::collections::BTreeMap<String, String>,
         modules: Arc<ModuleCache>,
     ) -> Swapper {
         Swapper {
             runtime,
-            configs,
+            labels: base.labels.clone(),
+            base,
+            slots: Mutex::new(slots),
             published,
-            stats,
-            labels,
             modules,
             bundle: Mutex::new(BundleStatus::default()),
             lock: Mutex::new(()),
         }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<SlotInfo>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Loads plugin `name` again from `module` (default: its configured
@@ -291,20 +361,32 @@ impl Swapper {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         let start = Instant::now();
         let index = self.index_of(name)?;
-        let mut config = self.configs[index].clone();
+        let mut config = match self.base.plugins.get(index) {
+            Some(own) => own.clone(),
+            None => self.slots()[index].config.clone(),
+        };
         if let Some(module) = module {
             config.module = module.to_path_buf();
         }
         let loaded = load_plugin(index, &config, &self.runtime, Some(&self.modules));
-        let mut swapped = self.apply(vec![(index, config, loaded)], start)?;
+        let change = Change {
+            index,
+            load: Some(Load {
+                config,
+                loaded,
+                from_bundle: false,
+            }),
+        };
+        let (mut swapped, _) = self.apply(vec![change], None, start)?;
         swapped
             .pop()
             .ok_or_else(|| SwapError::Unknown(name.to_string()))
     }
 
     /// Applies a bundle: checks its signature (when `trusted` keys are
-    /// given) and labels, loads and proves every plugin in it, then swaps
-    /// them all at once. Refused, nothing changes.
+    /// given) and labels, loads and proves every plugin in it and compiles
+    /// the routes it sets, then swaps them all in at once. Refused,
+    /// nothing changes.
     pub fn apply_bundle(
         &self,
         bundle: &weft_bundle::Bundle,
@@ -325,16 +407,23 @@ impl Swapper {
             return Ok(applied);
         }
         let start = Instant::now();
-        let result = self
-            .check_and_apply(bundle, trusted, start)
-            .map(|(signed_by, plugins)| AppliedBundle {
-                name: bundle.manifest.name.clone(),
-                version: bundle.manifest.version.clone(),
-                digest: bundle.digest(),
-                signed_by,
-                plugins,
-                elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
-            });
+        let result =
+            self.check_and_apply(bundle, trusted, start)
+                .map(|(signed_by, plugins, unloaded)| AppliedBundle {
+                    name: bundle.manifest.name.clone(),
+                    version: bundle.manifest.version.clone(),
+                    digest: bundle.digest(),
+                    signed_by,
+                    plugins,
+                    unloaded,
+                    listeners: bundle
+                        .manifest
+                        .listeners
+                        .iter()
+                        .map(|l| l.name.clone())
+                        .collect(),
+                    elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+                });
         let mut status = self.bundle.lock().unwrap_or_else(PoisonError::into_inner);
         match &result {
             Ok(applied) => {
@@ -363,7 +452,7 @@ impl Swapper {
         bundle: &weft_bundle::Bundle,
         trusted: &[weft_bundle::PublicKey],
         start: Instant,
-    ) -> Result<(Option<String>, Vec<Swapped>), SwapError> {
+    ) -> Result<BundleChanges, SwapError> {
         let manifest = &bundle.manifest;
         let signed_by = if trusted.is_empty() {
             None
@@ -390,114 +479,292 @@ impl Swapper {
                 have: show(&self.labels),
             });
         }
-        let mut loads = Vec::with_capacity(manifest.plugins.len());
+        let slots = self.slots().clone();
+        let own = self.base.plugins.len();
+        let refused = |plugin: &str, problem: String| SwapError::Refused {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            plugin: plugin.to_string(),
+            problem,
+        };
+        // The plugins as they will be, by slot: the routes name them.
+        let mut plugins: Vec<weft_config::Plugin> =
+            slots.iter().map(|s| s.config.clone()).collect();
+        let mut changes = Vec::new();
         for plugin in &manifest.plugins {
-            let refused = |problem: String| SwapError::Refused {
-                name: manifest.name.clone(),
-                version: manifest.version.clone(),
-                plugin: plugin.name.clone(),
-                problem,
-            };
-            let index = self.index_of(&plugin.name).map_err(|_| {
-                refused(format!(
-                    "this proxy has no plugin of that name (its plugins: {}); a bundle replaces plugins the proxy's config declares",
-                    self.configs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-            let own = &self.configs[index];
             if plugin.allowed_host_functions.is_some() || plugin.allowed_clusters.is_some() {
                 return Err(refused(
+                    &plugin.name,
                     "`allowed_host_functions` and `allowed_clusters` are granted by the proxy's own config, not by bundles".into(),
                 ));
             }
+            let index = plugins
+                .iter()
+                .position(|p| p.name == plugin.name)
+                .unwrap_or(plugins.len());
+            // What it may do is the proxy's to say: its own plugin's
+            // grants, or those for plugins bundles add.
+            let grants = self.base.plugins.get(index);
+            let added = self.base.bundles.as_ref().map(|b| &b.added_plugins);
             let mut config = plugin.clone();
-            config.allowed_host_functions = own.allowed_host_functions.clone();
-            config.allowed_clusters = own.allowed_clusters.clone();
+            config.allowed_host_functions = match grants {
+                Some(own) => own.allowed_host_functions.clone(),
+                None => added.and_then(|a| a.allowed_host_functions.clone()),
+            };
+            config.allowed_clusters = match grants {
+                Some(own) => own.allowed_clusters.clone(),
+                None => added.and_then(|a| a.allowed_clusters.clone()),
+            };
             let bytes = bundle
                 .module(plugin)
-                .ok_or_else(|| refused("its module is not in the bundle".into()))?;
+                .ok_or_else(|| refused(&plugin.name, "its module is not in the bundle".into()))?;
             let loaded =
                 load_plugin_bytes(index, &config, bytes, &self.runtime, Some(&self.modules));
-            loads.push((index, config, loaded));
+            if index == plugins.len() {
+                plugins.push(config.clone());
+            } else {
+                plugins[index] = config.clone();
+            }
+            changes.push(Change {
+                index,
+                load: Some(Load {
+                    config,
+                    loaded,
+                    from_bundle: true,
+                }),
+            });
         }
-        Ok((signed_by, self.apply(loads, start)?))
+        // What an earlier bundle changed and this one does not: the
+        // proxy's own plugins come back, added ones go.
+        let mut unloaded = Vec::new();
+        for (index, slot) in slots.iter().enumerate() {
+            let named = manifest.plugins.iter().any(|p| p.name == slot.config.name);
+            if named || !slot.from_bundle || !slot.loaded {
+                continue;
+            }
+            match self.base.plugins.get(index) {
+                Some(config) => {
+                    let loaded = load_plugin(index, config, &self.runtime, Some(&self.modules));
+                    plugins[index] = config.clone();
+                    changes.push(Change {
+                        index,
+                        load: Some(Load {
+                            config: config.clone(),
+                            loaded,
+                            from_bundle: false,
+                        }),
+                    });
+                }
+                None => {
+                    unloaded.push(slot.config.name.clone());
+                    changes.push(Change { index, load: None });
+                }
+            }
+        }
+        let routes = self.routes_for(manifest, plugins, own)?;
+        let (swapped, _) = self.apply(changes, Some(routes), start)?;
+        Ok((signed_by, swapped, unloaded))
     }
 
-    /// Publishes the loaded plugins as one change, or refuses all of them
-    /// if any failed to load.
+    /// Compiles every listener's routing table as `manifest` sets it, its
+    /// chains naming `plugins` by slot. Plugins a bundle added and this
+    /// one does not carry cannot be named.
+    fn routes_for(
+        &self,
+        manifest: &weft_bundle::Manifest,
+        plugins: Vec<weft_config::Plugin>,
+        own: usize,
+    ) -> Result<Vec<Arc<RouteTable>>, SwapError> {
+        let refused = |problem: String| SwapError::Routes {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            problem,
+        };
+        let mut config = self.base.clone();
+        for policy in &manifest.listeners {
+            let listener = config
+                .listeners
+                .iter_mut()
+                .find(|l| l.name == policy.name)
+                .ok_or_else(|| {
+                    refused(format!(
+                        "listener `{}`: this proxy has no listener of that name (its listeners: {})",
+                        policy.name,
+                        self.base
+                            .listeners
+                            .iter()
+                            .map(|l| l.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            if let Some(filters) = &policy.filters {
+                listener.filters = filters.clone();
+            }
+            if let Some(virtual_hosts) = &policy.virtual_hosts {
+                listener.virtual_hosts = virtual_hosts.clone();
+                listener.cluster = None;
+            }
+        }
+        // Names of plugins that will not run cannot be used.
+        let usable: Vec<weft_config::Plugin> = plugins
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i < own || manifest.plugins.iter().any(|m| m.name == p.name))
+            .map(|(_, p)| p.clone())
+            .collect();
+        config.plugins = usable;
+        let path = Path::new("the proxy's listeners as the bundle sets them");
+        config
+            .validate_listeners(path)
+            .map_err(|e| refused(e.to_string()))?;
+        // Compiled against every slot, so that chains number them as
+        // workers do.
+        config.plugins = plugins;
+        (0..config.listeners.len())
+            .map(|index| {
+                RouteTable::new(&config, index)
+                    .map(Arc::new)
+                    .map_err(|e| refused(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Publishes the changes (and routing tables, when given) as one, or
+    /// refuses all of them if any plugin failed to load.
     /// `start`: when loading began, for the figures.
-    fn apply(&self, loads: Vec<Load>, start: Instant) -> Result<Vec<Swapped>, SwapError> {
-        let mut ready = Vec::with_capacity(loads.len());
-        for (index, config, loaded) in loads {
-            let stats = &self.stats[index];
-            match loaded {
-                Ok((plugin, sha256)) => ready.push((index, config, plugin, sha256)),
-                Err(err) => {
-                    stats.swap_failures.fetch_add(1, Ordering::Relaxed);
+    fn apply(
+        &self,
+        changes: Vec<Change>,
+        routes: Option<Vec<Arc<RouteTable>>>,
+        start: Instant,
+    ) -> Result<(Vec<Swapped>, u64), SwapError> {
+        let mut slots = self.slots();
+        // Any version that failed to load refuses the whole swap.
+        let mut checked = Vec::with_capacity(changes.len());
+        for Change { index, load } in changes {
+            match load {
+                Some(Load {
+                    config,
+                    loaded: Err(err),
+                    ..
+                }) => {
                     let message = err.to_string();
                     tracing::error!(
                         plugin = %config.name,
                         "new version refused, the running one stays: {message}"
                     );
-                    stats.info().last_error = Some(message);
+                    if let Some(slot) = slots.get(index) {
+                        slot.stats.swap_failures.fetch_add(1, Ordering::Relaxed);
+                        slot.stats.info().last_error = Some(message);
+                    }
                     return Err(SwapError::Load(Box::new(err)));
                 }
+                Some(Load {
+                    config,
+                    loaded: Ok((plugin, sha256)),
+                    from_bundle,
+                }) => checked.push((index, Some((config, plugin, sha256, from_bundle)))),
+                None => checked.push((index, None)),
             }
         }
-        let updates = ready
-            .iter()
-            .map(|(index, _, plugin, _)| {
-                let version = self.stats[*index].version.load(Ordering::Relaxed) + 1;
-                (*index, plugin.clone(), version)
-            })
-            .collect();
+        let mut publication = Publication::clone(&self.published.current());
+        // Loaded: (index, config, sha256, from_bundle).
+        let mut ready = Vec::with_capacity(checked.len());
+        let mut unloads = Vec::new();
+        for (index, change) in checked {
+            let Some((config, plugin, sha256, from_bundle)) = change else {
+                if let Some(slot) = publication.slots.get_mut(index) {
+                    slot.loaded = false;
+                    slot.version = slot.stats.version.load(Ordering::Relaxed) + 1;
+                }
+                unloads.push(index);
+                continue;
+            };
+            let allowed_clusters = config.allowed_clusters.as_deref().map(Arc::from);
+            match publication.slots.get_mut(index) {
+                Some(slot) => {
+                    slot.plugin = plugin;
+                    slot.loaded = true;
+                    slot.version = slot.stats.version.load(Ordering::Relaxed) + 1;
+                    slot.allowed_clusters = allowed_clusters;
+                }
+                None => {
+                    let stats = Arc::<PluginStats>::default();
+                    slots.push(SlotInfo::new(config.clone(), stats.clone()));
+                    publication.slots.push(PublishedSlot {
+                        name: config.name.clone(),
+                        plugin,
+                        loaded: true,
+                        version: 1,
+                        stats,
+                        allowed_clusters,
+                    });
+                }
+            }
+            ready.push((index, config, sha256, from_bundle));
+        }
+        if let Some(routes) = routes {
+            publication.routes = routes;
+        }
         let published_at = Instant::now();
-        let generation = self.published.publish(updates);
+        let generation = self.published.publish(publication);
         let applied = self.published.wait_applied(generation, APPLY_LIMIT);
         let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
         let workers_ms = published_at.elapsed().as_secs_f64() * 1e3;
+        for index in unloads {
+            if let Some(slot) = slots.get_mut(index) {
+                slot.loaded = false;
+                slot.from_bundle = false;
+                slot.stats.version.fetch_add(1, Ordering::AcqRel);
+            }
+        }
         let mut swapped = Vec::with_capacity(ready.len());
-        for (index, config, _, sha256) in ready {
+        for (index, config, sha256, from_bundle) in ready {
+            let Some(slot) = slots.get_mut(index) else {
+                continue;
+            };
             // Shown once every worker runs it (or, after the wait, as soon
             // as the late worker gets to it).
-            let stats = &self.stats[index];
             {
-                let mut info = stats.info();
+                let mut info = slot.stats.info();
                 info.module = config.module.clone();
                 info.sha256 = sha256.clone();
                 info.last_error = None;
             }
-            stats.swaps.fetch_add(1, Ordering::Relaxed);
-            let version = stats.version.fetch_add(1, Ordering::AcqRel) + 1;
+            slot.config = config;
+            slot.from_bundle = from_bundle;
+            slot.loaded = true;
+            slot.stats.swaps.fetch_add(1, Ordering::Relaxed);
+            let version = slot.stats.version.fetch_add(1, Ordering::AcqRel) + 1;
             if applied {
                 tracing::info!(
-                    plugin = %config.name,
+                    plugin = %slot.config.name,
                     version,
                     sha256 = %sha256,
                     "new version running on every worker {elapsed_ms:.1} ms after loading began ({workers_ms:.1} ms after it was published)"
                 );
             }
             swapped.push(Swapped {
-                plugin: config.name,
+                plugin: slot.config.name.clone(),
                 version,
                 sha256,
                 elapsed_ms,
             });
         }
-        match swapped.first() {
-            Some(first) if !applied => Err(SwapError::NotApplied {
-                plugin: first.plugin.clone(),
-                version: first.version,
+        if !applied {
+            return Err(SwapError::NotApplied {
+                generation,
                 limit: APPLY_LIMIT,
-            }),
-            _ => Ok(swapped),
+            });
         }
+        Ok((swapped, generation))
     }
 
     fn index_of(&self, name: &str) -> Result<usize, SwapError> {
-        self.configs
+        self.slots()
             .iter()
-            .position(|p| p.name == name)
+            .position(|p| p.config.name == name)
             .ok_or_else(|| SwapError::Unknown(name.to_string()))
     }
 
@@ -525,32 +792,43 @@ impl Swapper {
             .clone()
     }
 
-    /// The plugins' configurations.
+    /// The proxy's own plugins, as configured.
     pub(crate) fn configs(&self) -> &[weft_config::Plugin] {
-        &self.configs
+        &self.base.plugins
+    }
+
+    /// Every plugin's name and counters, for `/metrics`.
+    pub(crate) fn plugin_stats(&self) -> Vec<(String, Arc<PluginStats>)> {
+        self.slots()
+            .iter()
+            .map(|s| (s.config.name.clone(), s.stats.clone()))
+            .collect()
     }
 
     /// Each plugin and the version it runs, for `/plugins`.
     pub(crate) fn describe(&self) -> serde_json::Value {
         let current = self.published.current();
-        self.configs
+        self.slots()
             .iter()
-            .zip(&self.stats)
-            .zip(current)
-            .map(|((config, stats), (plugin, _))| {
-                let info = stats.info();
+            .zip(&current.slots)
+            .enumerate()
+            .map(|(index, (slot, published))| {
+                let info = slot.stats.info();
+                let plugin = &published.plugin;
                 serde_json::json!({
                     "name": plugin.name,
-                    "version": stats.version.load(Ordering::Acquire),
+                    "version": slot.stats.version.load(Ordering::Acquire),
+                    "loaded": slot.loaded,
+                    "source": if slot.from_bundle { "bundle" } else if index < self.base.plugins.len() { "config" } else { "bundle (dropped)" },
                     "module": info.module.display().to_string(),
                     "sha256": info.sha256,
                     "abi_version": plugin.module.abi_version().to_string(),
                     "root_id": plugin.root_id,
                     "vm_id": plugin.vm_id,
                     "failure_policy": format!("{:?}", plugin.failure_policy),
-                    "watch": config.watch,
-                    "swaps": stats.swaps.load(Ordering::Relaxed),
-                    "swap_failures": stats.swap_failures.load(Ordering::Relaxed),
+                    "watch": slot.config.watch,
+                    "swaps": slot.stats.swaps.load(Ordering::Relaxed),
+                    "swap_failures": slot.stats.swap_failures.load(Ordering::Relaxed),
                     "last_swap_error": info.last_error,
                 })
             })

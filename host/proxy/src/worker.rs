@@ -19,36 +19,36 @@ use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
-use weft_abi::{HttpStream, LocalResponse, Plugin, VmHooks};
+use weft_abi::{HttpStream, LocalResponse, VmHooks};
 
 use crate::body::{ResponseBody, Source};
-use crate::chain::{
-    Phase, PluginSlot, PluginStats, SharedFilters, Stop, StreamFilters, run_headers_phase,
-};
+use crate::chain::{Phase, PluginSlot, SharedFilters, Stop, StreamFilters, run_headers_phase};
 use crate::cluster::{ClusterPool, ClusterShared, LocalExec};
 use crate::observe::{self, AccessLog};
-use crate::router::{Action, ListenerRoutes, Route};
+use crate::router::{Action, ListenerRoutes, Route, RouteTable};
 use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead};
 use crate::tls::TlsInfo;
 
 /// What a worker thread is started with; all of it can cross threads.
 pub(crate) struct WorkerInit {
     pub(crate) index: usize,
-    pub(crate) plugins: Vec<(Arc<Plugin>, Arc<PluginStats>)>,
     pub(crate) clusters: Vec<Arc<ClusterShared>>,
     pub(crate) listeners: Vec<(Arc<ListenerRoutes>, std::net::TcpListener)>,
     /// Each listener's access log settings, by listener index.
     pub(crate) access_logs: Vec<Option<weft_config::AccessLog>>,
-    /// Each plugin's allowed call-out clusters (all when `None`).
-    pub(crate) allowed_clusters: Vec<Option<Arc<[String]>>>,
-    /// New plugin versions, published by swaps.
+    /// The plugins and routing tables to run, published at start and by
+    /// every swap.
     pub(crate) published: Arc<crate::swap::Published>,
 }
 
 /// A worker's own state.
 pub(crate) struct Worker {
     index: usize,
-    pub(crate) plugins: Vec<RefCell<PluginSlot>>,
+    /// The plugins, by slot number (routes name them by it). Slots are
+    /// added by bundles, never removed.
+    plugins: RefCell<Vec<Rc<RefCell<PluginSlot>>>>,
+    /// Each listener's routing table, by listener index.
+    routes: RefCell<Vec<Arc<RouteTable>>>,
     pub(crate) clusters: Vec<ClusterPool>,
     connections: Cell<u64>,
     /// Downstream connections open now, and a wake-up when one closes.
@@ -60,9 +60,83 @@ pub(crate) struct Worker {
     random: Cell<u64>,
     /// Each listener's access log, by listener index.
     pub(crate) access_logs: Vec<Option<AccessLog>>,
+    /// Where queue notifications for this worker's VMs go, as (slot, VM
+    /// generation, queue).
+    ready: tokio::sync::mpsc::UnboundedSender<(usize, u64, u32)>,
+    /// Itself, for the hooks of VMs started later.
+    this: std::rc::Weak<Worker>,
 }
 
 impl Worker {
+    /// Plugin slot `index` (a number a route or a hook got from this
+    /// worker's publication, so it exists).
+    pub(crate) fn slot(&self, index: usize) -> Rc<RefCell<PluginSlot>> {
+        self.plugins.borrow()[index].clone()
+    }
+
+    /// Adds slot `index` for a plugin published to it, with hooks that
+    /// bring its queue notifications and call-out answers back to it, and
+    /// its timer.
+    fn add_slot(&self, index: usize, published: &crate::swap::PublishedSlot) {
+        let sender = self.ready.clone();
+        let weak = self.this.clone();
+        let name = published.name.clone();
+        let allowed = published.allowed_clusters.clone();
+        let hooks: crate::chain::HooksFor = Rc::new(move |generation| {
+            let sender = sender.clone();
+            VmHooks {
+                queue_notifier: Some(Arc::new(move |queue| {
+                    let _ = sender.send((index, generation, queue));
+                })),
+                http_caller: Some(crate::callout::caller(
+                    weak.clone(),
+                    (index, generation),
+                    name.clone(),
+                    allowed.clone(),
+                )),
+                grpc_caller: Some(crate::callout::grpc_caller(
+                    weak.clone(),
+                    (index, generation),
+                    name.clone(),
+                    allowed.clone(),
+                )),
+            }
+        });
+        let mut slot = PluginSlot::new(published.plugin.clone(), published.stats.clone(), hooks);
+        slot.version = published.version;
+        if published.loaded {
+            slot.warm();
+        } else {
+            slot.unload(published.version);
+        }
+        self.plugins.borrow_mut().push(Rc::new(RefCell::new(slot)));
+        if let Some(worker) = self.this.upgrade() {
+            tokio::task::spawn_local(tick(worker, index));
+        }
+    }
+
+    /// Applies the current publication: new slots are added, slots whose
+    /// version changed get their new VM (streams in flight keep theirs),
+    /// and the routing tables are replaced, all in one turn.
+    fn apply(&self, publication: &crate::swap::Publication) {
+        for (index, published) in publication.slots.iter().enumerate() {
+            let existing = self.plugins.borrow().get(index).cloned();
+            match existing {
+                None => self.add_slot(index, published),
+                Some(slot) => {
+                    let mut slot = slot.borrow_mut();
+                    if slot.version == published.version {
+                    } else if published.loaded {
+                        slot.swap(published.plugin.clone(), published.version);
+                    } else {
+                        slot.unload(published.version);
+                    }
+                }
+            }
+        }
+        *self.routes.borrow_mut() = publication.routes.clone();
+    }
+
     /// A random number, for load balancing, weighted routes and jitter.
     pub(crate) fn random(&self) -> u64 {
         let state = self.random.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -94,7 +168,6 @@ pub(crate) fn run(
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    let allowed_clusters = init.allowed_clusters;
     let access_logs = init
         .access_logs
         .iter()
@@ -106,9 +179,10 @@ pub(crate) fn run(
         // the VM by the task below.
         let (ready_sender, mut ready) =
             tokio::sync::mpsc::unbounded_channel::<(usize, u64, u32)>();
-        let plugins = init.plugins;
-        let worker = Rc::new_cyclic(|weak: &std::rc::Weak<Worker>| Worker {
+        let worker = Rc::new_cyclic(|this: &std::rc::Weak<Worker>| Worker {
             index: init.index,
+            plugins: RefCell::new(Vec::new()),
+            routes: RefCell::new(Vec::new()),
             connections: Cell::new(0),
             open: Cell::new(0),
             closed: tokio::sync::Notify::new(),
@@ -116,54 +190,24 @@ pub(crate) fn run(
             call_tokens: Cell::new(0),
             random: Cell::new(seed(init.index)),
             access_logs,
-            plugins: plugins
-                .into_iter()
-                .enumerate()
-                .map(|(index, (plugin, stats))| {
-                    let sender = ready_sender.clone();
-                    let weak = weak.clone();
-                    let name = plugin.name.clone();
-                    let allowed = allowed_clusters.get(index).cloned().flatten();
-                    let hooks: crate::chain::HooksFor = Rc::new(move |generation| {
-                        let sender = sender.clone();
-                        VmHooks {
-                            queue_notifier: Some(Arc::new(move |queue| {
-                                let _ = sender.send((index, generation, queue));
-                            })),
-                            http_caller: Some(crate::callout::caller(
-                                weak.clone(),
-                                (index, generation),
-                                name.clone(),
-                                allowed.clone(),
-                            )),
-                            grpc_caller: Some(crate::callout::grpc_caller(
-                                weak.clone(),
-                                (index, generation),
-                                name.clone(),
-                                allowed.clone(),
-                            )),
-                        }
-                    });
-                    RefCell::new(PluginSlot::new(plugin, stats, hooks))
-                })
-                .collect(),
             clusters: init.clusters.into_iter().map(ClusterPool::new).collect(),
+            ready: ready_sender,
+            this: this.clone(),
         });
-        drop(ready_sender);
         {
             let worker = worker.clone();
             tokio::task::spawn_local(async move {
                 while let Some((plugin, generation, queue)) = ready.recv().await {
-                    worker.plugins[plugin]
+                    worker
+                        .slot(plugin)
                         .borrow_mut()
                         .queue_ready(generation, queue);
                 }
             });
         }
-        for (index, slot) in worker.plugins.iter().enumerate() {
-            slot.borrow_mut().warm();
-            tokio::task::spawn_local(tick(worker.clone(), index));
-        }
+        // The plugins and routes to start with, before the first
+        // connection is accepted.
+        worker.apply(&init.published.current());
         tokio::task::spawn_local(apply_swaps(worker.clone(), init.published));
         let mut accepting = Vec::new();
         for (route, socket) in init.listeners {
@@ -235,7 +279,7 @@ fn seed(worker: usize) -> u64 {
 /// loop looks again every `IDLE_TICK_CHECK`.
 async fn tick(worker: Rc<Worker>, plugin: usize) {
     const IDLE_TICK_CHECK: Duration = Duration::from_millis(100);
-    let slot = &worker.plugins[plugin];
+    let slot = worker.slot(plugin);
     loop {
         let period = slot.borrow().tick_period();
         match period {
@@ -248,20 +292,13 @@ async fn tick(worker: Rc<Worker>, plugin: usize) {
     }
 }
 
-/// Applies each new publication of plugin versions: a plugin whose version
-/// changed gets its new VM now; streams in flight keep theirs.
+/// Applies each new publication of plugins and routing tables, the one
+/// made before this worker started first.
 async fn apply_swaps(worker: Rc<Worker>, published: Arc<crate::swap::Published>) {
     let mut updates = published.subscribe();
-    // What was published before this worker started listening is applied
-    // first.
     loop {
         let generation = *updates.borrow_and_update();
-        for (slot, (plugin, version)) in worker.plugins.iter().zip(published.current()) {
-            let mut slot = slot.borrow_mut();
-            if slot.version != version {
-                slot.swap(plugin, version);
-            }
-        }
+        worker.apply(&published.current());
         published.applied(worker.index, generation);
         if updates.changed().await.is_err() {
             return;
@@ -480,14 +517,16 @@ async fn handle(
         stream.request_headers.insert("traceparent", parent);
     }
     let body_limit = routes.limits.max_request_body_kb.map(|kb| kb * 1024);
-    let route = routes
-        .route(
-            &stream.authority,
-            &stream.method,
-            &stream.path,
-            &stream.request_headers,
-        )
-        .cloned();
+    let route = worker.routes.borrow().get(routes.index).and_then(|table| {
+        table
+            .route(
+                &stream.authority,
+                &stream.method,
+                &stream.path,
+                &stream.request_headers,
+            )
+            .cloned()
+    });
     let refusal = match (&route, body_limit) {
         (None, _) => Some((
             StatusCode::NOT_FOUND,

@@ -471,14 +471,20 @@ pub const PROPERTY_ECHO: &str = r#"(module
 /// A filter that adds `x-version: VERSION` to every response; its
 /// `proxy_on_configure` answers `configure` (0 refuses the configuration).
 pub fn versioned_wat(version: &str, configure: u32) -> String {
+    header_wat("x-version", version, configure)
+}
+
+/// A plugin (WAT) that adds `header: value` to every response;
+/// `on_configure` answers `configure`.
+pub fn header_wat(header: &str, value: &str, configure: u32) -> String {
     format!(
         r#"(module
   (import "env" "proxy_add_header_map_value"
     (func $add (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 4096))
-  (data (i32.const 100) "x-version")
-  (data (i32.const 200) "{version}")
+  (data (i32.const 100) "{header}")
+  (data (i32.const 200) "{value}")
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
     (local $p i32) (local.set $p (global.get $heap))
@@ -487,9 +493,10 @@ pub fn versioned_wat(version: &str, configure: u32) -> String {
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const {configure}))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
-    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 9) (i32.const 200) (i32.const {len})))
+    (drop (call $add (i32.const 2) (i32.const 100) (i32.const {header_len}) (i32.const 200) (i32.const {len})))
     (i32.const 0)))"#,
-        len = version.len()
+        header_len = header.len(),
+        len = value.len()
     )
 }
 
