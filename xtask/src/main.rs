@@ -35,6 +35,8 @@ enum Task {
     Test,
     /// Regenerate docs/abi-coverage.md from weft-abi's registration table.
     AbiCoverage,
+    /// Regenerate docs/conformance.md: the conformance suite run on weft.
+    Conformance,
     /// Start an upstream, `weft proxy` and the example filter, and show traffic.
     Demo {
         /// Exit after the walkthrough (status 0 only if every step worked).
@@ -73,6 +75,19 @@ fn run_task(task: Task) -> Result<()> {
                     "--test",
                     "coverage",
                     "abi_coverage_doc_is_current",
+                ])
+                .env("UPDATE_EXPECT", "1"))
+        }
+        Task::Conformance => {
+            step("regenerating docs/conformance.md");
+            run(cargo()
+                .args([
+                    "test",
+                    "-p",
+                    "weft-test",
+                    "--test",
+                    "conformance",
+                    "the_report_is_current",
                 ])
                 .env("UPDATE_EXPECT", "1"))
         }

@@ -401,9 +401,9 @@ impl Check {
                     Value::Null => None,
                     other => Some(other.to_string()),
                 };
-                if let Some(value) = value {
-                    self.set_http_request_header(header, Some(&value));
-                }
+                // A client's own header of that name never reaches the
+                // upstream: it would pass for a verified claim.
+                self.set_http_request_header(header, value.as_deref());
             }
         }
         self.set_http_request_header("x-weft-principal", Some(&identity.principal));

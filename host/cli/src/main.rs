@@ -2,8 +2,10 @@
 //! the host crates together.
 
 mod bundle;
+mod conformance;
 mod control;
 mod echo;
+mod filter;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -44,6 +46,16 @@ enum Command {
     Control {
         #[command(subcommand)]
         command: control::ControlCommand,
+    },
+    /// Test filters: run YAML tests on the real runtime, no proxy needed.
+    Filter {
+        #[command(subcommand)]
+        command: filter::FilterCommand,
+    },
+    /// The proxy-wasm conformance suite.
+    Conformance {
+        #[command(subcommand)]
+        command: conformance::ConformanceCommand,
     },
     /// Work with configuration files.
     Config {
@@ -88,6 +100,8 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => check(&file),
         Command::Bundle { command } => bundle::run(command),
+        Command::Filter { command } => filter::run(command),
+        Command::Conformance { command } => conformance::run(command),
         Command::Control { command } => control::control(command),
         Command::Echo { listen } => match echo::run(listen) {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,171 @@
+//! The harness on real guests (built into target/filters by `cargo xtask
+//! build-filters`): call-outs answered from mocks, ticks, bodies, local
+//! replies, failures and failure policies, metrics, logs.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use weft_test::{CalloutMock, Filter, Outcome, Request, Response};
+
+fn module(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/filters")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build-filters`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn a_call_out_answered_by_a_mock_lets_the_request_through() {
+    let mut filter = Filter::load(module("callout_auth")).start().unwrap();
+    let exchange = filter
+        .send(
+            Request::get("/orders")
+                .callout("authz", Response::new(200).with_body("alice"))
+                .upstream(Response::new(200).with_body("ok")),
+        )
+        .unwrap();
+    assert_eq!(exchange.outcome, Outcome::Forwarded);
+    assert_eq!(exchange.callouts.len(), 1);
+    assert_eq!(exchange.callouts[0].cluster, "authz");
+    assert_eq!(
+        exchange.callouts[0].header(":path").as_deref(),
+        Some("/check/orders")
+    );
+    let upstream = exchange.upstream.unwrap();
+    assert_eq!(upstream.header("x-auth-said").as_deref(), Some("alice"));
+    assert_eq!(exchange.response.text(), "ok");
+}
+
+#[test]
+fn a_refusing_or_failed_call_out_gets_the_filters_local_reply() {
+    let mut filter = Filter::load(module("callout_auth")).start().unwrap();
+    let denied = filter
+        .send(Request::get("/admin").callout("authz", Response::new(401)))
+        .unwrap();
+    assert_eq!(denied.outcome, Outcome::LocalReply);
+    assert!(denied.upstream.is_none());
+    assert_eq!(denied.response.status, 403);
+    assert_eq!(
+        denied.response.header("x-auth-status").as_deref(),
+        Some("401")
+    );
+    assert_eq!(denied.response.text(), "denied");
+
+    let mut request = Request::get("/x");
+    request.callouts.push(CalloutMock {
+        cluster: "authz".into(),
+        path: None,
+        response: None,
+    });
+    let failed = filter.send(request).unwrap();
+    assert_eq!(failed.response.status, 403);
+    assert_eq!(
+        failed.response.header("x-auth-status").as_deref(),
+        Some("none")
+    );
+
+    // A call no mock answers fails, as one that timed out would.
+    let unanswered = filter.send(Request::get("/y")).unwrap();
+    assert_eq!(
+        unanswered.response.header("x-auth-status").as_deref(),
+        Some("none")
+    );
+}
+
+#[test]
+fn a_delay_is_continued_from_ticks_as_time_passes() {
+    let mut filter = Filter::load(module("fault"))
+        .configuration(r#"{"delay": {"header": "x-fault-delay"}}"#)
+        .start()
+        .unwrap();
+    let start = Instant::now();
+    let exchange = filter
+        .send(Request::get("/").header("x-fault-delay", "40"))
+        .unwrap();
+    assert_eq!(exchange.outcome, Outcome::Forwarded);
+    assert!(start.elapsed() >= Duration::from_millis(40));
+    assert_eq!(filter.metric("fault.delays_injected"), Some(1));
+
+    // Without ticks the delay never ends.
+    let mut request = Request::get("/").header("x-fault-delay", "40");
+    request.ticks = 0;
+    let exchange = filter.send(request).unwrap();
+    assert_eq!(exchange.outcome, Outcome::StillPaused);
+    assert!(exchange.upstream.is_none());
+}
+
+#[test]
+fn bodies_are_filtered_both_ways() {
+    let mut filter = Filter::load(module("body_rewriter")).start().unwrap();
+    let exchange = filter
+        .send(
+            Request::new("POST", "/")
+                .body("hello")
+                .upstream(Response::new(200).with_body("answer")),
+        )
+        .unwrap();
+    assert_eq!(exchange.upstream.unwrap().body, b"HELLO");
+    assert_eq!(exchange.response.text(), "answer (filtered)");
+
+    let refused = filter
+        .send(Request::new("POST", "/").body("forbidden words"))
+        .unwrap();
+    assert_eq!(refused.outcome, Outcome::LocalReply);
+    assert_eq!(refused.response.status, 403);
+}
+
+#[test]
+fn a_trap_fails_the_request_as_the_failure_policy_says() {
+    let mut closed = Filter::load(module("panicker")).start().unwrap();
+    let exchange = closed
+        .send(Request::get("/").header("x-panic", "1"))
+        .unwrap();
+    assert_eq!(exchange.outcome, Outcome::Failed);
+    assert_eq!(exchange.response.status, 503);
+    assert!(
+        exchange.logs.iter().any(|l| l.message.contains("trapped")),
+        "{:?}",
+        exchange.logs
+    );
+
+    let mut open = Filter::load(module("panicker"))
+        .fail_open(true)
+        .start()
+        .unwrap();
+    let exchange = open.send(Request::get("/").header("x-panic", "1")).unwrap();
+    assert_eq!(exchange.outcome, Outcome::Failed);
+    assert_eq!(exchange.response.status, 200);
+}
+
+#[test]
+fn configuration_is_checked_at_start_and_logs_are_kept() {
+    let refused = Filter::load(module("hello_rust"))
+        .configuration("not json")
+        .start();
+    assert!(refused.is_err());
+
+    let mut filter = Filter::load(module("hello_rust"))
+        .configuration(r#"{"header": "x-hello", "value": "world"}"#)
+        .start()
+        .unwrap();
+    let exchange = filter.send(Request::get("/a")).unwrap();
+    assert_eq!(
+        exchange.response.header("x-hello").as_deref(),
+        Some("world")
+    );
+    assert!(
+        exchange
+            .logs
+            .iter()
+            .any(|l| l.from_filter && l.level == "info" && l.message.contains("GET /a")),
+        "{:?}",
+        exchange.logs
+    );
+}
