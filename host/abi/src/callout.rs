@@ -39,8 +39,9 @@ pub struct HttpCallResponse {
 }
 
 /// The embedder's side of `proxy_http_call`: starts the call and returns
-/// its token, or BAD_ARGUMENT for an unknown upstream or a request without
-/// `:method`, `:path` or `:authority`. The embedder later delivers the
+/// its token, or BAD_ARGUMENT for an unknown upstream or a request it
+/// cannot make (the runtime already refused one without `:method`,
+/// `:path` or `:authority`). The embedder later delivers the
 /// answer with [`crate::Vm::on_http_call_response`].
 pub type HttpCaller = Rc<dyn Fn(HttpCall) -> Result<u32, Status>>;
 

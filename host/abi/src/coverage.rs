@@ -643,7 +643,7 @@ impl SpecFunction {
 const LIMITS: &[(&str, &str)] = &[
     (
         "proxy_get_buffer_bytes",
-        "configuration and HTTP bodies; call-out, gRPC and TCP buffers answer NOT_FOUND",
+        "configuration, HTTP bodies, the call-out response body and the gRPC message being delivered; TCP buffers answer NOT_FOUND",
     ),
     (
         "proxy_set_buffer_bytes",
@@ -651,7 +651,7 @@ const LIMITS: &[(&str, &str)] = &[
     ),
     (
         "proxy_on_request_body",
-        "PAUSE holds the body (up to the plugin's body_buffer_mb) until the plugin continues; PAUSE at the end of the body ends the request with 500",
+        "PAUSE holds the body (up to the plugin's body_buffer_mb) until the plugin continues; PAUSE at the end of the body waits (30 s at most) until the plugin continues it from a timer, queue or call-out callback, which may change the body meanwhile",
     ),
     (
         "proxy_on_response_body",
@@ -659,11 +659,11 @@ const LIMITS: &[(&str, &str)] = &[
     ),
     (
         "proxy_get_header_map_pairs",
-        "request and response headers; other maps answer NOT_FOUND",
+        "request and response headers and trailers, call-out response headers and trailers, gRPC metadata being delivered",
     ),
     (
         "proxy_get_header_map_value",
-        "request and response headers; other maps answer NOT_FOUND",
+        "request and response headers and trailers, call-out response headers and trailers, gRPC metadata being delivered",
     ),
     (
         "proxy_get_property",
@@ -683,7 +683,7 @@ const LIMITS: &[(&str, &str)] = &[
     ),
     (
         "proxy_on_done",
-        "a `false` answer (finish later with proxy_done) is not waited for yet",
+        "a `false` answer keeps the context, with its header maps for proxy_on_log, until the plugin calls proxy_done (at most 1,024 per VM; past that the oldest is finished)",
     ),
     (
         "proxy_on_request_headers",

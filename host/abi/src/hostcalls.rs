@@ -15,7 +15,7 @@ use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, 
 use crate::shared::MetricKind;
 use crate::stream::HttpStream;
 use crate::stream::LocalResponse;
-use crate::vm::{ContextId, HostState, ROOT_CONTEXT, restore_effective_stream};
+use crate::vm::{ContextId, HostState, ROOT_CONTEXT, Swapped, restore_effective_stream};
 use crate::wasi;
 
 /// The host functions weft links, by (module, name).
@@ -161,11 +161,19 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
         },
     )?;
     // For a unary call, cancelling and closing both mean: do not deliver
-    // its outcome.
+    // its outcome. A call that is not in flight is NOT_FOUND.
     for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
         reg.define(l, env, name, |mut c: Caller<'_, HostState>, token: i32| {
-            c.data_mut().cancelled_grpc.push(token as u32);
-            Status::Ok as i32
+            let state = c.data_mut();
+            let token = token as u32;
+            match state.grpc_pending.iter().position(|t| *t == token) {
+                Some(i) => {
+                    state.grpc_pending.swap_remove(i);
+                    state.cancelled_grpc.push(token);
+                    Status::Ok as i32
+                }
+                None => Status::NotFound as i32,
+            }
         })?;
     }
     reg.define(
@@ -199,6 +207,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
             status(set_effective_context(c.data_mut(), context as u32))
         },
     )?;
+    reg.define(l, env, "proxy_done", |mut c: Caller<'_, HostState>| {
+        status(done(c.data_mut()))
+    })?;
     reg.define(
         l,
         env,
@@ -610,14 +621,25 @@ fn http_call(
         trailers: owned(parse_pairs(slice(mem, trailers.0, trailers.1)?)?),
         timeout: Duration::from_millis(u64::from(timeout as u32)),
     };
+    // The spec: a call without these is refused before it is made.
+    for pseudo in [&b":method"[..], b":path", b":authority"] {
+        if !call
+            .headers
+            .iter()
+            .any(|(k, v)| k == pseudo && !v.is_empty())
+        {
+            return Err(Status::BadArgument.into());
+        }
+    }
     let token = caller(call)?;
     write_u32(mem, ret, token)?;
     Ok(())
 }
 
-/// `proxy_get_status`: the status (and `grpc-message`) of the gRPC call
-/// whose outcome is being delivered; 0 and no message otherwise. Always
-/// OK: SDKs treat anything else as fatal.
+/// `proxy_get_status`: the status (and `grpc-message`) of the gRPC call,
+/// or the HTTP status of the HTTP call, whose outcome is being delivered;
+/// 0 and no message otherwise. Always OK: SDKs treat anything else as
+/// fatal.
 fn get_status(
     c: &mut Caller<'_, HostState>,
     code_ptr: i32,
@@ -663,6 +685,7 @@ fn grpc_call(
         timeout: Duration::from_millis(u64::from(timeout as u32)),
     };
     let token = caller(call)?;
+    state.grpc_pending.push(token);
     write_u32(mem, ret, token)?;
     Ok(())
 }
@@ -675,16 +698,36 @@ fn set_effective_context(state: &mut HostState, context: ContextId) -> Result<()
         state.effective_context = context;
         return Ok(());
     }
-    let index = state
-        .lent
-        .iter()
-        .position(|(lent, _)| *lent == context)
-        .ok_or(Status::BadArgument)?;
-    if let Some((_, lent)) = state.lent.get_mut(index) {
-        std::mem::swap(&mut state.stream, lent);
-        state.swapped = Some(index);
+    let found = match state.lent.iter().position(|(lent, _)| *lent == context) {
+        Some(index) => Swapped::Lent(index),
+        None => state
+            .deferred
+            .iter()
+            .position(|(deferred, _)| *deferred == context)
+            .map(Swapped::Deferred)
+            .ok_or(Status::BadArgument)?,
+    };
+    let slot = match found {
+        Swapped::Lent(index) => state.lent.get_mut(index),
+        Swapped::Deferred(index) => state.deferred.get_mut(index),
+    };
+    if let Some((_, stream)) = slot {
+        std::mem::swap(&mut state.stream, stream);
+        state.swapped = Some(found);
         state.effective_context = context;
     }
+    Ok(())
+}
+
+/// `proxy_done`: the effective context, which `proxy_on_done` kept open,
+/// may be finished; NOT_FOUND if it was not waiting.
+fn done(state: &mut HostState) -> Result<(), HostError> {
+    let context = state.effective_context;
+    let waiting = state.deferred.iter().any(|(c, _)| *c == context);
+    if !waiting || state.done.contains(&context) {
+        return Err(Status::NotFound.into());
+    }
+    state.done.push(context);
     Ok(())
 }
 
@@ -765,9 +808,16 @@ fn get_header_map_pairs(
         count += 1;
         len += 8 + k.len() + 1 + v.len() + 1;
     })?;
+    if count == 0 {
+        // An empty map is an empty value (the spec's serialization).
+        len = 0;
+    }
     give(c, len, ret_ptr, ret_len, |dst, state| {
         // The map cannot change between the two passes: the guest is not
         // running while the host fills its memory.
+        if dst.is_empty() {
+            return;
+        }
         dst[..4].copy_from_slice(&(count as u32).to_le_bytes());
         let mut sizes = 4;
         let mut data = 4 + count * 8;
@@ -790,7 +840,8 @@ pub(crate) type Pair<'a> = (&'a [u8], &'a [u8]);
 /// Parses the serialised pairs format: a u32 count, count (key length,
 /// value length) u32 pairs, then each key and value followed by a NUL.
 pub(crate) fn parse_pairs(bytes: &[u8]) -> Result<Vec<Pair<'_>>, Status> {
-    if bytes.is_empty() {
+    // The spec's two forms of an empty map: nothing, or one NUL byte.
+    if bytes.is_empty() || bytes == [0] {
         return Ok(Vec::new());
     }
     let count = read_u32(bytes, 0)? as usize;

@@ -118,3 +118,69 @@ impl HttpStream for NoStream {
         Err(Status::BadArgument)
     }
 }
+
+/// What is left of a finished stream whose plugin keeps its context open
+/// (`proxy_on_done` answered false): its header and trailer maps, read
+/// only, for `proxy_on_log` once the plugin calls `proxy_done`. Other
+/// reads answer NOT_FOUND, writes BAD_ARGUMENT.
+pub(crate) struct Snapshot {
+    maps: Vec<(MapType, crate::Pairs)>,
+}
+
+impl Snapshot {
+    pub(crate) fn of(stream: &dyn HttpStream) -> Snapshot {
+        let mut maps = Vec::new();
+        for map in [
+            MapType::HttpRequestHeaders,
+            MapType::HttpRequestTrailers,
+            MapType::HttpResponseHeaders,
+            MapType::HttpResponseTrailers,
+        ] {
+            let mut pairs = Vec::new();
+            let read = stream.visit_map(map, &mut |k, v| pairs.push((k.to_vec(), v.to_vec())));
+            if read.is_ok() {
+                maps.push((map, pairs));
+            }
+        }
+        Snapshot { maps }
+    }
+
+    fn map(&self, map: MapType) -> Result<&crate::Pairs, Status> {
+        self.maps
+            .iter()
+            .find(|(m, _)| *m == map)
+            .map(|(_, pairs)| pairs)
+            .ok_or(Status::NotFound)
+    }
+}
+
+impl HttpStream for Snapshot {
+    fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
+        for (k, v) in self.map(map)? {
+            visit(k, v);
+        }
+        Ok(())
+    }
+    fn map_value(&self, map: MapType, key: &[u8]) -> Result<Option<&[u8]>, Status> {
+        Ok(self
+            .map(map)?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_slice()))
+    }
+    fn add_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn replace_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn remove_map_value(&mut self, _: MapType, _: &[u8]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn set_map_pairs(&mut self, _: MapType, _: &[(&[u8], &[u8])]) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+    fn send_local_response(&mut self, _: LocalResponse) -> Result<(), Status> {
+        Err(Status::BadArgument)
+    }
+}

@@ -163,7 +163,15 @@ pub(crate) struct HostState {
     /// Streams of paused contexts the embedder lent for root callbacks,
     /// and which of them is swapped into `stream` now.
     pub(crate) lent: Vec<(ContextId, Box<dyn HttpStream>)>,
-    pub(crate) swapped: Option<usize>,
+    pub(crate) swapped: Option<Swapped>,
+    /// Contexts whose `proxy_on_done` answered false, with what is left
+    /// of their streams (the header maps), until the plugin calls
+    /// `proxy_done` for them.
+    pub(crate) deferred: Vec<(ContextId, Box<dyn HttpStream>)>,
+    /// Deferred contexts the plugin called `proxy_done` for in the
+    /// running callback: finished (`proxy_on_log`, `proxy_on_delete`)
+    /// when it returns.
+    pub(crate) done: Vec<ContextId>,
     /// What the plugin asked with `proxy_continue_stream` and
     /// `proxy_close_stream`, per context.
     pub(crate) stream_actions: Vec<(ContextId, StreamAction)>,
@@ -176,10 +184,13 @@ pub(crate) struct HostState {
     /// gRPC calls the plugin cancelled or closed: their outcome is not
     /// delivered.
     pub(crate) cancelled_grpc: Vec<u32>,
+    /// gRPC calls made whose outcome has not been delivered (or
+    /// cancelled) yet.
+    pub(crate) grpc_pending: Vec<u32>,
     /// The call-out answer the running callback reads.
     pub(crate) answer: Option<Answer>,
-    /// The status of the gRPC call whose outcome is being delivered
-    /// (`proxy_get_status`).
+    /// What `proxy_get_status` answers while a call-out's outcome is
+    /// delivered: the gRPC status and message, or the HTTP status.
     pub(crate) grpc_status: Option<(u32, Option<String>)>,
     /// Metrics this VM has used, by id, so updates take no lock.
     pub(crate) metrics: Vec<Option<Arc<Metric>>>,
@@ -216,7 +227,9 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_tick",
     "proxy_on_queue_ready",
     "proxy_on_http_call_response",
+    "proxy_on_grpc_receive_initial_metadata",
     "proxy_on_grpc_receive",
+    "proxy_on_grpc_receive_trailing_metadata",
     "proxy_on_grpc_close",
     "proxy_on_request_headers",
     "proxy_on_response_headers",
@@ -259,6 +272,8 @@ struct Exports {
     on_http_call_response: Option<TypedFunc<CallResponseArgs, ()>>,
     on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
     on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
+    on_grpc_initial_metadata: Option<GrpcCallback>,
+    on_grpc_trailing_metadata: Option<GrpcCallback>,
 }
 
 /// One instance of a plugin's module with its root context created, started
@@ -307,6 +322,7 @@ impl Vm {
                 http_caller: hooks.http_caller,
                 grpc_caller: hooks.grpc_caller,
                 cancelled_grpc: Vec::new(),
+                grpc_pending: Vec::new(),
                 answer: None,
                 grpc_status: None,
                 starting: false,
@@ -314,6 +330,8 @@ impl Vm {
                 effective_context: ROOT_CONTEXT,
                 lent: Vec::new(),
                 swapped: None,
+                deferred: Vec::new(),
+                done: Vec::new(),
                 stream_actions: Vec::new(),
                 metrics: Vec::new(),
                 limits,
@@ -387,6 +405,8 @@ impl Vm {
             on_http_call_response: optional!("proxy_on_http_call_response"),
             on_grpc_receive: optional!("proxy_on_grpc_receive"),
             on_grpc_close: optional!("proxy_on_grpc_close"),
+            on_grpc_initial_metadata: optional!("proxy_on_grpc_receive_initial_metadata"),
+            on_grpc_trailing_metadata: optional!("proxy_on_grpc_receive_trailing_metadata"),
         };
         // The spec: `_initialize` then `main` when both are exported, else `_start`.
         let (initialize, main) = match instance.get_func(&mut store, "_initialize") {
@@ -528,47 +548,74 @@ impl Vm {
                 r.trailers.len() as i32,
             )
         });
+        // `proxy_get_status` answers the call's HTTP status meanwhile (0
+        // for a call that failed).
+        let status = response
+            .as_ref()
+            .and_then(|r| r.headers.iter().find(|(k, _)| k == b":status"))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
+            .unwrap_or(0);
         self.store.data_mut().answer = response.map(Answer::from);
+        self.store.data_mut().grpc_status = Some((status, None));
         let root = self.root_context as i32;
         let deadline = self.store.data().plugin.limits.callback_deadline;
         let result = self.call("proxy_on_http_call_response", deadline, |store| {
             callback.call(store, (root, token as i32, sizes.0, sizes.1, sizes.2))
         });
         self.store.data_mut().answer = None;
+        self.store.data_mut().grpc_status = None;
         result
     }
 
-    /// Delivers the outcome of the unary gRPC call `token`, as Envoy does:
-    /// `proxy_on_grpc_receive` with the message when the status is OK,
-    /// else `proxy_on_grpc_close` with the status. Nothing for a call the
-    /// plugin cancelled. The metadata maps are readable in both.
+    /// Delivers the outcome of the unary gRPC call `token`:
+    /// `proxy_on_grpc_receive_initial_metadata` when metadata came, then
+    /// (as Envoy does) `proxy_on_grpc_receive` with the message when the
+    /// status is OK, then `proxy_on_grpc_receive_trailing_metadata` when
+    /// trailers came, then, when the status is not OK,
+    /// `proxy_on_grpc_close` with it. Nothing for a call the plugin
+    /// cancelled. The metadata maps and the message are readable
+    /// throughout.
     pub fn on_grpc_call_response(
         &mut self,
         token: u32,
         response: GrpcCallResponse,
     ) -> Result<(), VmError> {
-        let cancelled = &mut self.store.data_mut().cancelled_grpc;
+        let state = self.store.data_mut();
+        state.grpc_pending.retain(|t| *t != token);
+        let cancelled = &mut state.cancelled_grpc;
         if let Some(i) = cancelled.iter().position(|t| *t == token) {
             cancelled.swap_remove(i);
             return Ok(());
         }
         let exports = Rc::clone(&self.exports);
         let root = self.root_context as i32;
+        let token = token as i32;
         let deadline = self.store.data().plugin.limits.callback_deadline;
-        let (status, size) = (response.status, response.message.len());
+        let (status, size) = (response.status, response.message.len() as i32);
+        let initial = response.initial_metadata.len() as i32;
+        let trailing = response.trailing_metadata.len() as i32;
         self.store.data_mut().grpc_status = Some((status, response.status_message.clone()));
         self.store.data_mut().answer = Some(Answer::from(response));
-        let result = match (status, &exports.on_grpc_receive, &exports.on_grpc_close) {
-            (0, Some(receive), _) => self.call("proxy_on_grpc_receive", deadline, |store| {
-                receive.call(store, (root, token as i32, size as i32))
-            }),
-            (status, _, Some(close)) if status != 0 => {
-                self.call("proxy_on_grpc_close", deadline, |store| {
-                    close.call(store, (root, token as i32, status as i32))
-                })
+        let mut steps: Vec<(&'static str, &GrpcCallback, i32)> = Vec::new();
+        if let (true, Some(f)) = (initial > 0, &exports.on_grpc_initial_metadata) {
+            steps.push(("proxy_on_grpc_receive_initial_metadata", f, initial));
+        }
+        if let (0, Some(f)) = (status, &exports.on_grpc_receive) {
+            steps.push(("proxy_on_grpc_receive", f, size));
+        }
+        if let (true, Some(f)) = (trailing > 0, &exports.on_grpc_trailing_metadata) {
+            steps.push(("proxy_on_grpc_receive_trailing_metadata", f, trailing));
+        }
+        if let (true, Some(f)) = (status != 0, &exports.on_grpc_close) {
+            steps.push(("proxy_on_grpc_close", f, status as i32));
+        }
+        let mut result = Ok(());
+        for (name, f, arg) in steps {
+            result = self.call(name, deadline, |store| f.call(store, (root, token, arg)));
+            if result.is_err() {
+                break;
             }
-            _ => Ok(()),
-        };
+        }
         self.store.data_mut().answer = None;
         self.store.data_mut().grpc_status = None;
         result
@@ -723,14 +770,46 @@ impl Vm {
         let ctx = context as i32;
         let deadline = self.store.data().plugin.limits.callback_deadline;
         let exports = Rc::clone(&self.exports);
-        let (done, log, delete) = (&exports.on_done, &exports.on_log, &exports.on_delete);
+        let done = &exports.on_done;
+        let completed = self.with_stream(context, stream, |vm| match done {
+            Some(done) => vm
+                .call("proxy_on_done", deadline, |store| done.call(store, ctx))
+                .map(|answer| answer != 0),
+            None => Ok(true),
+        })?;
+        if completed {
+            return self.log_and_delete(context, stream);
+        }
+        // The plugin finishes it later with proxy_done: the header maps
+        // are kept for its proxy_on_log.
+        let state = self.store.data_mut();
+        state.deferred.push((
+            context,
+            Box::new(crate::stream::Snapshot::of(stream.as_ref())),
+        ));
+        if state.deferred.len() > MAX_DEFERRED {
+            let (oldest, mut snapshot) = state.deferred.remove(0);
+            tracing::warn!(
+                plugin = %self.plugin_name(),
+                context = oldest,
+                "more than {MAX_DEFERRED} contexts wait for proxy_done; the oldest is finished now"
+            );
+            self.log_and_delete(oldest, &mut snapshot)?;
+        }
+        Ok(())
+    }
+
+    /// `proxy_on_log` then `proxy_on_delete` for `context`.
+    fn log_and_delete(
+        &mut self,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+    ) -> Result<(), VmError> {
+        let ctx = context as i32;
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        let exports = Rc::clone(&self.exports);
+        let (log, delete) = (&exports.on_log, &exports.on_delete);
         self.with_stream(context, stream, |vm| {
-            if let Some(done) = done {
-                // A plugin that answers false wants to finish later with
-                // proxy_done; delayed finalisation lands with the full ABI,
-                // so the host carries on at once.
-                vm.call("proxy_on_done", deadline, |store| done.call(store, ctx))?;
-            }
             if let Some(log) = log {
                 vm.call("proxy_on_log", deadline, |store| log.call(store, ctx))?;
             }
@@ -739,6 +818,19 @@ impl Vm {
             }
             Ok(())
         })
+    }
+
+    /// Finishes the deferred contexts the plugin called `proxy_done` for.
+    fn finish_done(&mut self) -> Result<(), VmError> {
+        let done = std::mem::take(&mut self.store.data_mut().done);
+        for context in done {
+            let deferred = &mut self.store.data_mut().deferred;
+            if let Some(index) = deferred.iter().position(|(c, _)| *c == context) {
+                let (_, mut snapshot) = deferred.remove(index);
+                self.log_and_delete(context, &mut snapshot)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` as stream context `context`, with `stream` visible to the
@@ -799,6 +891,9 @@ impl Vm {
         state.effective_context = state.current_context;
         let result = f(&mut self.store);
         restore_effective_stream(self.store.data_mut());
+        if result.is_ok() && !self.store.data().done.is_empty() {
+            self.finish_done()?;
+        }
         result.map_err(|err| {
             self.failed = true;
             let plugin = self.plugin_name().to_string();
@@ -827,13 +922,31 @@ impl Vm {
 /// Puts a lent stream that `proxy_set_effective_context` swapped in back
 /// where it was lent.
 pub(crate) fn restore_effective_stream(state: &mut HostState) {
-    if let Some(index) = state.swapped.take()
-        && let Some((_, lent)) = state.lent.get_mut(index)
-    {
-        std::mem::swap(&mut state.stream, lent);
+    let slot = match state.swapped.take() {
+        Some(Swapped::Lent(index)) => state.lent.get_mut(index),
+        Some(Swapped::Deferred(index)) => state.deferred.get_mut(index),
+        None => None,
+    };
+    if let Some((_, stream)) = slot {
+        std::mem::swap(&mut state.stream, stream);
     }
     state.effective_context = state.current_context;
 }
+
+/// A gRPC callback: (plugin context, call, a count or status).
+type GrpcCallback = TypedFunc<(i32, i32, i32), ()>;
+
+/// Which stream `proxy_set_effective_context` swapped in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Swapped {
+    /// One the embedder lent, by index.
+    Lent(usize),
+    /// One waiting for `proxy_done`, by index.
+    Deferred(usize),
+}
+
+/// The most contexts a VM keeps waiting for `proxy_done`.
+const MAX_DEFERRED: usize = 1024;
 
 /// Epoch ticks for a deadline, rounded up, plus one because the current tick
 /// may end at any moment.

@@ -172,37 +172,62 @@ struct BodyFilters {
     ended: bool,
     /// A trailers frame waiting behind the last data the plugins let out.
     trailers: Option<Frame<Bytes>>,
+    /// A plugin paused at the end of the body: waiting for it to continue,
+    /// then the body callbacks go on after it (at this step).
+    waiting: Option<Waiting>,
 }
 
+/// The wait for a plugin that paused a body at its end, and where the body
+/// callbacks go on.
+type Waiting = Pin<Box<dyn Future<Output = (Result<(), Stop>, usize)>>>;
+
 impl BodyFilters {
+    fn new(filters: SharedFilters, request: bool) -> BodyFilters {
+        BodyFilters {
+            filters,
+            request,
+            ended: false,
+            trailers: None,
+            waiting: None,
+        }
+    }
+
     /// Pulls chunks from `inner` through the plugins until one yields
     /// something to send on.
     fn poll(&mut self, inner: &mut Source, cx: &mut Context<'_>) -> Poll<Pulled> {
         loop {
-            if let Some(trailers) = self.trailers.take() {
-                return Poll::Ready(Pulled::Frame(trailers));
-            }
-            if self.ended {
-                return Poll::Ready(Pulled::End);
-            }
-            let (chunk, end_of_stream) = match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => (data, inner.is_end_stream()),
-                    // Trailers end the data: the plugins see the end of
-                    // the body first, then the trailers go on as they are.
-                    Err(trailers) => {
-                        self.trailers = Some(trailers);
-                        (Bytes::new(), true)
+            let out = match &mut self.waiting {
+                Some(waiting) => {
+                    let (waited, step) = ready!(waiting.as_mut().poll(cx));
+                    self.waiting = None;
+                    match waited {
+                        Ok(()) => self.filters.borrow_mut().resume_body(self.request, step),
+                        Err(stop) => return Poll::Ready(Pulled::Stopped(stop)),
                     }
+                }
+                None => match ready!(self.pull(inner, cx)) {
+                    Ok(out) => out,
+                    Err(pulled) => return Poll::Ready(pulled),
                 },
-                Some(Err(err)) => return Poll::Ready(Pulled::ReadError(err)),
-                None => (Bytes::new(), true),
             };
-            self.ended = end_of_stream;
-            let out = self
-                .filters
-                .borrow_mut()
-                .run_body(self.request, chunk, end_of_stream);
+            // A plugin paused at the end of the body: the body waits for
+            // it in the stream, where its callbacks may change it.
+            let out = match out {
+                Err(Stop::Paused {
+                    plugin,
+                    resume: Some(resume),
+                }) => {
+                    let filters = self.filters.clone();
+                    let worker = filters.borrow().worker();
+                    self.waiting = Some(Box::pin(async move {
+                        let waited =
+                            crate::chain::wait_for_plugin(&worker, &filters, plugin, resume).await;
+                        (waited, resume.step)
+                    }));
+                    continue;
+                }
+                out => out,
+            };
             // Trailers go through the trailers callbacks once the body has
             // ended for the plugins.
             if let Ok(_) = &out
@@ -232,8 +257,42 @@ impl BodyFilters {
         }
     }
 
+    /// The next chunk from `inner` through the body callbacks; `Err` for
+    /// what ends the pulling (the end, a trailers frame, a read error).
+    fn pull(
+        &mut self,
+        inner: &mut Source,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Result<Bytes, Stop>, Pulled>> {
+        if let Some(trailers) = self.trailers.take() {
+            return Poll::Ready(Err(Pulled::Frame(trailers)));
+        }
+        if self.ended {
+            return Poll::Ready(Err(Pulled::End));
+        }
+        let (chunk, end_of_stream) = match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => (data, inner.is_end_stream()),
+                // Trailers end the data: the plugins see the end of the
+                // body first, then the trailers go on as they are.
+                Err(trailers) => {
+                    self.trailers = Some(trailers);
+                    (Bytes::new(), true)
+                }
+            },
+            Some(Err(err)) => return Poll::Ready(Err(Pulled::ReadError(err))),
+            None => (Bytes::new(), true),
+        };
+        self.ended = end_of_stream;
+        Poll::Ready(Ok(self.filters.borrow_mut().run_body(
+            self.request,
+            chunk,
+            end_of_stream,
+        )))
+    }
+
     fn is_end_stream(&self) -> bool {
-        self.ended && self.trailers.is_none()
+        self.ended && self.trailers.is_none() && self.waiting.is_none()
     }
 }
 
@@ -359,12 +418,7 @@ impl RequestBody {
         RequestBody {
             inner: Some(inner),
             full: None,
-            filters: filters.map(|filters| BodyFilters {
-                filters,
-                request: true,
-                ended: false,
-                trailers: None,
-            }),
+            filters: filters.map(|filters| BodyFilters::new(filters, true)),
             stopped: Some(stopped),
             copy: None,
             tee: None,
@@ -496,12 +550,7 @@ impl ResponseBody {
         filters: SharedFilters,
         run_callbacks: bool,
     ) -> Self {
-        let callbacks = run_callbacks.then(|| BodyFilters {
-            filters: filters.clone(),
-            request: false,
-            ended: false,
-            trailers: None,
-        });
+        let callbacks = run_callbacks.then(|| BodyFilters::new(filters.clone(), false));
         ResponseBody {
             kind: Kind::Upstream(body, callbacks),
             upstream: Some(upstream),

@@ -493,9 +493,8 @@ pub(crate) enum Stop {
     Local(LocalResponse),
     /// A fail-closed plugin failed.
     Failed { plugin: String },
-    /// A plugin paused the stream. From a headers callback it may continue
-    /// it later (`resume`); a body callback at the end of the body cannot
-    /// be resumed in this build.
+    /// A plugin paused the stream; it may continue it later (`resume`),
+    /// except from a trailers callback.
     Paused {
         plugin: String,
         resume: Option<Resumable>,
@@ -608,6 +607,11 @@ pub(crate) struct StreamFilters {
 pub(crate) type SharedFilters = Rc<RefCell<StreamFilters>>;
 
 impl StreamFilters {
+    /// The worker the stream runs on.
+    pub(crate) fn worker(&self) -> Rc<Worker> {
+        self.worker.clone()
+    }
+
     pub(crate) fn new(worker: Rc<Worker>, chain: Arc<[usize]>, stream: ProxyStream) -> Self {
         let active = Vec::with_capacity(chain.len());
         StreamFilters {
@@ -703,13 +707,37 @@ impl StreamFilters {
     ///
     /// A plugin that answers PAUSE before the end of the body holds what it
     /// has seen: later chunks pass the plugins before it, join what it
-    /// holds, and it is called again with all of it, until it continues
-    /// (or the body ends: pausing then cannot be resumed here).
+    /// holds, and it is called again with all of it, until it continues.
+    /// One that pauses at the end of the body keeps the whole body in the
+    /// stream (its timer, queue and call-out callbacks may read and change
+    /// it) and the stream waits until it continues: `Stop::Paused` with a
+    /// [`Resumable`], then [`StreamFilters::resume_body`].
     pub(crate) fn run_body(
         &mut self,
         request: bool,
         chunk: Bytes,
         end_of_stream: bool,
+    ) -> Result<Bytes, Stop> {
+        self.run_body_from(request, BytesMut::from(&chunk[..]), end_of_stream, 0)
+    }
+
+    /// Goes on after the plugin at `step` of the body callbacks, which
+    /// paused at the end of the body, continued: the body as it left it
+    /// passes the plugins after it.
+    pub(crate) fn resume_body(&mut self, request: bool, step: usize) -> Result<Bytes, Stop> {
+        let data = self
+            .state()
+            .map(|s| std::mem::take(s.body_mut(request)))
+            .unwrap_or_default();
+        self.run_body_from(request, data, true, step + 1)
+    }
+
+    fn run_body_from(
+        &mut self,
+        request: bool,
+        mut data: BytesMut,
+        end_of_stream: bool,
+        start: usize,
     ) -> Result<Bytes, Stop> {
         let phase = if request {
             Phase::RequestBody
@@ -717,7 +745,6 @@ impl StreamFilters {
             Phase::ResponseBody
         };
         let side = usize::from(!request);
-        let mut data = BytesMut::from(&chunk[..]);
         // A copy: a failing plugin leaves `active` while this runs.
         let mut contexts = self.active.clone();
         if !request {
@@ -732,7 +759,7 @@ impl StreamFilters {
         {
             held.release_into(&mut data);
         }
-        for ctx in contexts {
+        for (step, ctx) in contexts.into_iter().enumerate().skip(start) {
             let held = &mut self.held[side];
             if held.plugin == Some(ctx.plugin) {
                 held.release_into(&mut data);
@@ -762,9 +789,18 @@ impl StreamFilters {
                 Action::Pause => {
                     let plugin = self.worker.slot(ctx.plugin).borrow().name().to_string();
                     if end_of_stream {
+                        // The body waits in the stream for the plugin.
+                        if let Some(state) = self.state() {
+                            *state.body_mut(request) = data;
+                        }
                         return Err(Stop::Paused {
                             plugin,
-                            resume: None,
+                            resume: Some(Resumable {
+                                step,
+                                plugin: ctx.plugin,
+                                context: ctx.context,
+                                generation: ctx.generation,
+                            }),
                         });
                     }
                     let limit = self
@@ -914,25 +950,37 @@ pub(crate) async fn run_headers_phase(
             }) => (plugin, resume),
             other => return other,
         };
-        let waiting = Rc::new(Resume::default());
-        worker.slot(resume.plugin).borrow_mut().park(
-            resume.context,
-            resume.generation,
-            filters,
-            waiting.clone(),
-        );
-        let waited = tokio::time::timeout(PAUSE_LIMIT, waiting.notify.notified()).await;
-        match (waited, waiting.outcome.get()) {
-            (Ok(()), Some(Outcome::Continue)) => start = resume.step + 1,
-            (Ok(()), Some(Outcome::Close)) => return Err(Stop::Closed { plugin }),
-            (Ok(()), _) => return Err(Stop::Failed { plugin }),
-            (Err(_), _) => {
-                worker
-                    .slot(resume.plugin)
-                    .borrow_mut()
-                    .unpark(resume.context, resume.generation);
-                return Err(Stop::TimedOut { plugin });
-            }
+        wait_for_plugin(worker, filters, plugin, resume).await?;
+        start = resume.step + 1;
+    }
+}
+
+/// Waits, at most `PAUSE_LIMIT`, for the plugin that paused the stream to
+/// continue it from a timer, queue or call-out callback.
+pub(crate) async fn wait_for_plugin(
+    worker: &Worker,
+    filters: &SharedFilters,
+    plugin: String,
+    resume: Resumable,
+) -> Result<(), Stop> {
+    let waiting = Rc::new(Resume::default());
+    worker.slot(resume.plugin).borrow_mut().park(
+        resume.context,
+        resume.generation,
+        filters,
+        waiting.clone(),
+    );
+    let waited = tokio::time::timeout(PAUSE_LIMIT, waiting.notify.notified()).await;
+    match (waited, waiting.outcome.get()) {
+        (Ok(()), Some(Outcome::Continue)) => Ok(()),
+        (Ok(()), Some(Outcome::Close)) => Err(Stop::Closed { plugin }),
+        (Ok(()), _) => Err(Stop::Failed { plugin }),
+        (Err(_), _) => {
+            worker
+                .slot(resume.plugin)
+                .borrow_mut()
+                .unpark(resume.context, resume.generation);
+            Err(Stop::TimedOut { plugin })
         }
     }
 }

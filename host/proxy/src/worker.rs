@@ -689,7 +689,7 @@ pub(crate) fn stopped(
         Stop::Paused { ref plugin, .. } => {
             tracing::error!(
                 plugin,
-                "the filter paused the stream where it cannot be resumed (at the end of a body)"
+                "the filter paused the stream where it cannot be resumed (in a trailers callback)"
             );
             error_response(StatusCode::INTERNAL_SERVER_ERROR, &stop.describe(), filters)
         }

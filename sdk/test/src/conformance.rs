@@ -555,10 +555,10 @@ pub fn markdown(results: &[CaseResult], served: impl Fn(&SpecFunction) -> bool) 
             let row = format!(
                 "| `{}` | {} | {} | {} |",
                 f.name,
-                if served(f) {
-                    "yes"
-                } else {
-                    "no (UNIMPLEMENTED)"
+                match (served(f), kind) {
+                    (true, _) => "yes",
+                    (false, Kind::HostFunction) => "no (UNIMPLEMENTED)",
+                    (false, Kind::Callback) => "no (never called)",
                 },
                 ids.join(", "),
                 summary(&list)

@@ -40,8 +40,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_abi::{
-    Action, FailurePolicy, HttpCall, HttpCallResponse, HttpStream, MetricValue, Pairs, Plugin,
-    PluginLimits, PluginModule, Runtime, StreamAction, Vm, VmError, VmHooks,
+    Action, FailurePolicy, GrpcCall, GrpcCallResponse, HttpCall, HttpCallResponse, HttpStream,
+    MetricValue, Pairs, Plugin, PluginLimits, PluginModule, Runtime, StreamAction, Vm, VmError,
+    VmHooks,
 };
 
 pub use logs::LogLine;
@@ -153,8 +154,9 @@ impl FilterBuilder {
             limits: self.limits,
             module,
         });
-        let calls = Rc::new(RefCell::new(VecDeque::new()));
+        let calls: Calls = Rc::new(RefCell::new(VecDeque::new()));
         let made = Rc::new(RefCell::new(Vec::new()));
+        let tokens = Rc::new(std::cell::Cell::new(0u32));
         let queued = Arc::new(std::sync::Mutex::new(VecDeque::new()));
         let notify = queued.clone();
         let hooks = VmHooks {
@@ -164,8 +166,8 @@ impl FilterBuilder {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push_back(queue);
             })),
-            http_caller: Some(caller(calls.clone(), made.clone())),
-            grpc_caller: None,
+            http_caller: Some(caller(calls.clone(), made.clone(), tokens.clone())),
+            grpc_caller: Some(grpc_caller(calls.clone(), made.clone(), tokens)),
         };
         let vm = tracing::dispatcher::with_default(&dispatch, || Vm::with_hooks(plugin, hooks))?;
         Ok(Filter {
@@ -184,24 +186,64 @@ impl FilterBuilder {
 
 /// The `proxy_http_call` of the filter under test: recorded, answered
 /// later from the test's mocks.
-fn caller(calls: Calls, made: Rc<RefCell<Vec<CallMade>>>) -> weft_abi::HttpCaller {
-    let next = Rc::new(std::cell::Cell::new(0u32));
+fn caller(
+    calls: Calls,
+    made: Rc<RefCell<Vec<CallMade>>>,
+    tokens: Rc<std::cell::Cell<u32>>,
+) -> weft_abi::HttpCaller {
     Rc::new(move |call: HttpCall| {
-        let token = next.get() + 1;
-        next.set(token);
+        let token = tokens.get() + 1;
+        tokens.set(token);
         made.borrow_mut().push(CallMade {
             cluster: call.upstream.clone(),
             headers: text_pairs(&call.headers),
             body: call.body.clone(),
             timeout_ms: u64::try_from(call.timeout.as_millis()).unwrap_or(u64::MAX),
         });
-        calls.borrow_mut().push_back((token, call));
+        calls.borrow_mut().push_back((token, Pending::Http(call)));
         Ok(token)
     })
 }
 
+/// The `proxy_grpc_call` of the filter under test: recorded (with
+/// `:path` `/SERVICE/METHOD` among its headers), answered later from the
+/// test's mocks.
+fn grpc_caller(
+    calls: Calls,
+    made: Rc<RefCell<Vec<CallMade>>>,
+    tokens: Rc<std::cell::Cell<u32>>,
+) -> weft_abi::GrpcCaller {
+    Rc::new(move |call: GrpcCall| {
+        let token = tokens.get() + 1;
+        tokens.set(token);
+        let mut headers = vec![(":path".to_string(), grpc_path(&call))];
+        headers.extend(text_pairs(&call.metadata));
+        made.borrow_mut().push(CallMade {
+            cluster: call.cluster.clone(),
+            headers,
+            body: call.message.clone(),
+            timeout_ms: u64::try_from(call.timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+        calls.borrow_mut().push_back((token, Pending::Grpc(call)));
+        Ok(token)
+    })
+}
+
+fn grpc_path(call: &GrpcCall) -> String {
+    format!("/{}/{}", call.service, call.method)
+}
+
+/// A call-out made and not answered yet.
+enum Pending {
+    Http(HttpCall),
+    Grpc(GrpcCall),
+}
+
 /// Call-outs made and not answered yet, with their tokens.
-type Calls = Rc<RefCell<VecDeque<(u32, HttpCall)>>>;
+type Calls = Rc<RefCell<VecDeque<(u32, Pending)>>>;
+
+/// gRPC's UNAVAILABLE: what a call no mock answers ends with.
+const GRPC_UNAVAILABLE: u32 = 14;
 
 /// A filter running on weft's runtime.
 pub struct Filter {
@@ -305,6 +347,8 @@ impl Request {
             cluster: cluster.to_string(),
             path: None,
             response: Some(response),
+            grpc_status: None,
+            grpc_message: None,
         });
         self
     }
@@ -381,8 +425,14 @@ pub struct CalloutMock {
     /// The call's `:path`, when it matters.
     pub path: Option<String>,
     /// The answer; `None` makes the call fail (as a timeout or a refused
-    /// connection does).
+    /// connection does). For a gRPC call: its headers are the initial
+    /// metadata and its body the message.
     pub response: Option<Response>,
+    /// For a gRPC call: the status it ends with (default 0, OK) and its
+    /// message.
+    pub grpc_status: Option<u32>,
+    /// For a gRPC call: the `grpc-message`.
+    pub grpc_message: Option<String>,
 }
 
 /// A call-out the filter made.
@@ -667,23 +717,58 @@ impl Filter {
         // A filter that answers every event with another one is paused
         // for good.
         for _ in 0..10_000 {
-            let pending = self.calls.borrow_mut().pop_front();
             let ready = self.next_queue();
+            // A call-out answer waits while a queue notification goes first.
+            let pending = if ready.is_none() {
+                self.calls.borrow_mut().pop_front()
+            } else {
+                None
+            };
             let lent = std::mem::replace(stream, Box::new(weft_abi::NoStream));
             self.vm.lend_streams(vec![(context, lent)]);
             let result = match (pending, ready) {
                 (_, Some(queue)) => self.vm.on_queue_ready(queue),
-                (Some((token, call)), None) => {
-                    let answer = take_mock(mocks, &call).map(|r| HttpCallResponse {
-                        headers: {
-                            let mut h =
-                                vec![(b":status".to_vec(), r.status.to_string().into_bytes())];
-                            h.extend(pairs(&r.headers));
-                            h
+                (Some((token, Pending::Grpc(call))), None) => {
+                    let answer = match take_mock(mocks, &call.cluster, &grpc_path(&call)) {
+                        Some(CalloutMock {
+                            response: Some(r),
+                            grpc_status,
+                            grpc_message,
+                            ..
+                        }) => GrpcCallResponse {
+                            status: grpc_status.unwrap_or(0),
+                            status_message: grpc_message,
+                            initial_metadata: pairs(&r.headers),
+                            message: r.body,
+                            trailing_metadata: pairs(&r.trailers),
                         },
-                        body: r.body,
-                        trailers: pairs(&r.trailers),
-                    });
+                        _ => GrpcCallResponse {
+                            status: GRPC_UNAVAILABLE,
+                            status_message: Some("no answer".into()),
+                            ..GrpcCallResponse::default()
+                        },
+                    };
+                    self.vm.on_grpc_call_response(token, answer)
+                }
+                (Some((token, Pending::Http(call))), None) => {
+                    let path = call
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k == b":path")
+                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    let answer = take_mock(mocks, &call.upstream, &path)
+                        .and_then(|m| m.response)
+                        .map(|r| HttpCallResponse {
+                            headers: {
+                                let mut h =
+                                    vec![(b":status".to_vec(), r.status.to_string().into_bytes())];
+                                h.extend(pairs(&r.headers));
+                                h
+                            },
+                            body: r.body,
+                            trailers: pairs(&r.trailers),
+                        });
                     self.vm.on_http_call_response(token, answer)
                 }
                 (None, None) if ticks > 0 && self.vm.tick_period().is_some() => {
@@ -864,15 +949,10 @@ fn request_pairs(request: &Request) -> Pairs {
     all
 }
 
-/// The first mock answering `call`, taken.
-fn take_mock(mocks: &mut Vec<CalloutMock>, call: &HttpCall) -> Option<Response> {
-    let path = call
-        .headers
+/// The first mock for a call to `cluster` at `path`, taken.
+fn take_mock(mocks: &mut Vec<CalloutMock>, cluster: &str, path: &str) -> Option<CalloutMock> {
+    let index = mocks
         .iter()
-        .find(|(k, _)| k == b":path")
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-    let index = mocks.iter().position(|m| {
-        m.cluster == call.upstream && m.path.as_ref().is_none_or(|p| Some(p) == path.as_ref())
-    })?;
-    mocks.remove(index).response
+        .position(|m| m.cluster == cluster && m.path.as_ref().is_none_or(|p| p == path))?;
+    Some(mocks.remove(index))
 }

@@ -160,6 +160,13 @@ pub struct CalloutSpec {
     /// The call fails (no answer) instead.
     #[serde(default)]
     pub fail: bool,
+    /// A gRPC call's status (default 0, OK); its `headers` are the
+    /// initial metadata and `body` the message.
+    #[serde(default)]
+    pub grpc_status: Option<u32>,
+    /// A gRPC call's `grpc-message`.
+    #[serde(default)]
+    pub grpc_message: Option<String>,
     /// Default 200.
     #[serde(default)]
     pub status: Option<u16>,
@@ -169,6 +176,9 @@ pub struct CalloutSpec {
     /// Body.
     #[serde(default)]
     pub body: String,
+    /// Trailers (a gRPC call's trailing metadata).
+    #[serde(default)]
+    pub trailers: BTreeMap<String, String>,
 }
 
 /// What a test checks. Everything is optional.
@@ -423,8 +433,10 @@ impl TestSpec {
                     status: c.status.unwrap_or(200),
                     headers: list(&c.headers),
                     body: c.body.clone().into_bytes(),
-                    trailers: Vec::new(),
+                    trailers: list(&c.trailers),
                 }),
+                grpc_status: c.grpc_status,
+                grpc_message: c.grpc_message.clone(),
             })
             .collect();
         if let Some(ticks) = self.ticks {

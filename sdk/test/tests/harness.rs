@@ -63,6 +63,8 @@ fn a_refusing_or_failed_call_out_gets_the_filters_local_reply() {
         cluster: "authz".into(),
         path: None,
         response: None,
+        grpc_status: None,
+        grpc_message: None,
     });
     let failed = filter.send(request).unwrap();
     assert_eq!(failed.response.status, 403);
@@ -167,5 +169,55 @@ fn configuration_is_checked_at_start_and_logs_are_kept() {
             .any(|l| l.from_filter && l.level == "info" && l.message.contains("GET /a")),
         "{:?}",
         exchange.logs
+    );
+}
+
+#[test]
+fn grpc_calls_are_answered_from_mocks() {
+    let mut filter = Filter::load(module("grpc_check")).start().unwrap();
+    let ok = filter
+        .send(Request::get("/items").callout("grpc", Response::new(200).with_body("fine")))
+        .unwrap();
+    assert_eq!(ok.outcome, Outcome::Forwarded);
+    assert_eq!(ok.callouts[0].cluster, "grpc");
+    assert_eq!(
+        ok.callouts[0].header(":path").as_deref(),
+        Some("/weft.test.Checker/Check")
+    );
+    assert_eq!(
+        ok.callouts[0].header("x-from").as_deref(),
+        Some("grpc-check")
+    );
+    assert_eq!(ok.callouts[0].body, b"/items");
+    assert_eq!(
+        ok.upstream.unwrap().header("x-grpc-said").as_deref(),
+        Some("fine")
+    );
+
+    let mut request = Request::get("/items");
+    request.callouts.push(CalloutMock {
+        cluster: "grpc".into(),
+        path: Some("/weft.test.Checker/Check".into()),
+        response: Some(Response::new(200)),
+        grpc_status: Some(7),
+        grpc_message: Some("denied".into()),
+    });
+    let refused = filter.send(request).unwrap();
+    assert_eq!(refused.outcome, Outcome::LocalReply);
+    assert_eq!(refused.response.status, 503);
+    assert_eq!(
+        refused.response.header("x-grpc-status").as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        refused.response.header("x-grpc-message").as_deref(),
+        Some("denied")
+    );
+
+    // No mock: UNAVAILABLE.
+    let unanswered = filter.send(Request::get("/items")).unwrap();
+    assert_eq!(
+        unanswered.response.header("x-grpc-status").as_deref(),
+        Some("14")
     );
 }
