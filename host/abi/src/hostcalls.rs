@@ -1137,6 +1137,33 @@ fn get_metric(c: &mut Caller<'_, HostState>, id: u32, ret: i32) -> Result<(), Ho
     Ok(())
 }
 
+/// ABI 0.1.0's `proxy_clear_route_cache`, `proxy_continue_request` and
+/// `proxy_continue_response` return nothing in the spec, but Envoy's host
+/// serves them returning a status, and SDKs (the published AssemblyScript
+/// one) import them so. A module importing one with a status result gets
+/// this form of it (answering OK), in its own linker.
+pub(crate) fn define_status_form(l: &mut Linker<HostState>, name: &str) -> wasmtime::Result<bool> {
+    match name {
+        "proxy_clear_route_cache" => {
+            l.func_wrap("env", name, |_: Caller<'_, HostState>| -> i32 { 0 })?;
+        }
+        "proxy_continue_request" => {
+            l.func_wrap("env", name, |mut c: Caller<'_, HostState>| -> i32 {
+                let _ = stream_action(c.data_mut(), 0, StreamAction::Continue);
+                0
+            })?;
+        }
+        "proxy_continue_response" => {
+            l.func_wrap("env", name, |mut c: Caller<'_, HostState>| -> i32 {
+                let _ = stream_action(c.data_mut(), 1, StreamAction::Continue);
+                0
+            })?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,6 +246,23 @@ fn resolve_imports(
         let proxy_function = m == "env" && n.starts_with("proxy_");
         let denied = proxy_function && !capabilities.allows(n);
         if runtime.host_functions.contains(m, n) && !denied {
+            // The status-returning form some hosts serve (see
+            // `define_status_form`).
+            if let ExternType::Func(ty) = import.ty()
+                && ty.results().len() == 1
+                && ty.params().len() == 0
+                && m == "env"
+            {
+                let l = linker.get_or_insert_with(|| {
+                    let mut l = (*runtime.linker).clone();
+                    l.allow_shadowing(true);
+                    l
+                });
+                crate::hostcalls::define_status_form(l, n).map_err(|e| LoadError::Link {
+                    module: name.to_string(),
+                    message: format!("{e:#}"),
+                })?;
+            }
             continue;
         }
         let stub = if denied {

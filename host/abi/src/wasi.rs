@@ -18,6 +18,11 @@ const SUCCESS: i32 = 0;
 const BADF: i32 = 8;
 const FAULT: i32 = 21;
 const NOTSUP: i32 = 58;
+/// A file type: what the standard streams are.
+const CHARACTER_DEVICE: u8 = 2;
+/// Rights: read, write.
+const FD_READ: u64 = 1 << 1;
+const FD_WRITE: u64 = 1 << 6;
 /// "Function not supported": what the link-time stubs answer.
 pub(crate) const NOSYS: i32 = 52;
 
@@ -101,6 +106,47 @@ pub(crate) fn define(
         })?;
     }
     reg.define(l, m, "sched_yield", |_: Caller<'_, HostState>| SUCCESS)?;
+    // The standard streams exist (as character devices, which toolchains'
+    // runtimes look at while they start: Go's os package does); there is
+    // no other file, and no preopened directory.
+    reg.define(
+        l,
+        m,
+        "fd_fdstat_get",
+        |mut c: Caller<'_, HostState>, fd: i32, ret: i32| {
+            if !(0..=2).contains(&fd) {
+                return Ok(BADF);
+            }
+            errno(split(&mut c).map_err(HostError::from).and_then(|(mem, _)| {
+                let stat = slice_mut(mem, ret, 24)?;
+                stat.fill(0);
+                stat[0] = CHARACTER_DEVICE;
+                let rights: u64 = if fd == 0 { FD_READ } else { FD_WRITE };
+                stat[8..16].copy_from_slice(&rights.to_le_bytes());
+                Ok(())
+            }))
+        },
+    )?;
+    reg.define(
+        l,
+        m,
+        "fd_fdstat_set_flags",
+        |_: Caller<'_, HostState>, fd: i32, _flags: i32| {
+            if (0..=2).contains(&fd) { SUCCESS } else { BADF }
+        },
+    )?;
+    reg.define(
+        l,
+        m,
+        "fd_prestat_get",
+        |_: Caller<'_, HostState>, _fd: i32, _ret: i32| BADF,
+    )?;
+    reg.define(
+        l,
+        m,
+        "fd_prestat_dir_name",
+        |_: Caller<'_, HostState>, _fd: i32, _path: i32, _len: i32| BADF,
+    )?;
     reg.define(
         l,
         m,

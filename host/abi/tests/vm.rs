@@ -742,3 +742,33 @@ fn abi_0_1_0_continue_request_and_response_continue_a_paused_stream() {
         weft_abi::StreamAction::Continue(weft_abi::StreamType::HttpResponse)
     ));
 }
+
+/// Envoy's host serves ABI 0.1.0's `proxy_clear_route_cache` and
+/// `proxy_continue_request`/`_response` returning a status (the spec says
+/// nothing); modules built for it (the published AssemblyScript SDK)
+/// import them so, and they link and work.
+#[test]
+fn abi_0_1_0_calls_imported_with_a_status_result_link_and_work() {
+    let runtime = Runtime::new().unwrap();
+    let wat = r#"(module
+  (import "env" "proxy_clear_route_cache" (func $clear (result i32)))
+  (import "env" "proxy_continue_request" (func $continue (result i32)))
+  (import "env" "proxy_continue_response" (func $continue_response (result i32)))
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_1_0"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32) (result i32)
+    (if (call $clear) (then unreachable))
+    (i32.const 1))
+  (func (export "proxy_on_tick") (param i32)
+    (if (call $continue) (then unreachable))))"#;
+    let mut vm = Vm::new(plugin(&runtime, wat, "", PluginLimits::default())).unwrap();
+    let (result, stream) = request(&mut vm, &[]);
+    assert!(matches!(result, Ok(Action::Pause)), "{result:?}");
+    // The paused stream (context 2) is lent to the tick, which continues it.
+    vm.lend_streams(vec![(2, stream)]);
+    vm.on_tick().unwrap();
+    let _ = vm.take_lent_streams();
+    assert_eq!(vm.take_stream_actions().len(), 1);
+}

@@ -64,6 +64,22 @@ pub enum Error {
     /// A test file is wrong.
     #[error("{0}")]
     Suite(String),
+    /// The plugin did not start: why, and what it logged meanwhile (its
+    /// own reason, usually).
+    #[error("{error}{}", logged(.logs))]
+    Start {
+        /// The runtime's reason.
+        error: VmError,
+        /// What was logged while it tried.
+        logs: Vec<LogLine>,
+    },
+}
+
+fn logged(logs: &[LogLine]) -> String {
+    logs.iter()
+        .filter(|l| l.from_filter)
+        .map(|l| format!("\n  its log: {l}"))
+        .collect()
 }
 
 /// A filter being set up: [`Filter::load`], then its configuration, then
@@ -169,7 +185,11 @@ impl FilterBuilder {
             http_caller: Some(caller(calls.clone(), made.clone(), tokens.clone())),
             grpc_caller: Some(grpc_caller(calls.clone(), made.clone(), tokens)),
         };
-        let vm = tracing::dispatcher::with_default(&dispatch, || Vm::with_hooks(plugin, hooks))?;
+        let vm = tracing::dispatcher::with_default(&dispatch, || Vm::with_hooks(plugin, hooks))
+            .map_err(|error| Error::Start {
+                error,
+                logs: logs.take(),
+            })?;
         Ok(Filter {
             runtime,
             vm,

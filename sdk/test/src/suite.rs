@@ -197,7 +197,9 @@ pub struct Expect {
     /// The call-outs made, in order (all of them).
     #[serde(default)]
     pub callouts: Option<Vec<SeenCallout>>,
-    /// Each must appear in some line logged during the request.
+    /// Each must appear in some line logged during the request; one
+    /// written `[LEVEL] text` must also be logged at that level (`trace`,
+    /// `debug`, `info`, `warn`, `error`; proxy-wasm's critical is `error`).
     #[serde(default)]
     pub logs: Vec<String>,
     /// None may appear in any line logged during the request.
@@ -608,7 +610,16 @@ impl Expect {
                 }
             }
         }
-        let logged = |part: &str| exchange.logs.iter().any(|l| l.message.contains(part));
+        let logged = |part: &str| {
+            let (level, text) = match part.strip_prefix('[').and_then(|p| p.split_once("] ")) {
+                Some((level, text)) => (Some(level), text),
+                None => (None, part),
+            };
+            exchange
+                .logs
+                .iter()
+                .any(|l| l.message.contains(text) && level.is_none_or(|want| l.level == want))
+        };
         let lines = || {
             if exchange.logs.is_empty() {
                 "nothing was logged".to_string()
