@@ -82,7 +82,7 @@ pub(crate) fn run(once: bool) -> Result<()> {
                 "{method} {path}: the response lacks the `x-hello: world` header the filter adds"
             );
         }
-        let wanted = "hello-rust: request #";
+        let wanted = "hello: ";
         let lines = wait_for_log(&log, &mut log_seen, wanted, path)?;
         println!("    --- proxy log ---\n{}", indent(&lines));
         println!("    ok: the filter added `x-hello: world` and logged the request");

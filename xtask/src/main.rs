@@ -10,6 +10,7 @@
 //! Every step says what it does; installing is idempotent.
 
 mod demo;
+mod languages;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ enum Task {
     Setup,
     /// Build every filter and example (.wasm) into target/filters/.
     BuildFilters,
+    /// Build the hello example in every language (installing toolchains
+    /// where missing) into target/examples/.
+    BuildExamples,
     /// fmt check, clippy -D warnings, build filters, run all tests, smoke the demo.
     Test,
     /// Regenerate docs/abi-coverage.md from weft-abi's registration table.
@@ -64,6 +68,10 @@ fn run_task(task: Task) -> Result<()> {
     match task {
         Task::Setup => setup::wasm_toolchain().map(|_| ()),
         Task::BuildFilters => build_filters().map(|_| ()),
+        Task::BuildExamples => {
+            build_filters()?;
+            languages::build_examples(&workspace_root())
+        }
         Task::Test => test(),
         Task::AbiCoverage => {
             step("regenerating docs/abi-coverage.md");
@@ -190,6 +198,7 @@ fn test() -> Result<()> {
     ]))?;
 
     build_filters()?;
+    languages::build_examples(&workspace_root())?;
 
     step("cargo test --workspace");
     let (passed, failed) = cargo_test()?;

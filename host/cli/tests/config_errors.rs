@@ -155,7 +155,7 @@ fn plugin_that_rejects_its_configuration() {
     // ... and the plugin's own log line says why.
     let (_, _, stderr) = weft(&["config", "check", &file.display().to_string()]);
     assert!(
-        stderr.contains("hello-rust: invalid plugin configuration: missing field `value`"),
+        stderr.contains("hello: invalid configuration: missing field `value`"),
         "{stderr}"
     );
 }

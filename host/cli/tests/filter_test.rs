@@ -15,13 +15,16 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Every `*.test.yaml` under `dir`.
+/// Every `tests/*.test.yaml` under `dir` (a filter's own tests; the
+/// shared examples/hello.test.yaml runs per language in languages.rs).
 fn test_files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() && !path.ends_with("target") {
             test_files(&path, found);
-        } else if path.to_string_lossy().ends_with(".test.yaml") {
+        } else if path.to_string_lossy().ends_with(".test.yaml")
+            && path.parent().is_some_and(|p| p.ends_with("tests"))
+        {
             found.push(path);
         }
     }

@@ -68,11 +68,10 @@ fn forwards_through_the_hello_filter() {
         "the filter only touches responses"
     );
 
-    let log = weft.wait_for_log("hello-rust: request #");
+    let log = weft.wait_for_log("hello: POST /submit?x=1");
     assert!(
-        log.lines().any(|l| l.contains("hello-rust: request #")
-            && l.contains("POST /submit?x=1")
-            && l.contains("plugin=\"hello\"")),
+        log.lines()
+            .any(|l| l.contains("hello: POST /submit?x=1") && l.contains("plugin=\"hello\"")),
         "the filter's log line names the request and the plugin:\n{log}"
     );
 }
