@@ -82,11 +82,14 @@ pub struct GrpcCallResponse {
 /// delivers the outcome with [`crate::Vm::on_grpc_call_response`].
 pub type GrpcCaller = Rc<dyn Fn(GrpcCall) -> Result<u32, Status>>;
 
-/// A call-out's answer while the callback that receives it runs: two
-/// header maps and a buffer, read-only.
+/// Header maps and maybe a buffer, read-only: a call-out's answer while
+/// the callback that receives it runs, or what is left of a finished
+/// stream whose plugin keeps its context open (`proxy_on_done` answered
+/// false) for its `proxy_on_log`. Other reads answer NOT_FOUND, writes
+/// BAD_ARGUMENT.
 pub(crate) struct Answer {
-    maps: [(MapType, Pairs); 2],
-    buffer: (BufferType, Vec<u8>),
+    maps: Vec<(MapType, Pairs)>,
+    buffer: Option<(BufferType, Vec<u8>)>,
 }
 
 impl Answer {
@@ -97,7 +100,25 @@ impl Answer {
 
     /// Whether `buffer` is the answer's buffer.
     pub(crate) fn has_buffer(&self, buffer: BufferType) -> bool {
-        self.buffer.0 == buffer
+        self.buffer.as_ref().is_some_and(|(b, _)| *b == buffer)
+    }
+
+    /// A stream's header and trailer maps, as they are now.
+    pub(crate) fn snapshot(stream: &dyn HttpStream) -> Answer {
+        let mut maps = Vec::new();
+        for map in [
+            MapType::HttpRequestHeaders,
+            MapType::HttpRequestTrailers,
+            MapType::HttpResponseHeaders,
+            MapType::HttpResponseTrailers,
+        ] {
+            let mut pairs = Vec::new();
+            let read = stream.visit_map(map, &mut |k, v| pairs.push((k.to_vec(), v.to_vec())));
+            if read.is_ok() {
+                maps.push((map, pairs));
+            }
+        }
+        Answer { maps, buffer: None }
     }
 
     fn map(&self, map: MapType) -> Result<&Pairs, Status> {
@@ -112,11 +133,11 @@ impl Answer {
 impl From<HttpCallResponse> for Answer {
     fn from(r: HttpCallResponse) -> Answer {
         Answer {
-            maps: [
+            maps: vec![
                 (MapType::HttpCallResponseHeaders, r.headers),
                 (MapType::HttpCallResponseTrailers, r.trailers),
             ],
-            buffer: (BufferType::HttpCallResponseBody, r.body),
+            buffer: Some((BufferType::HttpCallResponseBody, r.body)),
         }
     }
 }
@@ -124,11 +145,11 @@ impl From<HttpCallResponse> for Answer {
 impl From<GrpcCallResponse> for Answer {
     fn from(r: GrpcCallResponse) -> Answer {
         Answer {
-            maps: [
+            maps: vec![
                 (MapType::GrpcReceiveInitialMetadata, r.initial_metadata),
                 (MapType::GrpcReceiveTrailingMetadata, r.trailing_metadata),
             ],
-            buffer: (BufferType::GrpcReceiveBuffer, r.message),
+            buffer: Some((BufferType::GrpcReceiveBuffer, r.message)),
         }
     }
 }
@@ -171,10 +192,9 @@ impl HttpStream for Answer {
     }
 
     fn buffer(&self, buffer: BufferType) -> Result<&[u8], Status> {
-        if self.buffer.0 == buffer {
-            Ok(&self.buffer.1)
-        } else {
-            Err(Status::NotFound)
+        match &self.buffer {
+            Some((b, bytes)) if *b == buffer => Ok(bytes),
+            _ => Err(Status::NotFound),
         }
     }
 }

@@ -783,10 +783,9 @@ impl Vm {
         // The plugin finishes it later with proxy_done: the header maps
         // are kept for its proxy_on_log.
         let state = self.store.data_mut();
-        state.deferred.push((
-            context,
-            Box::new(crate::stream::Snapshot::of(stream.as_ref())),
-        ));
+        state
+            .deferred
+            .push((context, Box::new(Answer::snapshot(stream.as_ref()))));
         if state.deferred.len() > MAX_DEFERRED {
             let (oldest, mut snapshot) = state.deferred.remove(0);
             tracing::warn!(
