@@ -6,9 +6,12 @@
 //!   with the example filter, show traffic going through it.
 //! - `cargo xtask build-filters`: set up and build every wasm32 crate.
 //! - `cargo xtask setup`: install what is missing (the wasm toolchain).
+//! - `cargo xtask bench [--seconds N] [--rounds N]`: weft, nginx and haproxy
+//!   side by side on this machine; writes docs/benchmarks.md. By hand, not CI.
 //!
 //! Every step says what it does; installing is idempotent.
 
+mod bench;
 mod demo;
 mod languages;
 mod setup;
@@ -46,6 +49,16 @@ enum Task {
         /// Exit after the walkthrough (status 0 only if every step worked).
         #[arg(long)]
         once: bool,
+    },
+    /// Benchmark weft against nginx and haproxy on loopback (installing
+    /// them and wrk when missing) and write docs/benchmarks.md.
+    Bench {
+        /// Seconds of each wrk run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Interleaved rounds over all targets.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -100,6 +113,7 @@ fn run_task(task: Task) -> Result<()> {
                 .env("UPDATE_EXPECT", "1"))
         }
         Task::Demo { once } => demo::run(once),
+        Task::Bench { seconds, rounds } => bench::run(seconds, rounds),
     }
 }
 
