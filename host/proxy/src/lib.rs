@@ -260,7 +260,6 @@ impl Proxy {
                 info.sha256 = sha256;
             }
             published_slots.push(swap::PublishedSlot {
-                name: p.name.clone(),
                 plugin,
                 loaded: true,
                 version: 0,

@@ -20,7 +20,6 @@ use crate::{StartError, load_plugin, load_plugin_bytes};
 /// One plugin slot as published to the workers.
 #[derive(Clone)]
 pub(crate) struct PublishedSlot {
-    pub(crate) name: String,
     /// The version new streams run (when loaded).
     pub(crate) plugin: Arc<Plugin>,
     /// False once no route runs it (a plugin a bundle added, and a later
@@ -270,8 +269,6 @@ pub struct Swapper {
     /// bundles added, in the order they came.
     slots: Mutex<Vec<SlotInfo>>,
     published: Arc<Published>,
-    /// This proxy's labels, which bundles must target.
-    labels: std::collections::BTreeMap<String, String>,
     modules: Arc<ModuleCache>,
     bundle: Mutex<BundleStatus>,
     /// One swap at a time.
@@ -331,7 +328,6 @@ impl Swapper {
     ) -> Swapper {
         Swapper {
             runtime,
-            labels: base.labels.clone(),
             base,
             slots: Mutex::new(slots),
             published,
@@ -368,7 +364,7 @@ impl Swapper {
                 from_bundle: false,
             }),
         };
-        let (mut swapped, _) = self.apply(vec![change], None, start)?;
+        let mut swapped = self.apply(vec![change], None, start)?;
         swapped
             .pop()
             .ok_or_else(|| SwapError::Unknown(name.to_string()))
@@ -453,7 +449,7 @@ impl Swapper {
         if manifest
             .labels
             .iter()
-            .any(|(k, v)| self.labels.get(k) != Some(v))
+            .any(|(k, v)| self.base.labels.get(k) != Some(v))
         {
             let show = |labels: &std::collections::BTreeMap<String, String>| {
                 let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -467,7 +463,7 @@ impl Swapper {
                 name: manifest.name.clone(),
                 version: manifest.version.clone(),
                 wanted: show(&manifest.labels),
-                have: show(&self.labels),
+                have: show(&self.base.labels),
             });
         }
         let slots = self.slots().clone();
@@ -553,7 +549,7 @@ impl Swapper {
             }
         }
         let routes = self.routes_for(manifest, plugins, own)?;
-        let (swapped, _) = self.apply(changes, Some(routes), start)?;
+        let swapped = self.apply(changes, Some(routes), start)?;
         Ok((signed_by, swapped, unloaded))
     }
 
@@ -629,7 +625,7 @@ impl Swapper {
         changes: Vec<Change>,
         routes: Option<Vec<Arc<RouteTable>>>,
         start: Instant,
-    ) -> Result<(Vec<Swapped>, u64), SwapError> {
+    ) -> Result<Vec<Swapped>, SwapError> {
         let mut slots = self.slots();
         // Any version that failed to load refuses the whole swap.
         let mut checked = Vec::with_capacity(changes.len());
@@ -684,7 +680,6 @@ impl Swapper {
                     let stats = Arc::<PluginStats>::default();
                     slots.push(SlotInfo::new(config.clone(), stats.clone()));
                     publication.slots.push(PublishedSlot {
-                        name: config.name.clone(),
                         plugin,
                         loaded: true,
                         version: 1,
@@ -751,7 +746,7 @@ impl Swapper {
                 "published, but not every worker applied it within {APPLY_LIMIT:?}; the late ones take it at their next turn"
             );
         }
-        Ok((swapped, generation))
+        Ok(swapped)
     }
 
     fn index_of(&self, name: &str) -> Result<usize, SwapError> {

@@ -80,7 +80,7 @@ impl Worker {
     fn add_slot(&self, index: usize, published: &crate::swap::PublishedSlot) {
         let sender = self.ready.clone();
         let weak = self.this.clone();
-        let name = published.name.clone();
+        let name = published.plugin.name.clone();
         let allowed = published.allowed_clusters.clone();
         let hooks: crate::chain::HooksFor = Rc::new(move |generation| {
             let sender = sender.clone();
@@ -125,11 +125,12 @@ impl Worker {
                 None => self.add_slot(index, published),
                 Some(slot) => {
                     let mut slot = slot.borrow_mut();
-                    if slot.version == published.version {
-                    } else if published.loaded {
-                        slot.swap(published.plugin.clone(), published.version);
-                    } else {
-                        slot.unload(published.version);
+                    if slot.version != published.version {
+                        if published.loaded {
+                            slot.swap(published.plugin.clone(), published.version);
+                        } else {
+                            slot.unload(published.version);
+                        }
                     }
                 }
             }

@@ -513,8 +513,8 @@ pub fn markdown(results: &[CaseResult], served: impl Fn(&SpecFunction) -> bool) 
          works and how to run it against another host: `conformance/README.md`.\n\n",
     );
     let passed = results.iter().filter(|r| r.status == Status::Pass).count();
+    let map = by_function(results);
     let covered = |kind: Kind| {
-        let map = by_function(results);
         let total = SPEC.iter().filter(|f| f.kind == kind).count();
         let with = SPEC
             .iter()
@@ -540,7 +540,8 @@ pub fn markdown(results: &[CaseResult], served: impl Fn(&SpecFunction) -> bool) 
     for (area, (total, pass)) in areas {
         let _ = writeln!(doc, "| {area} | {total} | {pass} |");
     }
-    let map = by_function(results);
+    // A function the spec lists once per signature gets one row.
+    let mut listed = std::collections::HashSet::new();
     for (kind, title) in [
         (Kind::HostFunction, "Host functions"),
         (Kind::Callback, "Callbacks"),
@@ -549,10 +550,14 @@ pub fn markdown(results: &[CaseResult], served: impl Fn(&SpecFunction) -> bool) 
             doc,
             "\n## {title}\n\n| function | weft serves it | cases | result |\n|---|---|---|---|"
         );
-        for f in SPEC.iter().filter(|f| f.kind == kind) {
+        for f in SPEC
+            .iter()
+            .filter(|f| f.kind == kind && listed.insert(f.name))
+        {
             let list = map.get(f.name).cloned().unwrap_or_default();
             let ids: Vec<String> = list.iter().map(|r| format!("`{}`", r.id)).collect();
-            let row = format!(
+            let _ = writeln!(
+                doc,
                 "| `{}` | {} | {} | {} |",
                 f.name,
                 match (served(f), kind) {
@@ -563,10 +568,6 @@ pub fn markdown(results: &[CaseResult], served: impl Fn(&SpecFunction) -> bool) 
                 ids.join(", "),
                 summary(&list)
             );
-            // A function listed once per signature: one row.
-            if !doc.contains(&format!("| `{}` |", f.name)) {
-                let _ = writeln!(doc, "{row}");
-            }
         }
     }
     doc.push_str("\n## Cases\n\n| case | ABI | spec | result |\n|---|---|---|---|\n");
