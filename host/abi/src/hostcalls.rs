@@ -707,12 +707,7 @@ fn set_effective_context(state: &mut HostState, context: ContextId) -> Result<()
             .map(Swapped::Deferred)
             .ok_or(Status::BadArgument)?,
     };
-    let slot = match found {
-        Swapped::Lent(index) => state.lent.get_mut(index),
-        Swapped::Deferred(index) => state.deferred.get_mut(index),
-    };
-    if let Some((_, stream)) = slot {
-        std::mem::swap(&mut state.stream, stream);
+    if state.exchange_stream(found) {
         state.swapped = Some(found);
         state.effective_context = context;
     }

@@ -253,15 +253,12 @@ fn resolve_imports(
                 && ty.params().len() == 0
                 && m == "env"
             {
-                let l = linker.get_or_insert_with(|| {
-                    let mut l = (*runtime.linker).clone();
-                    l.allow_shadowing(true);
-                    l
-                });
-                crate::hostcalls::define_status_form(l, n).map_err(|e| LoadError::Link {
-                    module: name.to_string(),
-                    message: format!("{e:#}"),
-                })?;
+                crate::hostcalls::define_status_form(own_linker(&mut linker, runtime), n).map_err(
+                    |e| LoadError::Link {
+                        module: name.to_string(),
+                        message: format!("{e:#}"),
+                    },
+                )?;
             }
             continue;
         }
@@ -279,15 +276,11 @@ fn resolve_imports(
             unknown.push(describe_unknown(m, n, &import.ty()));
             continue;
         };
-        let l = linker.get_or_insert_with(|| {
-            let mut l = (*runtime.linker).clone();
-            // A denied function replaces the real one.
-            l.allow_shadowing(true);
-            l
-        });
-        define_stub(l, m, n, ty, stub).map_err(|e| LoadError::Link {
-            module: name.to_string(),
-            message: format!("{e:#}"),
+        define_stub(own_linker(&mut linker, runtime), m, n, ty, stub).map_err(|e| {
+            LoadError::Link {
+                module: name.to_string(),
+                message: format!("{e:#}"),
+            }
         })?;
     }
     if !unknown.is_empty() {
@@ -297,6 +290,20 @@ fn resolve_imports(
         });
     }
     Ok(linker.unwrap_or_else(|| (*runtime.linker).clone()))
+}
+
+/// The module's own copy of the runtime's linker, made on first need: its
+/// definitions (stubs, denied functions, other signatures) replace the
+/// shared ones.
+fn own_linker<'a>(
+    linker: &'a mut Option<Linker<HostState>>,
+    runtime: &Runtime,
+) -> &'a mut Linker<HostState> {
+    linker.get_or_insert_with(|| {
+        let mut l = (*runtime.linker).clone();
+        l.allow_shadowing(true);
+        l
+    })
 }
 
 fn define_stub(

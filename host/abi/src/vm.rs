@@ -921,15 +921,28 @@ impl Vm {
 /// Puts a lent stream that `proxy_set_effective_context` swapped in back
 /// where it was lent.
 pub(crate) fn restore_effective_stream(state: &mut HostState) {
-    let slot = match state.swapped.take() {
-        Some(Swapped::Lent(index)) => state.lent.get_mut(index),
-        Some(Swapped::Deferred(index)) => state.deferred.get_mut(index),
-        None => None,
-    };
-    if let Some((_, stream)) = slot {
-        std::mem::swap(&mut state.stream, stream);
+    if let Some(swapped) = state.swapped.take() {
+        state.exchange_stream(swapped);
     }
     state.effective_context = state.current_context;
+}
+
+impl HostState {
+    /// Exchanges `stream` with a stream kept aside (one the embedder lent,
+    /// or one waiting for `proxy_done`); false if there is no such one.
+    pub(crate) fn exchange_stream(&mut self, which: Swapped) -> bool {
+        let kept = match which {
+            Swapped::Lent(index) => self.lent.get_mut(index),
+            Swapped::Deferred(index) => self.deferred.get_mut(index),
+        };
+        match kept {
+            Some((_, stream)) => {
+                std::mem::swap(&mut self.stream, stream);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A gRPC callback: (plugin context, call, a count or status).

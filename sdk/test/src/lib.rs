@@ -212,17 +212,33 @@ fn caller(
     tokens: Rc<std::cell::Cell<u32>>,
 ) -> weft_abi::HttpCaller {
     Rc::new(move |call: HttpCall| {
-        let token = tokens.get() + 1;
-        tokens.set(token);
-        made.borrow_mut().push(CallMade {
+        let seen = CallMade {
             cluster: call.upstream.clone(),
             headers: text_pairs(&call.headers),
             body: call.body.clone(),
-            timeout_ms: u64::try_from(call.timeout.as_millis()).unwrap_or(u64::MAX),
-        });
-        calls.borrow_mut().push_back((token, Pending::Http(call)));
-        Ok(token)
+            timeout_ms: millis(call.timeout),
+        };
+        Ok(record(&calls, &made, &tokens, seen, Pending::Http(call)))
     })
+}
+
+/// Records a call-out as made and waiting for its answer; its token.
+fn record(
+    calls: &Calls,
+    made: &RefCell<Vec<CallMade>>,
+    tokens: &std::cell::Cell<u32>,
+    seen: CallMade,
+    pending: Pending,
+) -> u32 {
+    let token = tokens.get() + 1;
+    tokens.set(token);
+    made.borrow_mut().push(seen);
+    calls.borrow_mut().push_back((token, pending));
+    token
+}
+
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The `proxy_grpc_call` of the filter under test: recorded (with
@@ -234,18 +250,15 @@ fn grpc_caller(
     tokens: Rc<std::cell::Cell<u32>>,
 ) -> weft_abi::GrpcCaller {
     Rc::new(move |call: GrpcCall| {
-        let token = tokens.get() + 1;
-        tokens.set(token);
         let mut headers = vec![(":path".to_string(), grpc_path(&call))];
         headers.extend(text_pairs(&call.metadata));
-        made.borrow_mut().push(CallMade {
+        let seen = CallMade {
             cluster: call.cluster.clone(),
             headers,
             body: call.message.clone(),
-            timeout_ms: u64::try_from(call.timeout.as_millis()).unwrap_or(u64::MAX),
-        });
-        calls.borrow_mut().push_back((token, Pending::Grpc(call)));
-        Ok(token)
+            timeout_ms: millis(call.timeout),
+        };
+        Ok(record(&calls, &made, &tokens, seen, Pending::Grpc(call)))
     })
 }
 
@@ -652,12 +665,7 @@ impl Filter {
         // The response path.
         {
             let s = mock(&mut stream);
-            let mut headers = vec![(
-                b":status".to_vec(),
-                request.upstream.status.to_string().into_bytes(),
-            )];
-            headers.extend(pairs(&request.upstream.headers));
-            s.response_headers = Some(headers);
+            s.response_headers = Some(status_and_headers(&request.upstream));
             s.response_body = request.upstream.body.clone();
             s.response_trailers = Some(pairs(&request.upstream.trailers));
         }
@@ -780,12 +788,7 @@ impl Filter {
                     let answer = take_mock(mocks, &call.upstream, &path)
                         .and_then(|m| m.response)
                         .map(|r| HttpCallResponse {
-                            headers: {
-                                let mut h =
-                                    vec![(b":status".to_vec(), r.status.to_string().into_bytes())];
-                                h.extend(pairs(&r.headers));
-                                h
-                            },
+                            headers: status_and_headers(&r),
                             body: r.body,
                             trailers: pairs(&r.trailers),
                         });
@@ -942,6 +945,16 @@ fn pairs(list: &[(String, String)]) -> Pairs {
     list.iter()
         .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.clone().into_bytes()))
         .collect()
+}
+
+/// A response's headers as the host serves them: `:status` first.
+fn status_and_headers(response: &Response) -> Pairs {
+    let mut all = vec![(
+        b":status".to_vec(),
+        response.status.to_string().into_bytes(),
+    )];
+    all.extend(pairs(&response.headers));
+    all
 }
 
 fn text_pairs(list: &Pairs) -> Vec<(String, String)> {
