@@ -90,6 +90,8 @@ pub enum BufferType {
     VmConfiguration,
     /// The plugin configuration (`proxy_on_configure`).
     PluginConfiguration,
+    /// The arguments of a foreign callback (`proxy_on_foreign_function`).
+    ForeignFunctionArguments,
 }
 
 impl BufferType {
@@ -104,6 +106,7 @@ impl BufferType {
             5 => BufferType::GrpcReceiveBuffer,
             6 => BufferType::VmConfiguration,
             7 => BufferType::PluginConfiguration,
+            8 => BufferType::ForeignFunctionArguments,
             _ => return None,
         })
     }
@@ -221,6 +224,17 @@ impl StreamType {
             _ => return None,
         })
     }
+}
+
+/// Who closed a TCP connection (`proxy_on_*_connection_close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerType {
+    /// Not known.
+    Unknown = 0,
+    /// The proxy closed it.
+    Local = 1,
+    /// The other side closed it.
+    Remote = 2,
 }
 
 /// What a plugin asked of a stream.

@@ -82,6 +82,62 @@ pub struct GrpcCallResponse {
 /// delivers the outcome with [`crate::Vm::on_grpc_call_response`].
 pub type GrpcCaller = Rc<dyn Fn(GrpcCall) -> Result<u32, Status>>;
 
+/// A gRPC stream a plugin opened with `proxy_grpc_stream`.
+#[derive(Debug, Clone)]
+pub struct GrpcStreamOpen {
+    /// The cluster to call, by name (it must speak HTTP/2).
+    pub cluster: String,
+    /// The fully qualified service, `package.Service`.
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// Initial metadata (request headers).
+    pub metadata: Pairs,
+}
+
+/// What a plugin sends on its gRPC stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcOutbound {
+    /// A message (`proxy_grpc_send`), serialised, without gRPC framing.
+    Message(Vec<u8>),
+    /// The plugin sends no more (`proxy_grpc_send` with `end_stream`, or
+    /// `proxy_grpc_close`): the request half of the stream ends. Answers
+    /// are still delivered.
+    Close,
+    /// `proxy_grpc_cancel`: reset the stream; nothing more is delivered.
+    Cancel,
+}
+
+/// What arrives on a plugin's gRPC stream, delivered in order with
+/// [`crate::Vm::on_grpc_stream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcInbound {
+    /// Response headers: `proxy_on_grpc_receive_initial_metadata`.
+    InitialMetadata(Pairs),
+    /// A response message: `proxy_on_grpc_receive`.
+    Message(Vec<u8>),
+    /// Response trailers: `proxy_on_grpc_receive_trailing_metadata`.
+    TrailingMetadata(Pairs),
+    /// The stream ended with a gRPC status (0 is OK) and maybe a
+    /// `grpc-message`: `proxy_on_grpc_close`, always the last event.
+    Close {
+        /// The gRPC status.
+        status: u32,
+        /// The `grpc-message`, if any.
+        message: Option<String>,
+    },
+}
+
+/// The embedder's handle on one open gRPC stream: the runtime hands it
+/// what the plugin sends. An error is returned to the plugin.
+pub type GrpcStreamSender = Box<dyn FnMut(GrpcOutbound) -> Result<(), Status>>;
+
+/// The embedder's side of `proxy_grpc_stream`: opens the stream and
+/// returns its token and sender, or BAD_ARGUMENT for an unknown cluster.
+/// The embedder delivers what arrives with [`crate::Vm::on_grpc_stream`],
+/// ending with [`GrpcInbound::Close`].
+pub type GrpcStreamer = Rc<dyn Fn(GrpcStreamOpen) -> Result<(u32, GrpcStreamSender), Status>>;
+
 /// Header maps and maybe a buffer, read-only: a call-out's answer while
 /// the callback that receives it runs, or what is left of a finished
 /// stream whose plugin keeps its context open (`proxy_on_done` answered
@@ -127,6 +183,24 @@ impl Answer {
             .find(|(m, _)| *m == map)
             .map(|(_, pairs)| pairs)
             .ok_or(Status::NotFound)
+    }
+}
+
+impl Answer {
+    /// One map, for a callback that reads it.
+    pub(crate) fn with_map(map: MapType, pairs: Pairs) -> Answer {
+        Answer {
+            maps: vec![(map, pairs)],
+            buffer: None,
+        }
+    }
+
+    /// One buffer, for a callback that reads it.
+    pub(crate) fn with_buffer(buffer: BufferType, bytes: Vec<u8>) -> Answer {
+        Answer {
+            maps: Vec::new(),
+            buffer: Some((buffer, bytes)),
+        }
     }
 }
 

@@ -10,12 +10,14 @@ use std::time::Duration;
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
 use crate::abi::{AbiVersion, BufferType, LogLevel, MapType, Status, StreamAction, StreamType};
-use crate::callout::{GrpcCall, HttpCall, Pairs};
+use crate::callout::{GrpcCall, GrpcOutbound, GrpcStreamOpen, HttpCall, Pairs};
 use crate::memory::{HostError, give, read_u32, slice, split, status, write_u32, write_u64};
 use crate::shared::MetricKind;
 use crate::stream::HttpStream;
 use crate::stream::LocalResponse;
-use crate::vm::{ContextId, HostState, ROOT_CONTEXT, Swapped, restore_effective_stream};
+use crate::vm::{
+    ContextId, HostState, OpenGrpcStream, ROOT_CONTEXT, Swapped, restore_effective_stream,
+};
 use crate::wasi;
 
 /// The host functions weft links, by (module, name).
@@ -160,22 +162,51 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
             status(get_status(&mut c, code_ptr, msg_ptr, msg_len))
         },
     )?;
-    // For a unary call, cancelling and closing both mean: do not deliver
-    // its outcome. A call that is not in flight is NOT_FOUND.
-    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
-        reg.define(l, env, name, |mut c: Caller<'_, HostState>, token: i32| {
-            let state = c.data_mut();
-            let token = token as u32;
-            match state.grpc_pending.iter().position(|t| *t == token) {
-                Some(i) => {
-                    state.grpc_pending.swap_remove(i);
-                    state.cancelled_grpc.push(token);
-                    Status::Ok as i32
-                }
-                None => Status::NotFound as i32,
-            }
-        })?;
-    }
+    reg.define(
+        l,
+        env,
+        "proxy_grpc_stream",
+        |mut c: Caller<'_, HostState>,
+         cp: i32,
+         cl: i32,
+         sp: i32,
+         sl: i32,
+         mp: i32,
+         ml: i32,
+         dp: i32,
+         dl: i32,
+         ret: i32| {
+            status(grpc_stream(
+                &mut c,
+                [(cp, cl), (sp, sl), (mp, ml), (dp, dl)],
+                ret,
+            ))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_grpc_send",
+        |mut c: Caller<'_, HostState>, token: i32, mp: i32, ml: i32, end: i32| {
+            status(grpc_send(&mut c, token as u32, (mp, ml), end != 0))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_grpc_cancel",
+        |mut c: Caller<'_, HostState>, token: i32| {
+            status(grpc_end(c.data_mut(), token as u32, true))
+        },
+    )?;
+    reg.define(
+        l,
+        env,
+        "proxy_grpc_close",
+        |mut c: Caller<'_, HostState>, token: i32| {
+            status(grpc_end(c.data_mut(), token as u32, false))
+        },
+    )?;
     reg.define(
         l,
         env,
@@ -687,6 +718,96 @@ fn grpc_call(
     let token = caller(call)?;
     state.grpc_pending.push(token);
     write_u32(mem, ret, token)?;
+    Ok(())
+}
+
+/// `proxy_grpc_stream`: hands the stream to the embedder's streamer and
+/// keeps its sender for `proxy_grpc_send`.
+fn grpc_stream(
+    c: &mut Caller<'_, HostState>,
+    [cluster, service, method, metadata]: [(i32, i32); 4],
+    ret: i32,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let streamer = state.grpc_streamer.clone().ok_or(Status::Unimplemented)?;
+    let open = GrpcStreamOpen {
+        cluster: text(slice(mem, cluster.0, cluster.1)?)?.to_string(),
+        service: text(slice(mem, service.0, service.1)?)?.to_string(),
+        method: text(slice(mem, method.0, method.1)?)?.to_string(),
+        metadata: parse_pairs(slice(mem, metadata.0, metadata.1)?)?
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect(),
+    };
+    // Checked before the stream opens, so a bad pointer opens nothing.
+    write_u32(mem, ret, 0)?;
+    let (token, sender) = streamer(open)?;
+    state.grpc_streams.push(OpenGrpcStream {
+        token,
+        sender,
+        local_closed: false,
+    });
+    write_u32(mem, ret, token)?;
+    Ok(())
+}
+
+/// `proxy_grpc_send`: a message on an open stream; with `end_stream`, the
+/// plugin's last. NOT_FOUND for an unknown stream, BAD_ARGUMENT for a
+/// unary call's token or a stream the plugin already ended.
+fn grpc_send(
+    c: &mut Caller<'_, HostState>,
+    token: u32,
+    message: (i32, i32),
+    end_stream: bool,
+) -> Result<(), HostError> {
+    let (mem, state) = split(c)?;
+    let message = slice(mem, message.0, message.1)?;
+    let Some(stream) = state.grpc_streams.iter_mut().find(|s| s.token == token) else {
+        let unary = state.grpc_pending.contains(&token);
+        return Err(if unary {
+            Status::BadArgument
+        } else {
+            Status::NotFound
+        }
+        .into());
+    };
+    if stream.local_closed {
+        return Err(Status::BadArgument.into());
+    }
+    (stream.sender)(GrpcOutbound::Message(message.to_vec()))?;
+    if end_stream {
+        stream.local_closed = true;
+        (stream.sender)(GrpcOutbound::Close)?;
+    }
+    Ok(())
+}
+
+/// `proxy_grpc_cancel` (`cancel`) / `proxy_grpc_close`. For a unary call
+/// both mean: do not deliver its outcome. A stream is reset by cancel
+/// (nothing more is delivered) and half-closed by close (the plugin sends
+/// no more; answers still arrive). NOT_FOUND for a token that is not in
+/// flight.
+fn grpc_end(state: &mut HostState, token: u32, cancel: bool) -> Result<(), HostError> {
+    if let Some(i) = state.grpc_pending.iter().position(|t| *t == token) {
+        state.grpc_pending.swap_remove(i);
+        state.cancelled_grpc.push(token);
+        return Ok(());
+    }
+    let index = state
+        .grpc_streams
+        .iter()
+        .position(|s| s.token == token)
+        .ok_or(Status::NotFound)?;
+    if cancel {
+        let mut stream = state.grpc_streams.swap_remove(index);
+        (stream.sender)(GrpcOutbound::Cancel)?;
+    } else {
+        let stream = &mut state.grpc_streams[index];
+        if !stream.local_closed {
+            stream.local_closed = true;
+            (stream.sender)(GrpcOutbound::Close)?;
+        }
+    }
     Ok(())
 }
 

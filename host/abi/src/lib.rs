@@ -33,10 +33,11 @@ mod vm;
 mod wasi;
 
 pub use abi::{
-    AbiVersion, Action, BufferType, LogLevel, MapType, Status, StreamAction, StreamType,
+    AbiVersion, Action, BufferType, LogLevel, MapType, PeerType, Status, StreamAction, StreamType,
 };
 pub use callout::{
-    GrpcCall, GrpcCallResponse, GrpcCaller, HttpCall, HttpCallResponse, HttpCaller, Pairs,
+    GrpcCall, GrpcCallResponse, GrpcCaller, GrpcInbound, GrpcOutbound, GrpcStreamOpen,
+    GrpcStreamSender, GrpcStreamer, HttpCall, HttpCallResponse, HttpCaller, Pairs,
 };
 pub use module::{Capabilities, LoadError, PluginModule};
 pub use runtime::{MetricsReader, Runtime, RuntimeError};

@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 
-use crate::abi::{AbiVersion, Action, StreamAction};
-use crate::callout::{Answer, GrpcCallResponse, GrpcCaller, HttpCallResponse, HttpCaller};
+use crate::abi::{AbiVersion, Action, BufferType, MapType, PeerType, StreamAction};
+use crate::callout::{
+    Answer, GrpcCallResponse, GrpcCaller, GrpcInbound, GrpcStreamSender, GrpcStreamer,
+    HttpCallResponse, HttpCaller,
+};
 use crate::module::PluginModule;
 use crate::runtime::EPOCH_TICK;
 use crate::shared::{Metric, QueueNotifier, SharedState};
@@ -40,6 +43,9 @@ pub struct VmHooks {
     /// Starts the VM's `proxy_grpc_call`s; without it they answer
     /// UNIMPLEMENTED.
     pub grpc_caller: Option<GrpcCaller>,
+    /// Opens the VM's `proxy_grpc_stream`s; without it they answer
+    /// UNIMPLEMENTED.
+    pub grpc_streamer: Option<GrpcStreamer>,
 }
 
 /// Resource limits of one VM.
@@ -187,6 +193,11 @@ pub(crate) struct HostState {
     /// gRPC calls made whose outcome has not been delivered (or
     /// cancelled) yet.
     pub(crate) grpc_pending: Vec<u32>,
+    /// Opens `proxy_grpc_stream`s.
+    pub(crate) grpc_streamer: Option<GrpcStreamer>,
+    /// gRPC streams open, until their close is delivered or the plugin
+    /// cancels them.
+    pub(crate) grpc_streams: Vec<OpenGrpcStream>,
     /// The call-out answer the running callback reads.
     pub(crate) answer: Option<Answer>,
     /// What `proxy_get_status` answers while a call-out's outcome is
@@ -231,6 +242,12 @@ pub(crate) const CALLBACKS_CALLED: &[&str] = &[
     "proxy_on_grpc_receive",
     "proxy_on_grpc_receive_trailing_metadata",
     "proxy_on_grpc_close",
+    "proxy_on_foreign_function",
+    "proxy_on_new_connection",
+    "proxy_on_downstream_data",
+    "proxy_on_upstream_data",
+    "proxy_on_downstream_connection_close",
+    "proxy_on_upstream_connection_close",
     "proxy_on_request_headers",
     "proxy_on_response_headers",
     "proxy_on_request_body",
@@ -274,6 +291,12 @@ struct Exports {
     on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
     on_grpc_initial_metadata: Option<GrpcCallback>,
     on_grpc_trailing_metadata: Option<GrpcCallback>,
+    on_foreign_function: Option<GrpcCallback>,
+    on_new_connection: Option<TypedFunc<i32, i32>>,
+    on_downstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_upstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_downstream_close: Option<TypedFunc<(i32, i32), ()>>,
+    on_upstream_close: Option<TypedFunc<(i32, i32), ()>>,
 }
 
 /// One instance of a plugin's module with its root context created, started
@@ -321,6 +344,8 @@ impl Vm {
                 queue_notifier: hooks.queue_notifier,
                 http_caller: hooks.http_caller,
                 grpc_caller: hooks.grpc_caller,
+                grpc_streamer: hooks.grpc_streamer,
+                grpc_streams: Vec::new(),
                 cancelled_grpc: Vec::new(),
                 grpc_pending: Vec::new(),
                 answer: None,
@@ -407,6 +432,12 @@ impl Vm {
             on_grpc_close: optional!("proxy_on_grpc_close"),
             on_grpc_initial_metadata: optional!("proxy_on_grpc_receive_initial_metadata"),
             on_grpc_trailing_metadata: optional!("proxy_on_grpc_receive_trailing_metadata"),
+            on_foreign_function: optional!("proxy_on_foreign_function"),
+            on_new_connection: optional!("proxy_on_new_connection"),
+            on_downstream_data: optional!("proxy_on_downstream_data"),
+            on_upstream_data: optional!("proxy_on_upstream_data"),
+            on_downstream_close: optional!("proxy_on_downstream_connection_close"),
+            on_upstream_close: optional!("proxy_on_upstream_connection_close"),
         };
         // The spec: `_initialize` then `main` when both are exported, else `_start`.
         let (initialize, main) = match instance.get_func(&mut store, "_initialize") {
@@ -555,16 +586,13 @@ impl Vm {
             .and_then(|r| r.headers.iter().find(|(k, _)| k == b":status"))
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
             .unwrap_or(0);
-        self.store.data_mut().answer = response.map(Answer::from);
-        self.store.data_mut().grpc_status = Some((status, None));
-        let root = self.root_context as i32;
-        let deadline = self.store.data().plugin.limits.callback_deadline;
-        let result = self.call("proxy_on_http_call_response", deadline, |store| {
-            callback.call(store, (root, token as i32, sizes.0, sizes.1, sizes.2))
-        });
-        self.store.data_mut().answer = None;
-        self.store.data_mut().grpc_status = None;
-        result
+        let answer = response.map(Answer::from);
+        self.root_call(
+            "proxy_on_http_call_response",
+            answer,
+            Some((status, None)),
+            |store, root| callback.call(store, (root, token as i32, sizes.0, sizes.1, sizes.2)),
+        )
     }
 
     /// Delivers the outcome of the unary gRPC call `token`:
@@ -619,6 +647,225 @@ impl Vm {
         self.store.data_mut().answer = None;
         self.store.data_mut().grpc_status = None;
         result
+    }
+
+    /// Delivers what arrived on the gRPC stream `token` (opened with
+    /// `proxy_grpc_stream`): the matching callback on the root context,
+    /// with the metadata or message readable while it runs. A
+    /// [`GrpcInbound::Close`] ends the stream (`proxy_get_status` gives its
+    /// status and message). Events for a stream the plugin cancelled, or
+    /// that already closed, are dropped.
+    pub fn on_grpc_stream(&mut self, token: u32, event: GrpcInbound) -> Result<(), VmError> {
+        let state = self.store.data_mut();
+        let Some(index) = state.grpc_streams.iter().position(|s| s.token == token) else {
+            return Ok(());
+        };
+        if matches!(event, GrpcInbound::Close { .. }) {
+            state.grpc_streams.swap_remove(index);
+        }
+        let exports = Rc::clone(&self.exports);
+        let (callback, func, arg, answer, status) = match event {
+            GrpcInbound::InitialMetadata(pairs) => (
+                "proxy_on_grpc_receive_initial_metadata",
+                &exports.on_grpc_initial_metadata,
+                pairs.len() as i32,
+                Some(Answer::with_map(MapType::GrpcReceiveInitialMetadata, pairs)),
+                None,
+            ),
+            GrpcInbound::Message(message) => (
+                "proxy_on_grpc_receive",
+                &exports.on_grpc_receive,
+                message.len() as i32,
+                Some(Answer::with_buffer(BufferType::GrpcReceiveBuffer, message)),
+                None,
+            ),
+            GrpcInbound::TrailingMetadata(pairs) => (
+                "proxy_on_grpc_receive_trailing_metadata",
+                &exports.on_grpc_trailing_metadata,
+                pairs.len() as i32,
+                Some(Answer::with_map(
+                    MapType::GrpcReceiveTrailingMetadata,
+                    pairs,
+                )),
+                None,
+            ),
+            GrpcInbound::Close { status, message } => (
+                "proxy_on_grpc_close",
+                &exports.on_grpc_close,
+                status as i32,
+                None,
+                Some((status, message)),
+            ),
+        };
+        let Some(func) = func else {
+            return Ok(());
+        };
+        self.root_call(callback, answer, status, |store, root| {
+            func.call(store, (root, token as i32, arg))
+        })
+    }
+
+    /// `proxy_on_foreign_function` on the root context: the embedder calls
+    /// the plugin's foreign callback `function_id` with `arguments`
+    /// (readable as the FOREIGN_FUNCTION_ARGUMENTS buffer meanwhile). A
+    /// module without the callback ignores it.
+    pub fn on_foreign_function(
+        &mut self,
+        function_id: u32,
+        arguments: Vec<u8>,
+    ) -> Result<(), VmError> {
+        let exports = Rc::clone(&self.exports);
+        let Some(func) = &exports.on_foreign_function else {
+            return Ok(());
+        };
+        let size = arguments.len() as i32;
+        let answer = Answer::with_buffer(BufferType::ForeignFunctionArguments, arguments);
+        self.root_call(
+            "proxy_on_foreign_function",
+            Some(answer),
+            None,
+            |store, root| func.call(store, (root, function_id as i32, size)),
+        )
+    }
+
+    /// Whether the module has a foreign callback (`proxy_on_foreign_function`).
+    pub fn has_foreign_function_callback(&self) -> bool {
+        self.exports.on_foreign_function.is_some()
+    }
+
+    /// Runs a root callback with `answer` readable and `status` answering
+    /// `proxy_get_status`.
+    fn root_call(
+        &mut self,
+        callback: &'static str,
+        answer: Option<Answer>,
+        status: Option<(u32, Option<String>)>,
+        f: impl FnOnce(&mut Store<HostState>, i32) -> wasmtime::Result<()>,
+    ) -> Result<(), VmError> {
+        let root = self.root_context as i32;
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        self.store.data_mut().answer = answer;
+        self.store.data_mut().grpc_status = status;
+        let result = self.call(callback, deadline, |store| f(store, root));
+        self.store.data_mut().answer = None;
+        self.store.data_mut().grpc_status = None;
+        result
+    }
+
+    /// Whether the module filters TCP connections (exports
+    /// `proxy_on_new_connection` or a data callback).
+    pub fn has_tcp_callbacks(&self) -> bool {
+        let e = &self.exports;
+        e.on_new_connection.is_some()
+            || e.on_downstream_data.is_some()
+            || e.on_upstream_data.is_some()
+    }
+
+    /// `proxy_on_new_connection` for the TCP stream context `context`,
+    /// with what the plugin asked of its own connection
+    /// (`proxy_close_stream`, `proxy_continue_stream`) meanwhile. A module
+    /// without the callback continues.
+    pub fn on_new_connection(
+        &mut self,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+    ) -> Result<(Action, Vec<StreamAction>), VmError> {
+        let exports = Rc::clone(&self.exports);
+        let Some(func) = &exports.on_new_connection else {
+            return Ok((Action::Continue, Vec::new()));
+        };
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        self.tcp_call(context, stream, |vm| {
+            vm.call("proxy_on_new_connection", deadline, |store| {
+                func.call(store, context as i32)
+            })
+            .map(Action::from_abi)
+        })
+    }
+
+    /// `proxy_on_downstream_data` (`downstream`) or
+    /// `proxy_on_upstream_data`: the data so far is the stream's
+    /// DOWNSTREAM_DATA / UPSTREAM_DATA buffer, `size` bytes long. Returns
+    /// the action and what the plugin asked of its connection. A module
+    /// without the callback continues.
+    pub fn on_tcp_data(
+        &mut self,
+        downstream: bool,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Result<(Action, Vec<StreamAction>), VmError> {
+        let exports = Rc::clone(&self.exports);
+        let (callback, func) = if downstream {
+            ("proxy_on_downstream_data", &exports.on_downstream_data)
+        } else {
+            ("proxy_on_upstream_data", &exports.on_upstream_data)
+        };
+        let Some(func) = func else {
+            return Ok((Action::Continue, Vec::new()));
+        };
+        let args = (context as i32, size as i32, end_of_stream as i32);
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        self.tcp_call(context, stream, |vm| {
+            vm.call(callback, deadline, |store| func.call(store, args))
+                .map(Action::from_abi)
+        })
+    }
+
+    /// `proxy_on_downstream_connection_close` (`downstream`) or
+    /// `proxy_on_upstream_connection_close`, with who closed it.
+    pub fn on_connection_close(
+        &mut self,
+        downstream: bool,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        peer: PeerType,
+    ) -> Result<Vec<StreamAction>, VmError> {
+        let exports = Rc::clone(&self.exports);
+        let (callback, func) = if downstream {
+            (
+                "proxy_on_downstream_connection_close",
+                &exports.on_downstream_close,
+            )
+        } else {
+            (
+                "proxy_on_upstream_connection_close",
+                &exports.on_upstream_close,
+            )
+        };
+        let Some(func) = func else {
+            return Ok(Vec::new());
+        };
+        let args = (context as i32, peer as i32);
+        let deadline = self.store.data().plugin.limits.callback_deadline;
+        self.tcp_call(context, stream, |vm| {
+            vm.call(callback, deadline, |store| func.call(store, args))
+        })
+        .map(|((), actions)| actions)
+    }
+
+    /// Runs a TCP callback as `context`, returning what the plugin asked
+    /// of that context's own connection during it.
+    fn tcp_call<R>(
+        &mut self,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        f: impl FnOnce(&mut Vm) -> Result<R, VmError>,
+    ) -> Result<(R, Vec<StreamAction>), VmError> {
+        let state = self.store.data_mut();
+        std::mem::swap(&mut state.stream, stream);
+        state.current_context = context;
+        let result = f(self);
+        let state = self.store.data_mut();
+        state.current_context = ROOT_CONTEXT;
+        std::mem::swap(&mut state.stream, stream);
+        let actions = std::mem::take(&mut state.stream_actions)
+            .into_iter()
+            .filter(|(c, _)| *c == context)
+            .map(|(_, action)| action)
+            .collect();
+        result.map(|r| (r, actions))
     }
 
     /// Creates a stream context (`proxy_on_context_create(id, root)`).
@@ -964,4 +1211,12 @@ const MAX_DEFERRED: usize = 1024;
 /// may end at any moment.
 fn ticks(deadline: Duration) -> u64 {
     (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+}
+
+/// A gRPC stream a plugin opened.
+pub(crate) struct OpenGrpcStream {
+    pub(crate) token: u32,
+    pub(crate) sender: GrpcStreamSender,
+    /// The plugin sent its last message (or closed it).
+    pub(crate) local_closed: bool,
 }

@@ -209,3 +209,132 @@ fn a_grpc_call_to_a_dead_service_closes_with_unavailable() {
     assert_eq!(got.headers["x-grpc-status"], "14");
     assert!(up.seen.lock().unwrap().is_empty());
 }
+
+/// A response body fed from a channel: frames as the handler makes them.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Frame<Bytes>>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|frame| frame.map(Ok))
+    }
+}
+
+fn grpc_frame(message: &[u8]) -> Bytes {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    Bytes::from(framed)
+}
+
+/// A streaming gRPC service on HTTP/2: `weft.test.Chat/Talk` answers each
+/// message `M` with `echo:M` as soon as it arrives (so answers flow while
+/// the client still sends), with `x-server: chat-1` in its headers and,
+/// at the end, `x-count` (messages seen) and status OK in its trailers, or
+/// PERMISSION_DENIED (7) if a message contained `deny`. Records the
+/// metadata `x-from` of each stream.
+fn chat_server() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let addr = support::h2_server(None, move |req: Request<Incoming>| {
+        let record = record.clone();
+        async move {
+            assert_eq!(req.uri().path(), "/weft.test.Chat/Talk");
+            assert_eq!(req.headers()["content-type"], "application/grpc");
+            let from = req.headers()["x-from"].to_str().unwrap().to_string();
+            record.lock().unwrap().push(from);
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut body = req.into_body();
+                let (mut pending, mut count, mut denied) = (Vec::new(), 0, false);
+                while let Some(Ok(frame)) = body.frame().await {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    pending.extend_from_slice(&data);
+                    while pending.len() >= 5 {
+                        let len =
+                            u32::from_be_bytes([pending[1], pending[2], pending[3], pending[4]])
+                                as usize;
+                        if pending.len() < 5 + len {
+                            break;
+                        }
+                        let message: Vec<u8> = pending.drain(..5 + len).skip(5).collect();
+                        count += 1;
+                        denied |= String::from_utf8_lossy(&message).contains("deny");
+                        let mut reply = b"echo:".to_vec();
+                        reply.extend_from_slice(&message);
+                        let _ = tx.send(Frame::data(grpc_frame(&reply)));
+                    }
+                }
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-count", count.to_string().parse().unwrap());
+                let status = if denied { "7" } else { "0" };
+                trailers.insert("grpc-status", status.parse().unwrap());
+                if denied {
+                    trailers.insert("grpc-message", "not for you".parse().unwrap());
+                }
+                let _ = tx.send(Frame::trailers(trailers));
+            });
+            let mut response = Response::new(ChannelBody(rx));
+            let headers = response.headers_mut();
+            headers.insert("content-type", "application/grpc".parse().unwrap());
+            headers.insert("x-server", "chat-1".parse().unwrap());
+            Ok(response)
+        }
+    });
+    (addr, seen)
+}
+
+fn chat_proxy(grpc: std::net::SocketAddr, up: &support::Upstream) -> Weft {
+    Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - {{name: l, address: 127.0.0.1:0, cluster: app, filters: [talk]}}\nclusters:\n  - {{name: app, endpoints: [\"{}\"]}}\n  - {{name: grpc, endpoints: [\"{grpc}\"], http2: true}}\nplugins:\n  - {{name: talk, module: {}}}\n",
+        up.addr,
+        support::filter("grpc_stream.wasm").display()
+    ))
+}
+
+#[test]
+fn grpc_streams_carry_messages_both_ways_with_metadata_and_status() {
+    let (grpc, seen) = chat_server();
+    let up = support::Upstream::start();
+    let weft = chat_proxy(grpc, &up);
+    for path in ["/a", "/b"] {
+        let got = support::send(weft.addr, "GET", path, &[], "");
+        assert_eq!(got.status, 200, "{}", weft.log());
+        let upstream_saw = up.seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            upstream_saw.headers["x-stream-said"],
+            format!("echo:one,echo:two,echo:{path}")
+        );
+        assert_eq!(upstream_saw.headers["x-stream-server"], "chat-1");
+        assert_eq!(upstream_saw.headers["x-stream-count"], "3");
+    }
+    assert_eq!(seen.lock().unwrap().clone(), vec!["grpc-stream"; 2]);
+
+    // A stream that ends with an error status reaches proxy_on_grpc_close
+    // with it, and proxy_get_status gives its message.
+    let got = support::send(weft.addr, "GET", "/deny", &[], "");
+    assert_eq!(got.status, 503, "{}", weft.log());
+    assert_eq!(got.headers["x-grpc-status"], "7");
+    assert_eq!(got.headers["x-grpc-message"], "not for you");
+}
+
+#[test]
+fn a_grpc_stream_to_a_dead_service_closes_with_unavailable() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let up = support::Upstream::start();
+    let weft = chat_proxy(dead, &up);
+    let got = support::send(weft.addr, "GET", "/x", &[], "");
+    assert_eq!(got.status, 503, "{}", weft.log());
+    assert_eq!(got.headers["x-grpc-status"], "14");
+    assert!(up.seen.lock().unwrap().is_empty());
+}

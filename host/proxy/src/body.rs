@@ -362,6 +362,19 @@ impl TeeSender {
     }
 }
 
+impl TeeSender {
+    /// Queues `data` for the receiving body; false once that body is over
+    /// (ended, abandoned, or no longer read).
+    pub(crate) fn push(&self, data: Bytes) -> bool {
+        self.copy(Some(&Ok(Frame::data(data))), false)
+    }
+
+    /// Ends the receiving body whole.
+    pub(crate) fn finish(&self) {
+        self.copy(None, true);
+    }
+}
+
 impl Drop for TeeSender {
     fn drop(&mut self) {
         // An original that stops being read before its end leaves the copy

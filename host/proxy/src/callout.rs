@@ -10,7 +10,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::BodyExt;
 use weft_abi::{
-    GrpcCall, GrpcCallResponse, GrpcCaller, HttpCall, HttpCallResponse, HttpCaller, Pairs, Status,
+    GrpcCall, GrpcCallResponse, GrpcCaller, GrpcInbound, GrpcOutbound, GrpcStreamOpen,
+    GrpcStreamSender, GrpcStreamer, HttpCall, HttpCallResponse, HttpCaller, Pairs, Status,
 };
 
 use crate::body::RequestBody;
@@ -83,7 +84,8 @@ pub(crate) fn grpc_caller(
     Rc::new(move |call: GrpcCall| {
         let owner = worker.upgrade().ok_or(Status::InternalFailure)?;
         let cluster = cluster_for(&owner, &name, allowed.as_deref(), &call.cluster)?;
-        let request = grpc_request(&call)?;
+        let body = RequestBody::full(frame(&call.message)?);
+        let request = grpc_request(&call.service, &call.method, &call.metadata, body)?;
         let token = owner.next_call_token();
         let worker = worker.clone();
         tokio::task::spawn_local(async move {
@@ -99,21 +101,219 @@ pub(crate) fn grpc_caller(
     })
 }
 
+/// The `proxy_grpc_stream` of plugin `plugin` on this worker: `POST
+/// /SERVICE/METHOD` to a cluster that speaks HTTP/2, its body the
+/// messages the plugin sends, each answer message delivered as it
+/// arrives. Dropping the sender (the VM went away) or cancelling resets
+/// the stream.
+pub(crate) fn grpc_streamer(
+    worker: Weak<Worker>,
+    (plugin, generation): (usize, u64),
+    name: String,
+    allowed: Option<Arc<[String]>>,
+) -> GrpcStreamer {
+    Rc::new(move |open: GrpcStreamOpen| {
+        let owner = worker.upgrade().ok_or(Status::InternalFailure)?;
+        // The spec's status for an unknown upstream of a gRPC stream.
+        let cluster = cluster_for(&owner, &name, allowed.as_deref(), &open.cluster)
+            .map_err(|_| Status::ParseFailure)?;
+        let (tee, receiver) = crate::body::tee(GRPC_STREAM_QUEUE);
+        let body = RequestBody::copy(receiver);
+        let request = grpc_request(&open.service, &open.method, &open.metadata, body)?;
+        let token = owner.next_call_token();
+        let worker = worker.clone();
+        let task = tokio::task::spawn_local(async move {
+            let deliver = |event: GrpcInbound| {
+                if let Some(worker) = worker.upgrade() {
+                    worker
+                        .slot(plugin)
+                        .borrow_mut()
+                        .grpc_stream_event(generation, token, event);
+                }
+            };
+            stream_answers(&worker, cluster, request, &deliver).await;
+        });
+        let stream = OpenStream {
+            tee,
+            task: task.abort_handle(),
+        };
+        let sender: GrpcStreamSender = Box::new(move |out| stream.send(out));
+        Ok((token, sender))
+    })
+}
+
+/// The most bytes of messages a plugin may have sent on a gRPC stream
+/// that the upstream has not taken yet; past it the stream fails.
+const GRPC_STREAM_QUEUE: usize = 4 << 20;
+
+/// The proxy's side of a plugin's open gRPC stream.
+struct OpenStream {
+    tee: crate::body::TeeSender,
+    task: tokio::task::AbortHandle,
+}
+
+impl OpenStream {
+    fn send(&self, out: GrpcOutbound) -> Result<(), Status> {
+        match out {
+            GrpcOutbound::Message(message) => {
+                if self.tee.push(frame(&message)?) {
+                    Ok(())
+                } else {
+                    // The request half already ended or failed.
+                    Err(Status::InternalFailure)
+                }
+            }
+            GrpcOutbound::Close => {
+                self.tee.finish();
+                Ok(())
+            }
+            GrpcOutbound::Cancel => {
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        // Nothing is delivered to a VM that no longer holds the stream.
+        self.task.abort();
+    }
+}
+
+/// Sends a gRPC stream's request and delivers what comes back: initial
+/// metadata, each message as it is complete, trailing metadata, then the
+/// status (UNAVAILABLE when the upstream cannot be reached or resets the
+/// stream, INTERNAL for a malformed or compressed message).
+async fn stream_answers(
+    worker: &Weak<Worker>,
+    cluster: usize,
+    request: Request<RequestBody>,
+    deliver: &dyn Fn(GrpcInbound),
+) {
+    let close = |status: u32, message: &str| GrpcInbound::Close {
+        status,
+        message: Some(message.to_string()),
+    };
+    let sent = match worker.upgrade() {
+        Some(owner) => {
+            let pick = Pick {
+                hash: None,
+                random: owner.random(),
+            };
+            let send = owner.clusters[cluster].send(request, pick);
+            send.await
+        }
+        None => return,
+    };
+    let Ok(upstream) = sent else {
+        deliver(close(GRPC_UNAVAILABLE, "upstream connection failed"));
+        return;
+    };
+    let (parts, mut body) = upstream.response.into_parts();
+    if !parts.status.is_success() {
+        let message = format!("upstream answered HTTP {}", parts.status.as_u16());
+        deliver(close(GRPC_UNAVAILABLE, &message));
+        return;
+    }
+    deliver(GrpcInbound::InitialMetadata(pairs(&parts.headers)));
+    let mut pending = bytes::BytesMut::new();
+    let mut trailers = http::HeaderMap::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            deliver(close(GRPC_UNAVAILABLE, "the upstream reset the stream"));
+            return;
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                pending.extend_from_slice(&data);
+                loop {
+                    match next_message(&mut pending) {
+                        Ok(Some(message)) => deliver(GrpcInbound::Message(message)),
+                        Ok(None) => break,
+                        Err(why) => {
+                            deliver(close(GRPC_INTERNAL, why));
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(t) = frame.into_trailers() {
+            trailers = t;
+        }
+    }
+    upstream.endpoint.release(upstream.sender);
+    if !pending.is_empty() {
+        deliver(close(GRPC_INTERNAL, "the stream ended inside a message"));
+        return;
+    }
+    // A trailers-only answer carries its status in the headers.
+    let status_of = |map: &http::HeaderMap| -> Option<u32> {
+        map.get("grpc-status")?.to_str().ok()?.parse().ok()
+    };
+    let status = status_of(&trailers)
+        .or_else(|| status_of(&parts.headers))
+        .unwrap_or(GRPC_UNKNOWN);
+    let message = trailers
+        .get("grpc-message")
+        .or_else(|| parts.headers.get("grpc-message"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if !trailers.is_empty() {
+        deliver(GrpcInbound::TrailingMetadata(pairs(&trailers)));
+    }
+    deliver(GrpcInbound::Close { status, message });
+}
+
+/// Takes the first whole length-prefixed message off `pending`; `None`
+/// until one is complete.
+fn next_message(pending: &mut bytes::BytesMut) -> Result<Option<Vec<u8>>, &'static str> {
+    let Some(&[flag, a, b, c, d]) = pending.get(..5) else {
+        return Ok(None);
+    };
+    if flag != 0 {
+        return Err("compressed gRPC messages are not supported");
+    }
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if pending.len() < 5 + len {
+        return Ok(None);
+    }
+    let message = pending.split_to(5 + len);
+    Ok(Some(message[5..].to_vec()))
+}
+
+/// A message in gRPC's length-prefixed framing, uncompressed.
+fn frame(message: &[u8]) -> Result<Bytes, Status> {
+    let len = u32::try_from(message.len()).map_err(|_| Status::BadArgument)?;
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(message);
+    Ok(Bytes::from(framed))
+}
+
 /// gRPC status codes weft itself reports.
+const GRPC_UNKNOWN: u32 = 2;
 const GRPC_DEADLINE_EXCEEDED: u32 = 4;
 const GRPC_INTERNAL: u32 = 13;
 const GRPC_UNAVAILABLE: u32 = 14;
 
-fn grpc_request(call: &GrpcCall) -> Result<Request<RequestBody>, Status> {
-    let uri: Uri = format!("/{}/{}", call.service, call.method)
+/// A gRPC request: `POST /SERVICE/METHOD`, `content-type:
+/// application/grpc`, `te: trailers`, the metadata as headers.
+fn grpc_request(
+    service: &str,
+    method: &str,
+    metadata: &Pairs,
+    body: RequestBody,
+) -> Result<Request<RequestBody>, Status> {
+    let uri: Uri = format!("/{service}/{method}")
         .parse()
         .map_err(|_| Status::BadArgument)?;
-    let mut framed = Vec::with_capacity(5 + call.message.len());
-    framed.push(0); // not compressed
-    let len = u32::try_from(call.message.len()).map_err(|_| Status::BadArgument)?;
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(&call.message);
-    let mut request = Request::new(RequestBody::full(Bytes::from(framed)));
+    let mut request = Request::new(body);
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
@@ -123,7 +323,7 @@ fn grpc_request(call: &GrpcCall) -> Result<Request<RequestBody>, Status> {
         HeaderValue::from_static("application/grpc"),
     );
     headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    for (key, value) in &call.metadata {
+    for (key, value) in metadata {
         let name = HeaderName::from_bytes(key).map_err(|_| Status::BadArgument)?;
         let value = HeaderValue::from_bytes(value).map_err(|_| Status::BadArgument)?;
         headers.append(name, value);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use weft_abi::{
-    Action, ContextId, FailurePolicy, GrpcCallResponse, HttpCallResponse, HttpStream,
+    Action, ContextId, FailurePolicy, GrpcCallResponse, GrpcInbound, HttpCallResponse, HttpStream,
     LocalResponse, NoStream, Plugin, StreamAction, Vm, VmError, VmHooks,
 };
 
@@ -368,6 +368,11 @@ impl PluginSlot {
         response: GrpcCallResponse,
     ) {
         self.root_callback(generation, |vm| vm.on_grpc_call_response(token, response));
+    }
+
+    /// Delivers what arrived on a gRPC stream VM `generation` opened.
+    pub(crate) fn grpc_stream_event(&mut self, generation: u64, token: u32, event: GrpcInbound) {
+        self.root_callback(generation, |vm| vm.on_grpc_stream(token, event));
     }
 
     /// Delivers `proxy_on_queue_ready` for a queue VM `generation`

@@ -100,6 +100,12 @@ impl Worker {
                     name.clone(),
                     allowed.clone(),
                 )),
+                grpc_streamer: Some(crate::callout::grpc_streamer(
+                    weak.clone(),
+                    (index, generation),
+                    name.clone(),
+                    allowed.clone(),
+                )),
             }
         });
         let mut slot = PluginSlot::new(published.plugin.clone(), published.stats.clone(), hooks);

@@ -40,9 +40,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_abi::{
-    Action, FailurePolicy, GrpcCall, GrpcCallResponse, HttpCall, HttpCallResponse, HttpStream,
-    MetricValue, Pairs, Plugin, PluginLimits, PluginModule, Runtime, StreamAction, Vm, VmError,
-    VmHooks,
+    Action, FailurePolicy, GrpcCall, GrpcCallResponse, GrpcInbound, GrpcOutbound, GrpcStreamOpen,
+    HttpCall, HttpCallResponse, HttpStream, MetricValue, Pairs, Plugin, PluginLimits, PluginModule,
+    Runtime, StreamAction, Vm, VmError, VmHooks,
 };
 
 pub use logs::LogLine;
@@ -183,7 +183,8 @@ impl FilterBuilder {
                     .push_back(queue);
             })),
             http_caller: Some(caller(calls.clone(), made.clone(), tokens.clone())),
-            grpc_caller: Some(grpc_caller(calls.clone(), made.clone(), tokens)),
+            grpc_caller: Some(grpc_caller(calls.clone(), made.clone(), tokens.clone())),
+            grpc_streamer: Some(grpc_streamer(calls.clone(), made.clone(), tokens)),
         };
         let vm = tracing::dispatcher::with_default(&dispatch, || Vm::with_hooks(plugin, hooks))
             .map_err(|error| Error::Start {
@@ -217,6 +218,7 @@ fn caller(
             headers: text_pairs(&call.headers),
             body: call.body.clone(),
             timeout_ms: millis(call.timeout),
+            token: 0,
         };
         Ok(record(&calls, &made, &tokens, seen, Pending::Http(call)))
     })
@@ -232,7 +234,7 @@ fn record(
 ) -> u32 {
     let token = tokens.get() + 1;
     tokens.set(token);
-    made.borrow_mut().push(seen);
+    made.borrow_mut().push(CallMade { token, ..seen });
     calls.borrow_mut().push_back((token, pending));
     token
 }
@@ -257,8 +259,45 @@ fn grpc_caller(
             headers,
             body: call.message.clone(),
             timeout_ms: millis(call.timeout),
+            token: 0,
         };
         Ok(record(&calls, &made, &tokens, seen, Pending::Grpc(call)))
+    })
+}
+
+/// The `proxy_grpc_stream` of the filter under test: recorded like a
+/// call (`:path` /SERVICE/METHOD, the metadata as headers), with the
+/// messages the filter sends appended to its body; answered from the
+/// test's mocks once the filter waits.
+fn grpc_streamer(
+    calls: Calls,
+    made: Rc<RefCell<Vec<CallMade>>>,
+    tokens: Rc<std::cell::Cell<u32>>,
+) -> weft_abi::GrpcStreamer {
+    Rc::new(move |open: GrpcStreamOpen| {
+        let mut headers = vec![(
+            ":path".to_string(),
+            format!("/{}/{}", open.service, open.method),
+        )];
+        headers.extend(text_pairs(&open.metadata));
+        let seen = CallMade {
+            cluster: open.cluster.clone(),
+            headers,
+            body: Vec::new(),
+            timeout_ms: 0,
+            token: 0,
+        };
+        let token = record(&calls, &made, &tokens, seen, Pending::GrpcStream(open));
+        let made = made.clone();
+        let sender: weft_abi::GrpcStreamSender = Box::new(move |out: GrpcOutbound| {
+            if let GrpcOutbound::Message(message) = out
+                && let Some(call) = made.borrow_mut().iter_mut().find(|c| c.token == token)
+            {
+                call.body.extend_from_slice(&message);
+            }
+            Ok(())
+        });
+        Ok((token, sender))
     })
 }
 
@@ -270,6 +309,7 @@ fn grpc_path(call: &GrpcCall) -> String {
 enum Pending {
     Http(HttpCall),
     Grpc(GrpcCall),
+    GrpcStream(GrpcStreamOpen),
 }
 
 /// Call-outs made and not answered yet, with their tokens.
@@ -382,6 +422,7 @@ impl Request {
             response: Some(response),
             grpc_status: None,
             grpc_message: None,
+            messages: Vec::new(),
         });
         self
     }
@@ -429,6 +470,14 @@ impl Response {
         self
     }
 
+    /// Adds a trailer.
+    #[must_use]
+    pub fn with_trailer(mut self, name: &str, value: &str) -> Response {
+        self.trailers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
     /// Sets the body.
     #[must_use]
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Response {
@@ -451,7 +500,7 @@ impl Response {
 }
 
 /// An answer to the filter's call-outs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CalloutMock {
     /// The cluster the call goes to.
     pub cluster: String,
@@ -466,6 +515,9 @@ pub struct CalloutMock {
     pub grpc_status: Option<u32>,
     /// For a gRPC call: the `grpc-message`.
     pub grpc_message: Option<String>,
+    /// For a gRPC stream: the messages it answers, in order (when empty,
+    /// the response body is the one message, unless it is empty too).
+    pub messages: Vec<Vec<u8>>,
 }
 
 /// A call-out the filter made.
@@ -478,8 +530,11 @@ pub struct CallMade {
     /// Its body.
     #[serde(serialize_with = "as_text")]
     pub body: Vec<u8>,
-    /// The timeout it asked for, in milliseconds.
+    /// The timeout it asked for, in milliseconds (0 for a gRPC stream).
     pub timeout_ms: u64,
+    /// The token the filter got for it.
+    #[serde(skip)]
+    pub token: u32,
 }
 
 impl CallMade {
@@ -778,6 +833,18 @@ impl Filter {
                     };
                     self.vm.on_grpc_call_response(token, answer)
                 }
+                (Some((token, Pending::GrpcStream(open))), None) => {
+                    let path = format!("/{}/{}", open.service, open.method);
+                    let mock = take_mock(mocks, &open.cluster, &path);
+                    let mut result = Ok(());
+                    for event in stream_events(mock) {
+                        result = self.vm.on_grpc_stream(token, event);
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    result
+                }
                 (Some((token, Pending::Http(call))), None) => {
                     let path = call
                         .headers
@@ -983,6 +1050,41 @@ fn request_pairs(request: &Request) -> Pairs {
 }
 
 /// The first mock for a call to `cluster` at `path`, taken.
+/// What a mocked gRPC stream answers: its initial metadata, messages and
+/// trailing metadata, then its status; UNAVAILABLE when no mock answers.
+fn stream_events(mock: Option<CalloutMock>) -> Vec<GrpcInbound> {
+    let Some(CalloutMock {
+        response: Some(r),
+        grpc_status,
+        grpc_message,
+        messages,
+        ..
+    }) = mock
+    else {
+        return vec![GrpcInbound::Close {
+            status: GRPC_UNAVAILABLE,
+            message: Some("no answer".into()),
+        }];
+    };
+    let mut events = Vec::new();
+    if !r.headers.is_empty() {
+        events.push(GrpcInbound::InitialMetadata(pairs(&r.headers)));
+    }
+    let messages = match (messages.is_empty(), r.body.is_empty()) {
+        (true, false) => vec![r.body],
+        _ => messages,
+    };
+    events.extend(messages.into_iter().map(GrpcInbound::Message));
+    if !r.trailers.is_empty() {
+        events.push(GrpcInbound::TrailingMetadata(pairs(&r.trailers)));
+    }
+    events.push(GrpcInbound::Close {
+        status: grpc_status.unwrap_or(0),
+        message: grpc_message,
+    });
+    events
+}
+
 fn take_mock(mocks: &mut Vec<CalloutMock>, cluster: &str, path: &str) -> Option<CalloutMock> {
     let index = mocks
         .iter()

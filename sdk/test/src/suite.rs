@@ -167,6 +167,10 @@ pub struct CalloutSpec {
     /// A gRPC call's `grpc-message`.
     #[serde(default)]
     pub grpc_message: Option<String>,
+    /// A gRPC stream's answer messages, in order (default: `body` as the
+    /// one message, when not empty).
+    #[serde(default)]
+    pub messages: Vec<String>,
     /// Default 200.
     #[serde(default)]
     pub status: Option<u16>,
@@ -439,6 +443,7 @@ impl TestSpec {
                 }),
                 grpc_status: c.grpc_status,
                 grpc_message: c.grpc_message.clone(),
+                messages: c.messages.iter().map(|m| m.clone().into_bytes()).collect(),
             })
             .collect();
         if let Some(ticks) = self.ticks {

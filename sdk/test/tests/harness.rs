@@ -65,6 +65,7 @@ fn a_refusing_or_failed_call_out_gets_the_filters_local_reply() {
         response: None,
         grpc_status: None,
         grpc_message: None,
+        messages: Vec::new(),
     });
     let failed = filter.send(request).unwrap();
     assert_eq!(failed.response.status, 403);
@@ -201,6 +202,7 @@ fn grpc_calls_are_answered_from_mocks() {
         response: Some(Response::new(200)),
         grpc_status: Some(7),
         grpc_message: Some("denied".into()),
+        messages: Vec::new(),
     });
     let refused = filter.send(request).unwrap();
     assert_eq!(refused.outcome, Outcome::LocalReply);
@@ -215,6 +217,45 @@ fn grpc_calls_are_answered_from_mocks() {
     );
 
     // No mock: UNAVAILABLE.
+    let unanswered = filter.send(Request::get("/items")).unwrap();
+    assert_eq!(
+        unanswered.response.header("x-grpc-status").as_deref(),
+        Some("14")
+    );
+}
+
+#[test]
+fn grpc_streams_are_answered_from_mocks_message_by_message() {
+    let mut filter = Filter::load(module("grpc_stream")).start().unwrap();
+    let mut request = Request::get("/items");
+    request.callouts.push(CalloutMock {
+        cluster: "grpc".into(),
+        path: Some("/weft.test.Chat/Talk".into()),
+        response: Some(
+            Response::new(200)
+                .with_header("x-server", "mock")
+                .with_trailer("x-count", "2"),
+        ),
+        messages: vec![b"first".to_vec(), b"second".to_vec()],
+        ..CalloutMock::default()
+    });
+    let ok = filter.send(request).unwrap();
+    assert_eq!(ok.outcome, Outcome::Forwarded);
+    // What the filter sent on the stream: its three messages, in order.
+    assert_eq!(ok.callouts[0].body, b"onetwo/items");
+    assert_eq!(
+        ok.callouts[0].header("x-from").as_deref(),
+        Some("grpc-stream")
+    );
+    let upstream = ok.upstream.unwrap();
+    assert_eq!(
+        upstream.header("x-stream-said").as_deref(),
+        Some("first,second")
+    );
+    assert_eq!(upstream.header("x-stream-server").as_deref(), Some("mock"));
+    assert_eq!(upstream.header("x-stream-count").as_deref(), Some("2"));
+
+    // No mock: the stream closes UNAVAILABLE.
     let unanswered = filter.send(Request::get("/items")).unwrap();
     assert_eq!(
         unanswered.response.header("x-grpc-status").as_deref(),
