@@ -35,6 +35,8 @@ pub(crate) struct AdminState {
     pub(crate) listeners: Vec<(String, Arc<ListenerStats>)>,
     /// `/config`: the effective configuration.
     pub(crate) config: serde_json::Value,
+    /// Each worker's queue of foreign callbacks to deliver.
+    pub(crate) foreign: Vec<tokio::sync::mpsc::UnboundedSender<crate::worker::ForeignCall>>,
 }
 
 /// Binds `address` and serves the admin endpoints until `shutdown`.
@@ -62,9 +64,14 @@ pub(crate) fn start(
                             let Ok((tcp, _)) = accepted else { continue };
                             let state = state.clone();
                             tokio::spawn(async move {
-                                let service = service_fn(move |request| {
+                                let service = service_fn(move |request: Request<Incoming>| {
                                     let state = state.clone();
-                                    async move { Ok::<_, Infallible>(route(&state, &request)) }
+                                    async move {
+                                        if request.method() == http::Method::POST {
+                                            return Ok::<_, Infallible>(post(&state, request).await);
+                                        }
+                                        Ok(route(&state, &request))
+                                    }
                                 });
                                 let _ = hyper::server::conn::http1::Builder::new()
                                     .serve_connection(TokioIo::new(tcp), service)
@@ -77,6 +84,76 @@ pub(crate) fn start(
             });
         })?;
     Ok((bound, handle))
+}
+
+/// The most bytes of arguments a foreign callback is handed.
+const MAX_FOREIGN_ARGUMENTS: usize = 1 << 20;
+
+/// `POST /plugins/NAME/foreign/ID` with the arguments as the body: calls
+/// the plugin's `proxy_on_foreign_function(root, ID, size)` on every
+/// worker's VM (started if need be); the arguments are its
+/// FOREIGN_FUNCTION_ARGUMENTS buffer. Answers 202 once every worker was
+/// told; 404 for an unknown (or unloaded) plugin, 400 for a bad id, 413
+/// for arguments over 1 MiB.
+async fn post(state: &AdminState, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (name, id) = match parts.as_slice() {
+        ["plugins", name, "foreign", id] => (name.to_string(), id.to_string()),
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("no POST endpoint at {path}; try /plugins/NAME/foreign/ID\n"),
+            );
+        }
+    };
+    let Ok(function_id) = id.parse::<u32>() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("foreign callback id `{id}` is not a number from 0 to 4294967295\n"),
+        );
+    };
+    let Some(slot) = state.plugins.loaded_slot(&name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no loaded plugin is named `{name}`; see /plugins\n"),
+        );
+    };
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_FOREIGN_ARGUMENTS);
+    let arguments = match http_body_util::BodyExt::collect(limited).await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the arguments could not be read or are over {MAX_FOREIGN_ARGUMENTS} bytes\n"
+                ),
+            );
+        }
+    };
+    let arguments: Arc<[u8]> = Arc::from(arguments.as_ref());
+    let told = state
+        .foreign
+        .iter()
+        .filter(|worker| worker.send((slot, function_id, arguments.clone())).is_ok())
+        .count();
+    text(
+        StatusCode::ACCEPTED,
+        format!(
+            "proxy_on_foreign_function({function_id}) of `{name}` with {} bytes of arguments: queued on {told} worker(s)\n",
+            arguments.len()
+        ),
+    )
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    response
 }
 
 fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {

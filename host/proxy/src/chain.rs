@@ -375,6 +375,19 @@ impl PluginSlot {
         self.root_callback(generation, |vm| vm.on_grpc_stream(token, event));
     }
 
+    /// `proxy_on_foreign_function` on the current VM (started if it is
+    /// not yet), as an operator asked through the admin endpoint.
+    pub(crate) fn foreign_function(&mut self, function_id: u32, arguments: &[u8]) {
+        if self.unloaded {
+            return;
+        }
+        self.warm();
+        let generation = self.generation;
+        self.root_callback(generation, |vm| {
+            vm.on_foreign_function(function_id, arguments.to_vec())
+        });
+    }
+
     /// Delivers `proxy_on_queue_ready` for a queue VM `generation`
     /// registered.
     pub(crate) fn queue_ready(&mut self, generation: u64, queue: u32) {

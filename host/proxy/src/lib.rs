@@ -351,8 +351,12 @@ impl Proxy {
         let (shutdown, receiver) = watch::channel(false);
         let drain = Duration::from_millis(config.drain_timeout_ms);
         let mut handles = Vec::with_capacity(workers + 1);
+        let (foreign, foreign_receivers): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
         if let Some(admin) = &config.admin {
             let state = admin::AdminState {
+                foreign,
                 metrics: runtime.metrics_reader(),
                 plugins: swapper.clone(),
                 clusters: clusters.clone(),
@@ -382,9 +386,11 @@ impl Proxy {
         {
             handles.push(handle);
         }
-        for (index, listeners) in sockets.into_iter().enumerate() {
+        for ((index, listeners), foreign) in sockets.into_iter().enumerate().zip(foreign_receivers)
+        {
             let init = worker::WorkerInit {
                 index,
+                foreign,
                 clusters: clusters.clone(),
                 listeners,
                 access_logs: config

@@ -785,6 +785,13 @@ impl Swapper {
         &self.base.plugins
     }
 
+    /// The slot of the loaded plugin called `name`.
+    pub(crate) fn loaded_slot(&self, name: &str) -> Option<usize> {
+        self.slots()
+            .iter()
+            .position(|s| s.loaded && s.config.name == name)
+    }
+
     /// Every plugin's name and counters, for `/metrics`.
     pub(crate) fn plugin_stats(&self) -> Vec<(String, Arc<PluginStats>)> {
         self.slots()

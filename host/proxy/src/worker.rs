@@ -39,7 +39,14 @@ pub(crate) struct WorkerInit {
     /// The plugins and routing tables to run, published at start and by
     /// every swap.
     pub(crate) published: Arc<crate::swap::Published>,
+    /// Foreign callbacks an operator asked for: (slot, function id,
+    /// arguments).
+    pub(crate) foreign: tokio::sync::mpsc::UnboundedReceiver<ForeignCall>,
 }
+
+/// A call of a plugin's `proxy_on_foreign_function`: (slot, function id,
+/// arguments).
+pub(crate) type ForeignCall = (usize, u32, Arc<[u8]>);
 
 /// A worker's own state.
 pub(crate) struct Worker {
@@ -209,6 +216,20 @@ pub(crate) fn run(
                         .slot(plugin)
                         .borrow_mut()
                         .queue_ready(generation, queue);
+                }
+            });
+        }
+        {
+            let worker = worker.clone();
+            let mut foreign = init.foreign;
+            tokio::task::spawn_local(async move {
+                while let Some((plugin, function_id, arguments)) = foreign.recv().await {
+                    if plugin < worker.plugins.borrow().len() {
+                        worker
+                            .slot(plugin)
+                            .borrow_mut()
+                            .foreign_function(function_id, &arguments);
+                    }
                 }
             });
         }

@@ -648,6 +648,21 @@ impl Filter {
         Ok(self.logs.take())
     }
 
+    /// Calls the filter's foreign callback `function_id`
+    /// (`proxy_on_foreign_function`) with `arguments`, as `POST
+    /// /plugins/NAME/foreign/ID` on the proxy's admin endpoint does.
+    pub fn foreign_function(
+        &mut self,
+        function_id: u32,
+        arguments: &[u8],
+    ) -> Result<Vec<LogLine>, Error> {
+        let dispatch = self.dispatch.clone();
+        tracing::dispatcher::with_default(&dispatch, || {
+            self.vm.on_foreign_function(function_id, arguments.to_vec())
+        })?;
+        Ok(self.logs.take())
+    }
+
     /// The tick period the filter asked for, if any.
     pub fn tick_period(&self) -> Option<Duration> {
         self.vm.tick_period()

@@ -94,9 +94,24 @@ pub struct TestSpec {
     /// `proxy_on_tick`s delivered before the request.
     #[serde(default)]
     pub ticks_before: u32,
+    /// Foreign callbacks (`proxy_on_foreign_function`) called before the
+    /// request, in order.
+    #[serde(default)]
+    pub foreign_before: Vec<ForeignSpec>,
     /// What must be seen.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// A call of the filter's foreign callback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignSpec {
+    /// The function id.
+    pub id: u32,
+    /// Its arguments.
+    #[serde(default)]
+    pub arguments: String,
 }
 
 /// A request.
@@ -350,6 +365,9 @@ impl Suite {
             }
             for _ in 0..test.ticks_before {
                 filter.tick()?;
+            }
+            for call in &test.foreign_before {
+                filter.foreign_function(call.id, call.arguments.as_bytes())?;
             }
             let exchange = filter.send(test.to_request()?)?;
             let failures = test.expect.check(&exchange, filter);
