@@ -4,7 +4,8 @@
 //! numbers, memory layouts and callbacks) and wasmtime. The nouns, once:
 //!
 //! - [`Runtime`]: one per process. Owns the wasmtime `Engine` and the thread
-//!   that advances its epoch (the per-callback CPU deadline).
+//!   that advances its epoch (the per-callback CPU deadline); set up with
+//!   [`RuntimeOptions`]: the on-disk module cache, the VM allocator.
 //! - [`PluginModule`]: a compiled module, its detected ABI version and its
 //!   imports resolved against weft's host functions. Shared by every worker.
 //! - [`Plugin`]: a module plus what one configured use of it needs (name,
@@ -40,10 +41,15 @@ pub use callout::{
     GrpcStreamSender, GrpcStreamer, HttpCall, HttpCallResponse, HttpCaller, Pairs,
 };
 pub use module::{Capabilities, LoadError, PluginModule};
-pub use runtime::{MetricsReader, Runtime, RuntimeError};
+pub use runtime::{
+    Allocator, MODULE_CACHE_SUBDIR, MetricsReader, ModuleCacheStats, POOLED_MEMORY_BYTES, Runtime,
+    RuntimeError, RuntimeOptions,
+};
 pub use shared::{
     ForeignFunction, HISTOGRAM_BOUNDS, MAX_QUEUE_ITEMS, Metric, MetricKind, MetricValue,
     QueueNotifier,
 };
 pub use stream::{HttpStream, LocalResponse, NoStream};
-pub use vm::{ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError, VmHooks};
+pub use vm::{
+    CallbackObserver, ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError, VmHooks,
+};

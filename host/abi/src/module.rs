@@ -168,10 +168,14 @@ impl PluginModule {
                     .into(),
             });
         }
+        let hits = runtime.module_cache_stats().map(|s| s.hits);
         let module = Module::new(&runtime.engine, bytes).map_err(|e| LoadError::Compile {
             module: name.to_string(),
             message: format!("{e:#}"),
         })?;
+        if runtime.module_cache_stats().map(|s| s.hits) > hits {
+            tracing::debug!(module = %name, "compiled code read from the module cache");
+        }
 
         let abi = module
             .exports()

@@ -46,7 +46,13 @@ pub struct VmHooks {
     /// Opens the VM's `proxy_grpc_stream`s; without it they answer
     /// UNIMPLEMENTED.
     pub grpc_streamer: Option<GrpcStreamer>,
+    /// Told how long each guest callback ran (two clock reads per
+    /// callback; none without it).
+    pub on_callback: Option<CallbackObserver>,
 }
+
+/// Sees each guest callback's name and how long it ran.
+pub type CallbackObserver = Rc<dyn Fn(&'static str, Duration)>;
 
 /// Resource limits of one VM.
 #[derive(Debug, Clone, Copy)]
@@ -309,6 +315,7 @@ pub struct Vm {
     root_context: ContextId,
     next_context: ContextId,
     failed: bool,
+    on_callback: Option<CallbackObserver>,
 }
 
 impl Vm {
@@ -330,6 +337,7 @@ impl Vm {
             .build();
         let name = plugin.name.clone();
         let start_deadline = plugin.limits.start_deadline;
+        let on_callback = hooks.on_callback.clone();
         let mut store = Store::new(
             module.pre.module().engine(),
             HostState {
@@ -451,6 +459,7 @@ impl Vm {
             root_context: ROOT_CONTEXT,
             next_context: 2,
             failed: false,
+            on_callback,
         };
         if let Some(init) = initialize {
             let init = init
@@ -1135,7 +1144,15 @@ impl Vm {
         self.store.set_epoch_deadline(ticks(deadline));
         let state = self.store.data_mut();
         state.effective_context = state.current_context;
-        let result = f(&mut self.store);
+        let result = match &self.on_callback {
+            None => f(&mut self.store),
+            Some(observer) => {
+                let started = Instant::now();
+                let result = f(&mut self.store);
+                observer(callback, started.elapsed());
+                result
+            }
+        };
         restore_effective_stream(self.store.data_mut());
         if result.is_ok() && !self.store.data().done.is_empty() {
             self.finish_done()?;

@@ -123,7 +123,15 @@ fn load(file: &std::path::Path) -> Result<(weft_config::ProxyConfig, Runtime), E
         eprintln!("error: {err}");
         ExitCode::from(BAD_CONFIG)
     })?;
-    let runtime = Runtime::new().map_err(|err| fail(&err.to_string()))?;
+    let runtime = Runtime::with_options(&weft_proxy::runtime_options(&config))
+        .map_err(|err| fail(&err.to_string()))?;
+    tracing::info!(
+        allocator = %runtime.allocator(),
+        module_cache = %runtime
+            .module_cache_dir()
+            .map_or_else(|| "off".into(), |dir| dir.display().to_string()),
+        "wasm runtime started"
+    );
     Ok((config, runtime))
 }
 

@@ -109,3 +109,68 @@ fn the_hold_limit_is_per_plugin() {
     let got = send(weft.addr, "POST", "/", &[], "small");
     assert_eq!(got.status, 200);
 }
+
+/// Pauses every request in its headers callback and decides on the whole
+/// body: `deny` in it gets a local 403; anything else continues the
+/// request (answering CONTINUE from the body callback) with the body it
+/// read copied into `x-body-seen`. Only `body_during_pause: deliver`
+/// gives it the body while it keeps the headers paused.
+const INSPECT: &str = r#"(module
+  (import "env" "proxy_get_buffer_bytes" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 100) "x-body-seen")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $at))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_body") (param i32) (param $size i32) (param $end i32) (result i32)
+    (local $at i32) (local $i i32)
+    (if (i32.eqz (local.get $end)) (then (return (i32.const 1))))
+    (drop (call $get (i32.const 0) (i32.const 0) (local.get $size) (i32.const 0) (i32.const 4)))
+    (local.set $at (i32.load (i32.const 0)))
+    ;; "deny" anywhere in the body: 403.
+    (block $done
+      (loop $scan
+        (br_if $done (i32.gt_s (i32.add (local.get $i) (i32.const 4)) (local.get $size)))
+        (if (i32.eq (i32.load (i32.add (local.get $at) (local.get $i))) (i32.const 0x796e6564))
+          (then
+            (drop (call $local (i32.const 403) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+              (i32.const 0) (i32.const 0) (i32.const -1)))
+            (return (i32.const 1))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $scan)))
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 11) (local.get $at) (local.get $size)))
+    (i32.const 0)))"#;
+
+#[test]
+fn body_during_pause_deliver_gives_a_paused_plugin_the_body() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("inspect.wat");
+    std::fs::write(&module, INSPECT).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - {{name: l, address: 127.0.0.1:0, cluster: c, filters: [inspect, rewriter]}}\nclusters:\n  - {{name: c, endpoints: [\"{}\"]}}\nplugins:\n  - {{name: inspect, module: {}, body_during_pause: deliver}}\n  - {{name: rewriter, module: {}}}\n",
+        upstream.addr,
+        module.display(),
+        filter("body_rewriter.wasm").display()
+    ));
+    // The body read during the pause goes on through the plugins after
+    // the one that paused (the rewriter upper-cases it), then upstream.
+    let got = send(weft.addr, "POST", "/", &[], "hello world");
+    assert_eq!(got.status, 200, "{}", weft.log());
+    let seen = upstream.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen.headers["x-body-seen"], "hello world");
+    assert_eq!(seen.body, "HELLO WORLD");
+
+    // Decided on the body before anything went upstream.
+    let got = send(weft.addr, "POST", "/", &[], "please deny this");
+    assert_eq!(got.status, 403, "{}", weft.log());
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1);
+}

@@ -81,7 +81,7 @@ fn unknown_field_is_located() {
         &["config", "check", "$FILE"],
         &file,
         expect![[
-            r#"error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`, `admin`, `drain_timeout_ms`, `dns`, `labels`, `bundles`"#
+            r#"error: $DIR/weft.yaml:3:1: field `listeners_extra`: unknown field `listeners_extra`, expected one of `workers`, `listeners`, `clusters`, `plugins`, `admin`, `drain_timeout_ms`, `dns`, `labels`, `bundles`, `runtime`"#
         ]],
     );
 }

@@ -348,6 +348,24 @@ fn admin_endpoint_exports_plugin_metrics() {
         metrics.contains("weft_plugin_vm_starts_total{plugin=\"counter\"} 2\n"),
         "{metrics}"
     );
+    // Every guest callback is timed: each VM's start-up, and at least
+    // context create, request headers and the end of each of the three
+    // streams.
+    let value = |name: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let callbacks = value("weft_plugin_callback_duration_seconds_count{plugin=\"counter\"}");
+    assert!(callbacks >= 2 + 3 * 2, "{metrics}");
+    assert_eq!(
+        value("weft_plugin_callback_duration_seconds_bucket{plugin=\"counter\",le=\"+Inf\"}"),
+        callbacks
+    );
+    // Both VMs' linear memory, whole wasm pages.
+    let memory = value("weft_plugin_memory_bytes{plugin=\"counter\"}");
+    assert!(memory >= 2 * 65536 && memory % 65536 == 0, "{metrics}");
     assert!(metrics.contains("wat_header_count_sum 15\n"), "{metrics}");
     assert!(
         metrics.contains("wat_header_count_bucket{le=\"2\"} 0\n"),
@@ -518,4 +536,92 @@ fn a_paused_request_the_filter_closes_gets_no_response() {
     assert_eq!(response, "", "the connection closes without a response");
     weft.wait_for_log("filter `delayer` closed the stream");
     assert!(upstream.seen.lock().unwrap().is_empty());
+}
+
+/// Counts the requests its VM saw (in a global) and tells the upstream as
+/// `x-seen` (one digit).
+const SEEN: &str = r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $seen (mut i32) (i32.const 0))
+  (data (i32.const 100) "x-seen")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (global.set $seen (i32.add (global.get $seen) (i32.const 1)))
+    (i32.store8 (i32.const 200) (i32.add (i32.const 48) (global.get $seen)))
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 200) (i32.const 1)))
+    (i32.const 0)))"#;
+
+#[test]
+fn isolation_request_gives_every_request_a_fresh_vm() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("seen.wat");
+    std::fs::write(&module, SEEN).unwrap();
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nadmin: {{address: 127.0.0.1:0}}\nlisteners:\n  - {{name: shared, address: 127.0.0.1:0, cluster: c, filters: [shared]}}\n  - {{name: isolated, address: 127.0.0.1:0, cluster: c, filters: [isolated]}}\nclusters:\n  - {{name: c, endpoints: [\"{}\"]}}\nplugins:\n  - {{name: shared, module: {m}}}\n  - {{name: isolated, module: {m}, isolation: request}}\n",
+        upstream.addr,
+        m = module.display()
+    ));
+    let seen = |listener: &str| {
+        assert_eq!(
+            send(weft.listeners[listener], "GET", "/", &[], "").status,
+            200
+        );
+        upstream.seen.lock().unwrap().last().unwrap().headers["x-seen"].clone()
+    };
+    // One VM per worker remembers; a VM per request cannot.
+    assert_eq!(
+        [seen("shared"), seen("shared"), seen("shared")],
+        ["1", "2", "3"]
+    );
+    assert_eq!(
+        [seen("isolated"), seen("isolated"), seen("isolated")],
+        ["1", "1", "1"]
+    );
+    let (_, metrics) = get_text(weft.listeners["admin"], "/metrics");
+    assert!(
+        metrics.contains("weft_plugin_vm_starts_total{plugin=\"shared\"} 1\n"),
+        "{metrics}"
+    );
+    // The VM started for the worker, then one per request.
+    assert!(
+        metrics.contains("weft_plugin_vm_starts_total{plugin=\"isolated\"} 4\n"),
+        "{metrics}"
+    );
+    // A finished request's VM is gone (once the proxy is done with its
+    // stream): one VM's memory is left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = get_text(weft.listeners["admin"], "/metrics");
+        if metrics.contains("weft_plugin_memory_bytes{plugin=\"isolated\"} 65536\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        metrics.contains("weft_plugin_retired_vms{plugin=\"isolated\"} 0\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn with_isolation_request_a_trap_hurts_only_its_own_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let config = config(dir.path(), upstream.addr, "fail_closed") + "    isolation: request\n";
+    let weft = Weft::proxy(&config);
+    let got = send(weft.addr, "GET", "/", &[("x-crash", "1")], "");
+    assert_eq!(got.status, 503);
+    // No backoff: the very next request has its own VM.
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 200, "{}", weft.log());
+    let (_, metrics) = get_text(weft.listeners["admin"], "/metrics");
+    assert!(
+        metrics.contains("weft_plugin_traps_total{plugin=\"guard\"} 1\n"),
+        "{metrics}"
+    );
 }

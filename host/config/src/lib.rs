@@ -15,11 +15,12 @@ mod validate;
 
 pub use error::ConfigError;
 pub use proxy::{
-    AccessLog, AddedPlugins, Admin, BundleSource, CertificateFiles, CircuitBreakers, Cluster,
-    ControlSubscription, Dns, FailurePolicy, HashOn, HealthCheck, LbPolicy, Listener,
-    ListenerLimits, ListenerTls, LogField, OciSource, OutlierDetection, Plugin,
-    PluginConfiguration, PluginLimits, ProxyConfig, RetryBudget, UpstreamTls, load_proxy_config,
-    parse_proxy_config, split_host_port,
+    AccessLog, AddedPlugins, Admin, BodyDuringPause, BundleSource, CertificateFiles,
+    CircuitBreakers, Cluster, ControlSubscription, Dns, FailurePolicy, HashOn, HealthCheck,
+    InstanceAllocator, Isolation, LbPolicy, Listener, ListenerLimits, ListenerProtocol,
+    ListenerTls, LogField, MAX_VMS, ModuleCacheConfig, OciSource, OutlierDetection, Plugin,
+    PluginConfiguration, PluginLimits, ProxyConfig, REQUEST_VMS_PER_WORKER, RetryBudget,
+    UpstreamTls, WasmRuntime, load_proxy_config, parse_proxy_config, split_host_port,
 };
 pub use route::{
     DEFAULT_IDLE_TIMEOUT_MS, DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror,

@@ -57,6 +57,110 @@ pub struct ProxyConfig {
     /// Where the proxy takes filter bundles from; default nowhere.
     #[serde(default)]
     pub bundles: Option<BundleSource>,
+    /// The wasm runtime: how VMs get memory, where compiled modules are kept.
+    #[serde(default)]
+    pub runtime: WasmRuntime,
+}
+
+/// The wasm runtime's set-up.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasmRuntime {
+    /// How VMs get their memory. Default `pooling`.
+    pub allocator: InstanceAllocator,
+    /// With `pooling`: the VMs that may exist at once, across plugins and
+    /// workers (one per plugin per worker, plus the VMs of swapped-out
+    /// versions finishing their streams and canaries; one per request in
+    /// flight for a plugin with `isolation: request`); a VM beyond it
+    /// fails to start. Each reserves about 4 GiB of address space, none of
+    /// it resident. Default, per worker: four per plugin, or
+    /// [`REQUEST_VMS_PER_WORKER`] for a plugin with `isolation: request`;
+    /// at least 64, at most [`MAX_VMS`].
+    pub max_vms: Option<u32>,
+    /// Compiled modules kept on disk.
+    pub module_cache: ModuleCacheConfig,
+}
+
+impl WasmRuntime {
+    /// `max_vms`, or its default for `plugins` on `workers` workers.
+    pub fn max_vms_for(&self, workers: usize, plugins: &[Plugin]) -> u32 {
+        self.max_vms.unwrap_or_else(|| {
+            let per_worker: usize = plugins
+                .iter()
+                .map(|p| match p.isolation {
+                    Isolation::Worker => 4,
+                    Isolation::Request => REQUEST_VMS_PER_WORKER,
+                })
+                .sum();
+            let wanted = workers.saturating_mul(per_worker);
+            u32::try_from(wanted).map_or(MAX_VMS, |n| n.clamp(64, MAX_VMS))
+        })
+    }
+}
+
+/// The VMs a plugin with `isolation: request` is given room for in the
+/// default pool, per worker: one per request in flight.
+pub const REQUEST_VMS_PER_WORKER: usize = 256;
+
+/// The most `runtime.max_vms` allows: 4096 VMs reserve 16 TiB of the
+/// 128 TiB a process can address.
+pub const MAX_VMS: u32 = 4096;
+
+/// How VMs get their linear memories, tables and instance state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceAllocator {
+    /// Reserved once at start for `max_vms` VMs, slots reused: a VM starts
+    /// without mapping memory. Falls back to `on_demand` with a warning
+    /// when the address space cannot be reserved (`ulimit -v`).
+    #[default]
+    Pooling,
+    /// Mapped when a VM starts, unmapped when it ends.
+    OnDemand,
+}
+
+/// The on-disk cache of compiled modules: a module is compiled once per
+/// content and engine (wasmtime version, its settings, the CPU's features)
+/// and read back at later starts, swaps and bundle loads.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModuleCacheConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// A directory of the cache's own (other files in it are removed).
+    /// Default `$XDG_CACHE_HOME/weft/modules`, else
+    /// `$HOME/.cache/weft/modules`; with neither set, no cache.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for ModuleCacheConfig {
+    fn default() -> Self {
+        ModuleCacheConfig {
+            enabled: true,
+            dir: None,
+        }
+    }
+}
+
+impl ModuleCacheConfig {
+    /// The directory to use: `dir`, or the default one; `None` when
+    /// disabled or when there is no default (no `XDG_CACHE_HOME`, no `HOME`).
+    pub fn directory(&self) -> Option<PathBuf> {
+        if !self.enabled {
+            return None;
+        }
+        if let Some(dir) = &self.dir {
+            return Some(dir.clone());
+        }
+        let absolute = |var: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        absolute("XDG_CACHE_HOME")
+            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+            .map(|cache| cache.join("weft").join("modules"))
+    }
 }
 
 /// Where filter bundles come from: a local file or directory, a control
@@ -166,6 +270,10 @@ pub struct Listener {
     pub name: String,
     /// Socket address to bind; port 0 picks a free port (printed at start).
     pub address: SocketAddr,
+    /// `http` (default) or `tcp`: every connection relayed to `cluster`
+    /// byte for byte, its plugins' TCP callbacks run on the data.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
     /// Shorthand for one virtual host with one route forwarding every
     /// request to this cluster. Give this or `virtual_hosts`.
     #[serde(default)]
@@ -198,6 +306,18 @@ pub struct Listener {
     /// continuing the client's trace or starting one. Default true.
     #[serde(default = "yes")]
     pub traceparent: bool,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2, routed, with the HTTP filter callbacks.
+    #[default]
+    Http,
+    /// TCP relayed to one cluster, with the TCP filter callbacks
+    /// (`proxy_on_new_connection`, `proxy_on_downstream_data`, ...).
+    Tcp,
 }
 
 /// The access log: one JSON object per line per request, written when the
@@ -588,6 +708,15 @@ pub struct Plugin {
     /// cannot start).
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// `worker` (default): one VM per worker; `request`: a fresh VM per
+    /// request.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Whether the request body reaches this plugin's body callbacks
+    /// while it keeps the request paused in its headers callback:
+    /// `hold` (default) or `deliver`.
+    #[serde(default)]
+    pub body_during_pause: BodyDuringPause,
     /// Resource limits of each of the plugin's VMs.
     #[serde(default)]
     pub limits: PluginLimits,
@@ -651,6 +780,37 @@ impl PluginConfiguration {
             Some(value) => serde_json::to_vec(value).unwrap_or_default(),
         }
     }
+}
+
+/// What a request body does while a plugin keeps the request paused in
+/// its `proxy_on_request_headers`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyDuringPause {
+    /// The body waits unread: the plugin's body callbacks start after it
+    /// continued the request (the default: a check that pauses on the
+    /// headers decides before any body callback runs).
+    #[default]
+    Hold,
+    /// The body is read meanwhile and given to the pausing plugin's
+    /// `proxy_on_request_body` (the whole body so far each time), as
+    /// Envoy does; answering CONTINUE there continues the request.
+    Deliver,
+}
+
+/// Which requests share a VM of a plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// One VM per worker serves all its requests (the proxy-wasm model;
+    /// the default).
+    #[default]
+    Worker,
+    /// A fresh VM for every request (or TCP connection), dropped when it
+    /// ends: nothing a filter keeps in memory can leak from one request
+    /// to the next. It costs a VM start (instantiation and the plugin's
+    /// start-up callbacks) per request.
+    Request,
 }
 
 /// How a request is treated when a plugin fails.
@@ -731,6 +891,9 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
     }
     if let Some(file) = &mut config.dns.hosts_file {
         resolve(file);
+    }
+    if let Some(dir) = &mut config.runtime.module_cache.dir {
+        resolve(dir);
     }
     if let Some(bundles) = &mut config.bundles {
         if let Some(path) = &mut bundles.path {

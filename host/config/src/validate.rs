@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 
 use crate::ConfigError;
-use crate::proxy::{Cluster, Listener, ProxyConfig};
+use crate::proxy::{Cluster, InstanceAllocator, Listener, ListenerProtocol, MAX_VMS, ProxyConfig};
 use crate::route::{Forward, HeaderMutation, Redirect, Route, RouteMatch, ValueMatch, VirtualHost};
 
 impl ProxyConfig {
@@ -55,6 +55,7 @@ impl Check<'_> {
         if let Some(file) = &config.dns.hosts_file {
             self.file("dns.hosts_file", file)?;
         }
+        self.runtime()?;
         if let Some(oci) = config.bundles.as_ref().and_then(|b| b.oci.as_ref()) {
             if !oci.reference.starts_with("oci://") {
                 return Err(self.fail(
@@ -148,6 +149,34 @@ impl Check<'_> {
                         plugin.module.display()
                     ),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    fn runtime(&self) -> Checked {
+        let config = self.config;
+        let runtime = &config.runtime;
+        if let Some(max_vms) = runtime.max_vms {
+            if runtime.allocator != InstanceAllocator::Pooling {
+                return Err(self.fail(
+                    "runtime.max_vms",
+                    "sizes the pool of the `pooling` allocator; remove it, or set `allocator: pooling`",
+                ));
+            }
+            self.range("runtime", "max_vms", max_vms.into(), 1..=MAX_VMS.into())?;
+            // A VM per plugin per worker, and room to swap one plugin in.
+            if let Some(workers) = config.workers {
+                let needed = workers.saturating_mul(config.plugins.len() + 1);
+                if (max_vms as usize) < needed {
+                    return Err(self.fail(
+                        "runtime.max_vms",
+                        format!(
+                            "{max_vms} is too few for {} plugin(s) on {workers} worker(s): give at least {needed} (a VM per plugin per worker, and one per worker to swap a plugin in)",
+                            config.plugins.len()
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -266,7 +295,49 @@ impl Check<'_> {
         Ok(())
     }
 
+    /// A `protocol: tcp` listener: one cluster, plugins, nothing of HTTP.
+    fn tcp_listener(&self, at: &str, listener: &Listener) -> Checked {
+        let http_only = [
+            ("virtual_hosts", !listener.virtual_hosts.is_empty()),
+            ("tls", listener.tls.is_some()),
+            ("access_log", listener.access_log.is_some()),
+        ];
+        if let Some((field, _)) = http_only.iter().find(|(_, given)| *given) {
+            return Err(self.fail(
+                format!("{at}.{field}"),
+                format!(
+                    "listener `{}` is `protocol: tcp`: `{field}` is for HTTP listeners",
+                    listener.name
+                ),
+            ));
+        }
+        let Some(cluster) = &listener.cluster else {
+            return Err(self.fail(
+                format!("{at}.cluster"),
+                format!(
+                    "listener `{}` is `protocol: tcp` and needs the `cluster` its connections go to",
+                    listener.name
+                ),
+            ));
+        };
+        self.cluster_ref(&format!("{at}.cluster"), cluster)?;
+        if let Some(c) = self.config.clusters.iter().find(|c| &c.name == cluster)
+            && c.tls.is_some()
+        {
+            return Err(self.fail(
+                format!("{at}.cluster"),
+                format!(
+                    "cluster `{cluster}` speaks TLS to its endpoints; a tcp listener relays plain TCP"
+                ),
+            ));
+        }
+        self.filters(&format!("{at}.filters"), &listener.filters)
+    }
+
     fn listener(&self, at: &str, listener: &Listener) -> Checked {
+        if listener.protocol == ListenerProtocol::Tcp {
+            return self.tcp_listener(at, listener);
+        }
         match (&listener.cluster, listener.virtual_hosts.is_empty()) {
             (Some(_), false) => {
                 return Err(self.fail(

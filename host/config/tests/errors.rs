@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use expect_test::{Expect, expect};
-use weft_config::{load_proxy_config, parse_proxy_config};
+use weft_config::{InstanceAllocator, load_proxy_config, parse_proxy_config};
 
 const VALID: &str = "
 listeners:
@@ -63,9 +63,9 @@ fn missing_file() {
 fn unknown_field() {
     check_parse(
         "listeners:\n  - name: a\n    adress: 127.0.0.1:1\n    cluster: b\nclusters: []\n",
-        expect![[
-            r#"weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `cluster`, `virtual_hosts`, `filters`, `limits`, `tls`, `http2`, `access_log`, `request_id`, `traceparent`"#
-        ]],
+        expect![
+            "weft.yaml:3:5: field `listeners[0].adress`: unknown field `adress`, expected one of `name`, `address`, `protocol`, `cluster`, `virtual_hosts`, `filters`, `limits`, `tls`, `http2`, `access_log`, `request_id`, `traceparent`"
+        ],
     );
 }
 
@@ -494,6 +494,106 @@ fn dns_refresh_too_often() {
         ),
         expect![[
             r#"$DIR/weft.yaml: field `clusters[0].dns_refresh_ms`: 5 is out of range; use 100 to 86400000"#
+        ]],
+    );
+}
+
+#[test]
+fn runtime_defaults_pool_and_cache_with_a_relative_dir_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(&path, VALID).unwrap();
+    let config = load_proxy_config(&path).unwrap();
+    assert_eq!(config.runtime.allocator, InstanceAllocator::Pooling);
+    assert!(config.runtime.module_cache.enabled);
+    let plugins = |isolations: &[&str]| -> Vec<weft_config::Plugin> {
+        isolations
+            .iter()
+            .map(|isolation| {
+                serde_yaml::from_str(&format!(
+                    "{{name: p, module: m.wasm, isolation: {isolation}}}"
+                ))
+                .unwrap()
+            })
+            .collect()
+    };
+    let runtime = &config.runtime;
+    assert_eq!(runtime.max_vms_for(2, &plugins(&["worker"; 5])), 64);
+    assert_eq!(runtime.max_vms_for(16, &plugins(&["worker"; 10])), 640);
+    assert_eq!(
+        runtime.max_vms_for(usize::MAX, &plugins(&["worker"; 2])),
+        4096
+    );
+    assert_eq!(
+        runtime.max_vms_for(2, &plugins(&["worker", "request"])),
+        2 * (4 + 256)
+    );
+
+    std::fs::write(
+        &path,
+        format!("runtime: {{module_cache: {{dir: cache}}, max_vms: 8}}\n{VALID}"),
+    )
+    .unwrap();
+    let config = load_proxy_config(&path).unwrap();
+    assert_eq!(
+        config.runtime.module_cache.directory(),
+        Some(dir.path().join("cache"))
+    );
+    assert_eq!(config.runtime.max_vms_for(2, &config.plugins), 8);
+
+    std::fs::write(
+        &path,
+        format!("runtime: {{module_cache: {{enabled: false, dir: cache}}}}\n{VALID}"),
+    )
+    .unwrap();
+    assert_eq!(
+        load_proxy_config(&path)
+            .unwrap()
+            .runtime
+            .module_cache
+            .directory(),
+        None
+    );
+}
+
+#[test]
+fn unknown_allocator() {
+    check_parse(
+        &format!("runtime: {{allocator: mmap}}\n{VALID}"),
+        expect![[
+            r#"weft.yaml:1:22: field `runtime.allocator`: unknown variant `mmap`, expected `pooling` or `on_demand`"#
+        ]],
+    );
+}
+
+#[test]
+fn max_vms_without_the_pool() {
+    check_load(
+        &format!("runtime: {{allocator: on_demand, max_vms: 100}}\n{VALID}"),
+        expect![[
+            r#"$DIR/weft.yaml: field `runtime.max_vms`: sizes the pool of the `pooling` allocator; remove it, or set `allocator: pooling`"#
+        ]],
+    );
+}
+
+#[test]
+fn max_vms_out_of_range() {
+    check_load(
+        &format!("runtime: {{max_vms: 5000}}\n{VALID}"),
+        expect![[
+            r#"$DIR/weft.yaml: field `runtime.max_vms`: 5000 is out of range; use 1 to 4096"#
+        ]],
+    );
+}
+
+#[test]
+fn max_vms_too_few_for_the_plugins() {
+    check_load(
+        &format!(
+            "workers: 4\nruntime: {{max_vms: 8}}\n{VALID}plugins:\n  - {{name: a, module: module.wasm}}\n  - {{name: b, module: module.wasm}}\n"
+        ),
+        expect![[
+            r#"$DIR/weft.yaml: field `runtime.max_vms`: 8 is too few for 2 plugin(s) on 4 worker(s): give at least 12 (a VM per plugin per worker, and one per worker to swap a plugin in)"#
         ]],
     );
 }

@@ -290,6 +290,24 @@ fn render_host_metrics(plugins: &[(String, Arc<PluginStats>)]) -> String {
         let value = stats.version.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {value}", label(plugin));
     }
+    let name = "weft_plugin_memory_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Linear memory of the plugin's VMs, over all workers.\n# TYPE {name} gauge"
+    );
+    for (plugin, stats) in plugins {
+        let value = stats.memory_bytes.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {value}", label(plugin));
+    }
+    let name = "weft_plugin_callback_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} How long each guest callback ran.\n# TYPE {name} histogram"
+    );
+    for (plugin, stats) in plugins {
+        let labels = format!("plugin=\"{}\"", label(plugin));
+        stats.callback_durations.render(&mut out, name, &labels);
+    }
     let name = "weft_plugin_retired_vms";
     let _ = writeln!(
         out,

@@ -179,17 +179,42 @@ struct BodyFilters {
 
 /// The wait for a plugin that paused a body at its end, and where the body
 /// callbacks go on.
-type Waiting = Pin<Box<dyn Future<Output = (Result<(), Stop>, usize)>>>;
+type Waiting = Pin<Box<dyn Future<Output = (Result<(), Stop>, Resumed)>>>;
+
+/// Where the body callbacks go on once a waiting plugin continued: from
+/// this step (an index in the stream's contexts), with the body the
+/// stream holds, which is the whole body if `ended`.
+#[derive(Clone, Copy)]
+pub(crate) struct Resumed {
+    pub(crate) start: usize,
+    pub(crate) ended: bool,
+}
 
 impl BodyFilters {
     fn new(filters: SharedFilters, request: bool) -> BodyFilters {
-        BodyFilters {
+        // A request body a plugin was given while it kept the headers
+        // paused waits in the stream: it goes on through the plugins after
+        // that one first.
+        let held = request
+            .then(|| filters.borrow_mut().take_held_request())
+            .flatten();
+        let mut body = BodyFilters {
             filters,
             request,
             ended: false,
             trailers: None,
             waiting: None,
+        };
+        if let Some(held) = held {
+            body.ended = held.ended;
+            body.trailers = held.trailers.map(Frame::trailers);
+            let resumed = Resumed {
+                start: held.start,
+                ended: held.ended,
+            };
+            body.waiting = Some(Box::pin(std::future::ready((Ok(()), resumed))));
         }
+        body
     }
 
     /// Pulls chunks from `inner` through the plugins until one yields
@@ -198,10 +223,10 @@ impl BodyFilters {
         loop {
             let out = match &mut self.waiting {
                 Some(waiting) => {
-                    let (waited, step) = ready!(waiting.as_mut().poll(cx));
+                    let (waited, resumed) = ready!(waiting.as_mut().poll(cx));
                     self.waiting = None;
                     match waited {
-                        Ok(()) => self.filters.borrow_mut().resume_body(self.request, step),
+                        Ok(()) => self.filters.borrow_mut().resume_body(self.request, resumed),
                         Err(stop) => return Poll::Ready(Pulled::Stopped(stop)),
                     }
                 }
@@ -222,7 +247,11 @@ impl BodyFilters {
                     self.waiting = Some(Box::pin(async move {
                         let waited =
                             crate::chain::wait_for_plugin(&worker, &filters, plugin, resume).await;
-                        (waited, resume.step)
+                        let resumed = Resumed {
+                            start: resume.step + 1,
+                            ended: true,
+                        };
+                        (waited, resumed)
                     }));
                     continue;
                 }

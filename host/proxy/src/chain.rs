@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use weft_abi::{
-    Action, ContextId, FailurePolicy, GrpcCallResponse, GrpcInbound, HttpCallResponse, HttpStream,
-    LocalResponse, NoStream, Plugin, StreamAction, Vm, VmError, VmHooks,
+    Action, BufferType, ContextId, FailurePolicy, GrpcCallResponse, GrpcInbound, HttpCallResponse,
+    HttpStream, LocalResponse, NoStream, PeerType, Plugin, StreamAction, Vm, VmError, VmHooks,
 };
 
 use crate::stream::ProxyStream;
@@ -17,8 +17,11 @@ use crate::worker::Worker;
 
 /// Counts of what happened to a plugin's VMs, over all workers; shown on
 /// the admin `/metrics` endpoint.
-#[derive(Default)]
 pub(crate) struct PluginStats {
+    /// How long each guest callback ran.
+    pub(crate) callback_durations: crate::observe::Durations,
+    /// Linear memory of the plugin's VMs, over all workers.
+    pub(crate) memory_bytes: std::sync::atomic::AtomicI64,
     pub(crate) traps: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) vm_starts: AtomicU64,
@@ -30,6 +33,26 @@ pub(crate) struct PluginStats {
     /// VMs of earlier versions still finishing streams, over all workers.
     pub(crate) retired_vms: std::sync::atomic::AtomicI64,
     info: std::sync::Mutex<crate::swap::VersionInfo>,
+}
+
+impl Default for PluginStats {
+    fn default() -> Self {
+        PluginStats {
+            callback_durations: crate::observe::Durations::with_bounds(
+                &crate::observe::CALLBACK_BOUNDS,
+            ),
+            memory_bytes: Default::default(),
+            traps: Default::default(),
+            timeouts: Default::default(),
+            vm_starts: Default::default(),
+            vm_start_failures: Default::default(),
+            version: Default::default(),
+            swaps: Default::default(),
+            swap_failures: Default::default(),
+            retired_vms: Default::default(),
+            info: Default::default(),
+        }
+    }
 }
 
 impl PluginStats {
@@ -54,6 +77,9 @@ struct Retired {
     generation: u64,
     /// Stream contexts still open on it.
     live: usize,
+    /// Counted in `retired_vms` (a VM of an earlier version, not one of
+    /// `isolation: request`'s own).
+    counted: bool,
 }
 
 /// A plugin's VM on one worker, recreated with backoff after a failure and
@@ -80,6 +106,13 @@ pub(crate) struct PluginSlot {
     paused: Vec<Paused>,
     /// Out of service: no route runs it (see [`PluginSlot::unload`]).
     unloaded: bool,
+    /// This slot's share of `stats.memory_bytes`.
+    reported_memory: i64,
+    /// `isolation: request`: every stream gets a fresh VM.
+    pub(crate) per_request: bool,
+    /// `body_during_pause: deliver`: the request body reaches the plugin
+    /// while it keeps the request paused in its headers callback.
+    pub(crate) deliver_body: bool,
 }
 
 /// A stream a plugin paused in a headers callback.
@@ -140,7 +173,15 @@ impl PluginSlot {
             backoff: MIN_BACKOFF,
             unloaded: false,
             paused: Vec::new(),
+            reported_memory: 0,
+            per_request: false,
+            deliver_body: false,
         }
+    }
+
+    /// The most data the plugin may hold back by pausing.
+    pub(crate) fn buffer_limit(&self) -> usize {
+        self.plugin.limits.body_buffer_bytes
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -188,10 +229,46 @@ impl PluginSlot {
                 vm,
                 generation: self.generation,
                 live: self.live,
+                counted: true,
             });
             self.stats.retired_vms.fetch_add(1, Ordering::Relaxed);
         }
         self.live = 0;
+        self.report_memory();
+    }
+
+    /// `isolation: request`: the VM of the last stream is set aside (kept
+    /// until that stream ends), so that the next [`PluginSlot::vm`] starts
+    /// a fresh one for the new stream.
+    fn fresh_vm(&mut self) {
+        match self.vm.take() {
+            Some(vm) if vm.is_failed() => self.wake_paused_of_failed(),
+            Some(vm) if self.live > 0 => self.retired.push(Retired {
+                vm,
+                generation: self.generation,
+                live: self.live,
+                counted: false,
+            }),
+            _ => {}
+        }
+        self.live = 0;
+    }
+
+    /// Brings the plugin's memory gauge up to date with this slot's VMs.
+    fn report_memory(&mut self) {
+        let retired = self.retired.iter().map(|r| &r.vm);
+        let now: i64 = self
+            .vm
+            .iter()
+            .chain(retired)
+            .map(|vm| i64::try_from(vm.memory_bytes()).unwrap_or(i64::MAX))
+            .sum();
+        if now != self.reported_memory {
+            self.stats
+                .memory_bytes
+                .fetch_add(now - self.reported_memory, Ordering::Relaxed);
+            self.reported_memory = now;
+        }
     }
 
     /// The working VM of `generation` (the current one or a retired one).
@@ -225,15 +302,19 @@ impl PluginSlot {
     fn context_finished(&mut self, generation: u64) {
         if generation == self.generation {
             self.live = self.live.saturating_sub(1);
+            self.report_memory();
             return;
         }
         if let Some(i) = self.retired.iter().position(|r| r.generation == generation) {
             let retired = &mut self.retired[i];
             retired.live = retired.live.saturating_sub(1);
             if retired.live == 0 {
-                self.retired.swap_remove(i);
-                self.stats.retired_vms.fetch_sub(1, Ordering::Relaxed);
-                tracing::debug!(plugin = %self.plugin.name, generation, "VM of an earlier version dropped");
+                let retired = self.retired.swap_remove(i);
+                if retired.counted {
+                    self.stats.retired_vms.fetch_sub(1, Ordering::Relaxed);
+                    tracing::debug!(plugin = %self.plugin.name, generation, "VM of an earlier version dropped");
+                }
+                self.report_memory();
             }
         }
     }
@@ -412,12 +493,25 @@ impl PluginSlot {
             VmError::Timeout { .. } => self.stats.timeouts.fetch_add(1, Ordering::Relaxed),
             _ => self.stats.traps.fetch_add(1, Ordering::Relaxed),
         };
+        if generation == self.generation && self.per_request {
+            // Only its own request is hurt; the next one starts afresh
+            // (start failures still back off, in `vm`).
+            self.vm = None;
+            self.live = 0;
+            self.report_memory();
+            self.wake_paused_of_failed();
+            return;
+        }
         if generation == self.generation {
             self.retire_failed_vm();
             return;
         }
-        self.retired.retain(|r| r.generation != generation);
-        self.stats.retired_vms.fetch_sub(1, Ordering::Relaxed);
+        if let Some(i) = self.retired.iter().position(|r| r.generation == generation) {
+            if self.retired.swap_remove(i).counted {
+                self.stats.retired_vms.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.report_memory();
+        }
         self.paused.retain(|p| {
             if p.generation == generation {
                 p.resume.wake(Outcome::Failed);
@@ -431,6 +525,16 @@ impl PluginSlot {
     fn retire_failed_vm(&mut self) {
         self.vm = None;
         self.live = 0;
+        self.report_memory();
+        self.wake_paused_of_failed();
+        if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
+            self.backoff = MIN_BACKOFF;
+        }
+        self.schedule_retry();
+    }
+
+    /// Streams paused on the current VM, which failed, fail too.
+    fn wake_paused_of_failed(&mut self) {
         let generation = self.generation;
         self.paused.retain(|p| {
             if p.generation == generation {
@@ -438,10 +542,6 @@ impl PluginSlot {
             }
             p.generation != generation
         });
-        if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
-            self.backoff = MIN_BACKOFF;
-        }
-        self.schedule_retry();
     }
 
     /// Schedules the next VM start after the current backoff, and doubles
@@ -478,7 +578,12 @@ impl PluginSlot {
                     self.started = Some(Instant::now());
                     self.retry_at = None;
                     self.stats.vm_starts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(plugin = %self.plugin.name, generation = self.generation, "VM started");
+                    self.report_memory();
+                    if self.per_request {
+                        tracing::debug!(plugin = %self.plugin.name, generation = self.generation, "VM started for a stream");
+                    } else {
+                        tracing::info!(plugin = %self.plugin.name, generation = self.generation, "VM started");
+                    }
                 }
                 Err(err) => {
                     self.stats.vm_start_failures.fetch_add(1, Ordering::Relaxed);
@@ -494,6 +599,15 @@ impl PluginSlot {
                 plugin: self.plugin.name.clone(),
             }),
         }
+    }
+}
+
+impl Drop for PluginSlot {
+    fn drop(&mut self) {
+        // The worker is gone: so are its VMs.
+        self.stats
+            .memory_bytes
+            .fetch_sub(self.reported_memory, Ordering::Relaxed);
     }
 }
 
@@ -619,6 +733,19 @@ pub(crate) struct StreamFilters {
     active: Vec<ActiveContext>,
     /// Held request body, held response body.
     held: [Held; 2],
+    /// A request body read while a plugin kept the headers paused.
+    held_request: Option<HeldRequest>,
+}
+
+/// A request body read while a plugin kept the request paused in its
+/// headers callback (`body_during_pause: deliver`); it is in the stream,
+/// for the body callbacks from context `start` on.
+pub(crate) struct HeldRequest {
+    pub(crate) start: usize,
+    /// The whole body was read.
+    pub(crate) ended: bool,
+    /// Trailers that came after it.
+    pub(crate) trailers: Option<http::HeaderMap>,
 }
 
 /// How the handler and body wrappers hold a stream's filters.
@@ -638,6 +765,7 @@ impl StreamFilters {
             stream: Box::new(stream),
             active,
             held: Default::default(),
+            held_request: None,
         }
     }
 
@@ -742,12 +870,77 @@ impl StreamFilters {
     /// Goes on after the plugin at `step` of the body callbacks, which
     /// paused at the end of the body, continued: the body as it left it
     /// passes the plugins after it.
-    pub(crate) fn resume_body(&mut self, request: bool, step: usize) -> Result<Bytes, Stop> {
+    pub(crate) fn resume_body(
+        &mut self,
+        request: bool,
+        resumed: crate::body::Resumed,
+    ) -> Result<Bytes, Stop> {
         let data = self
             .state()
             .map(|s| std::mem::take(s.body_mut(request)))
             .unwrap_or_default();
-        self.run_body_from(request, data, true, step + 1)
+        self.run_body_from(request, data, resumed.ended, resumed.start)
+    }
+
+    /// `body_during_pause: deliver`: a piece of the request body read
+    /// while `plugin` keeps the request paused in its headers callback.
+    /// The plugin is given the whole body so far (it stays in the stream);
+    /// CONTINUE from it continues the request.
+    fn deliver_paused_body(
+        &mut self,
+        plugin: usize,
+        data: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, Stop> {
+        let Some(state) = self.state() else {
+            return Ok(Action::Pause);
+        };
+        let body = state.body_mut(true);
+        body.extend_from_slice(data);
+        let size = body.len();
+        let slot = self.worker.slot(plugin);
+        let limit = slot.borrow().buffer_limit();
+        if size > limit {
+            let plugin = slot.borrow().name().to_string();
+            return Err(Stop::TooLarge { plugin, limit });
+        }
+        let outcome = call(
+            &mut slot.borrow_mut(),
+            plugin,
+            &mut self.active,
+            &mut self.stream,
+            Phase::RequestBody,
+            size,
+            end_of_stream,
+        );
+        self.outcome(plugin, outcome)
+    }
+
+    /// Keeps the request body read while `plugin` paused the headers for
+    /// the body callbacks of the plugins after it.
+    fn hold_request(&mut self, plugin: usize, ended: bool, trailers: Option<http::HeaderMap>) {
+        // Contexts are in chain order and none after `plugin` exists yet;
+        // if it failed and left, every context there is was before it.
+        let start = self
+            .active
+            .iter()
+            .position(|c| c.plugin == plugin)
+            .map_or(self.active.len(), |p| p + 1);
+        self.held_request = Some(HeldRequest {
+            start,
+            ended,
+            trailers,
+        });
+    }
+
+    /// Whether a request body read during a pause waits in the stream.
+    pub(crate) fn has_held_request(&self) -> bool {
+        self.held_request.is_some()
+    }
+
+    /// The request body [`StreamFilters::hold_request`] kept, if any.
+    pub(crate) fn take_held_request(&mut self) -> Option<HeldRequest> {
+        self.held_request.take()
     }
 
     fn run_body_from(
@@ -942,11 +1135,15 @@ impl StreamFilters {
 /// Runs a headers phase to its end, waiting wherever a plugin pauses
 /// until it continues the stream (from a timer or queue callback), fails,
 /// or `PAUSE_LIMIT` passes.
+///
+/// For the request headers, `body` is the request body: a plugin with
+/// `body_during_pause: deliver` that pauses is given it as it arrives.
 pub(crate) async fn run_headers_phase(
     worker: &Worker,
     filters: &SharedFilters,
     phase: Phase,
     end_of_stream: bool,
+    mut body: Option<&mut crate::body::Source>,
 ) -> Result<(), Stop> {
     let mut start = 0;
     loop {
@@ -968,9 +1165,87 @@ pub(crate) async fn run_headers_phase(
             }) => (plugin, resume),
             other => return other,
         };
-        wait_for_plugin(worker, filters, plugin, resume).await?;
+        let deliver = {
+            let slot = worker.slot(resume.plugin);
+            let slot = slot.borrow();
+            slot.deliver_body
+                && slot
+                    .vm_ref(resume.generation)
+                    .is_some_and(|vm| vm.has_body_callback(true))
+        };
+        match body.as_deref_mut() {
+            Some(source) if deliver && phase == Phase::RequestHeaders => {
+                deliver_while_paused(worker, filters, plugin, resume, source).await?;
+            }
+            _ => wait_for_plugin(worker, filters, plugin, resume).await?,
+        }
         start = resume.step + 1;
     }
+}
+
+/// Waits for the plugin that paused the request headers while giving it
+/// the request body as it arrives (`body_during_pause: deliver`); what was
+/// read stays in the stream for the plugins after it.
+async fn deliver_while_paused(
+    worker: &Worker,
+    filters: &SharedFilters,
+    plugin: String,
+    resume: Resumable,
+    source: &mut crate::body::Source,
+) -> Result<(), Stop> {
+    use http_body_util::BodyExt;
+    let mut ended = http_body::Body::is_end_stream(source);
+    let mut trailers = None;
+    loop {
+        let next = async {
+            if ended {
+                std::future::pending().await
+            } else {
+                source.frame().await
+            }
+        };
+        let frame = match wait_for_plugin_or(worker, filters, plugin.clone(), resume, next).await {
+            Ok(waited) => {
+                waited?;
+                break;
+            }
+            Err(frame) => frame,
+        };
+        let data = match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    ended = http_body::Body::is_end_stream(source);
+                    data
+                }
+                Err(frame) => {
+                    trailers = frame.into_trailers().ok();
+                    ended = true;
+                    Bytes::new()
+                }
+            },
+            None => {
+                ended = true;
+                Bytes::new()
+            }
+            Some(Err(err)) => {
+                return Err(match err {
+                    crate::body::BodyError::TooLarge { limit } => Stop::BodyTooLarge { limit },
+                    crate::body::BodyError::Idle { after } => Stop::BodyIdle { after },
+                    _ => Stop::Closed { plugin },
+                });
+            }
+        };
+        let action = filters
+            .borrow_mut()
+            .deliver_paused_body(resume.plugin, &data, ended)?;
+        if action == Action::Continue {
+            break;
+        }
+    }
+    filters
+        .borrow_mut()
+        .hold_request(resume.plugin, ended, trailers);
+    Ok(())
 }
 
 /// Waits, at most `PAUSE_LIMIT`, for the plugin that paused the stream to
@@ -981,6 +1256,22 @@ pub(crate) async fn wait_for_plugin(
     plugin: String,
     resume: Resumable,
 ) -> Result<(), Stop> {
+    let never = std::future::pending::<std::convert::Infallible>();
+    match wait_for_plugin_or(worker, filters, plugin, resume, never).await {
+        Ok(waited) => waited,
+        Err(never) => match never {},
+    }
+}
+
+/// [`wait_for_plugin`], unless `other` is ready first: then the stream
+/// is no longer waited for and `other`'s output is the `Err`.
+pub(crate) async fn wait_for_plugin_or<T>(
+    worker: &Worker,
+    filters: &SharedFilters,
+    plugin: String,
+    resume: Resumable,
+    other: impl Future<Output = T>,
+) -> Result<Result<(), Stop>, T> {
     let waiting = Rc::new(Resume::default());
     worker.slot(resume.plugin).borrow_mut().park(
         resume.context,
@@ -988,17 +1279,27 @@ pub(crate) async fn wait_for_plugin(
         filters,
         waiting.clone(),
     );
-    let waited = tokio::time::timeout(PAUSE_LIMIT, waiting.notify.notified()).await;
-    match (waited, waiting.outcome.get()) {
-        (Ok(()), Some(Outcome::Continue)) => Ok(()),
-        (Ok(()), Some(Outcome::Close)) => Err(Stop::Closed { plugin }),
-        (Ok(()), _) => Err(Stop::Failed { plugin }),
-        (Err(_), _) => {
-            worker
-                .slot(resume.plugin)
-                .borrow_mut()
-                .unpark(resume.context, resume.generation);
-            Err(Stop::TimedOut { plugin })
+    let unpark = || {
+        worker
+            .slot(resume.plugin)
+            .borrow_mut()
+            .unpark(resume.context, resume.generation);
+    };
+    tokio::select! {
+        waited = tokio::time::timeout(PAUSE_LIMIT, waiting.notify.notified()) => {
+            Ok(match (waited, waiting.outcome.get()) {
+                (Ok(()), Some(Outcome::Continue)) => Ok(()),
+                (Ok(()), Some(Outcome::Close)) => Err(Stop::Closed { plugin }),
+                (Ok(()), _) => Err(Stop::Failed { plugin }),
+                (Err(_), _) => {
+                    unpark();
+                    Err(Stop::TimedOut { plugin })
+                }
+            })
+        }
+        out = other => {
+            unpark();
+            Err(out)
         }
     }
 }
@@ -1036,6 +1337,9 @@ fn call(
     end_of_stream: bool,
 ) -> Result<Action, VmError> {
     if phase == Phase::RequestHeaders {
+        if slot.per_request {
+            slot.fresh_vm();
+        }
         let (vm, generation) = slot.vm()?;
         let context = vm.create_stream_context()?;
         active.push(ActiveContext {
@@ -1065,4 +1369,153 @@ fn call(
         }
         _ => vm.on_body(phase.is_request(), ctx.context, stream, size, end_of_stream),
     }
+}
+
+/// Which TCP callback [`StreamFilters::run_tcp`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpEvent {
+    /// `proxy_on_new_connection`, creating each plugin's context first.
+    NewConnection,
+    /// `proxy_on_downstream_data` (in chain order) or
+    /// `proxy_on_upstream_data` (in reverse) over the stream's buffer.
+    Data {
+        downstream: bool,
+        end_of_stream: bool,
+    },
+}
+
+impl StreamFilters {
+    /// A TCP connection's filters: `stream` holds its data buffers and
+    /// properties.
+    pub(crate) fn tcp(
+        worker: Rc<Worker>,
+        chain: Arc<[usize]>,
+        stream: Box<dyn HttpStream>,
+    ) -> Self {
+        StreamFilters {
+            worker,
+            active: Vec::with_capacity(chain.len()),
+            chain,
+            stream,
+            held: Default::default(),
+            held_request: None,
+        }
+    }
+
+    /// The stream as the embedder's own type `T`.
+    pub(crate) fn stream_as<T: 'static>(&mut self) -> Option<&mut T> {
+        let any: &mut dyn std::any::Any = self.stream.as_mut();
+        any.downcast_mut::<T>()
+    }
+
+    /// Runs a TCP callback from chain step `start` on. A plugin that
+    /// pauses stops it ([`Stop::Paused`], resumable from the step after
+    /// it); one that closes its connection (`proxy_close_stream`) stops it
+    /// with [`Stop::Closed`]; a failure is handled by the plugin's policy.
+    pub(crate) fn run_tcp(&mut self, event: TcpEvent, start: usize) -> Result<(), Stop> {
+        let steps = self.chain.len();
+        for step in start..steps {
+            let plugin = match event {
+                TcpEvent::Data {
+                    downstream: false, ..
+                } => self.chain[steps - 1 - step],
+                _ => self.chain[step],
+            };
+            let outcome = {
+                let slot = self.worker.slot(plugin);
+                let mut slot = slot.borrow_mut();
+                tcp_call(&mut slot, plugin, &mut self.active, &mut self.stream, event)
+            };
+            let (action, closed) = match outcome {
+                Ok((action, asked)) => {
+                    let closed = asked.iter().any(|a| matches!(a, StreamAction::Close(_)));
+                    (Ok(action), closed)
+                }
+                Err(err) => (Err(err), false),
+            };
+            let worker = self.worker.clone();
+            let name = || worker.slot(plugin).borrow().name().to_string();
+            if closed {
+                return Err(Stop::Closed { plugin: name() });
+            }
+            if self.outcome(plugin, action)? == Action::Pause {
+                let resume = self
+                    .active
+                    .iter()
+                    .find(|c| c.plugin == plugin)
+                    .map(|c| Resumable {
+                        step,
+                        plugin,
+                        context: c.context,
+                        generation: c.generation,
+                    });
+                return Err(Stop::Paused {
+                    plugin: name(),
+                    resume,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `proxy_on_downstream_connection_close` (`downstream`) or
+    /// `proxy_on_upstream_connection_close` for every plugin.
+    pub(crate) fn tcp_closed(&mut self, downstream: bool, peer: PeerType) {
+        for ctx in &self.active {
+            let slot = self.worker.slot(ctx.plugin);
+            let mut slot = slot.borrow_mut();
+            if let Some(vm) = slot.vm_of(ctx.generation)
+                && let Err(err) =
+                    vm.on_connection_close(downstream, ctx.context, &mut self.stream, peer)
+            {
+                slot.note_failure(ctx.generation, &err);
+            }
+        }
+    }
+}
+
+/// One TCP callback of one plugin, with what it asked of its connection.
+fn tcp_call(
+    slot: &mut PluginSlot,
+    plugin: usize,
+    active: &mut Vec<ActiveContext>,
+    stream: &mut Box<dyn HttpStream>,
+    event: TcpEvent,
+) -> Result<(Action, Vec<StreamAction>), VmError> {
+    let (downstream, end_of_stream) = match event {
+        TcpEvent::NewConnection => {
+            if slot.per_request {
+                slot.fresh_vm();
+            }
+            let (vm, generation) = slot.vm()?;
+            let context = vm.create_stream_context()?;
+            active.push(ActiveContext {
+                plugin,
+                generation,
+                context,
+            });
+            let outcome = vm.on_new_connection(context, stream);
+            slot.live += 1;
+            return outcome;
+        }
+        TcpEvent::Data {
+            downstream,
+            end_of_stream,
+        } => (downstream, end_of_stream),
+    };
+    let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
+        return Ok((Action::Continue, Vec::new()));
+    };
+    let Some(vm) = slot.vm_of(ctx.generation) else {
+        return Err(VmError::Failed {
+            plugin: slot.plugin.name.clone(),
+        });
+    };
+    let buffer = if downstream {
+        BufferType::DownstreamData
+    } else {
+        BufferType::UpstreamData
+    };
+    let size = stream.buffer(buffer).map_or(0, <[u8]>::len);
+    vm.on_tcp_data(downstream, ctx.context, stream, size, end_of_stream)
 }

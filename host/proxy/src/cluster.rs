@@ -529,6 +529,14 @@ pub(crate) struct ClusterPool {
     connect_timeout: Duration,
 }
 
+/// A relayed TCP connection to an endpoint; `guard` holds its place in
+/// the cluster's connection count and the endpoint's load until dropped.
+pub(crate) struct TcpUpstream {
+    pub(crate) tcp: tokio::net::TcpStream,
+    pub(crate) addr: SocketAddr,
+    pub(crate) guard: (Slot, Load),
+}
+
 /// A response whose connection goes back to `endpoint` when its body ends.
 pub(crate) struct Upstream {
     pub(crate) response: Response<Incoming>,
@@ -722,6 +730,37 @@ impl ClusterPool {
                 },
             }
         }
+    }
+
+    /// A TCP connection for a `protocol: tcp` listener, to an endpoint
+    /// the cluster's policy picks: counted against `max_connections`, a
+    /// failure reported to outlier detection.
+    pub(crate) async fn connect_tcp(&self, pick: Pick) -> Result<TcpUpstream, UpstreamError> {
+        let endpoint = self.pick(pick);
+        let addr = endpoint.addr;
+        let shared = &self.shared;
+        let breakers = shared.config.circuit_breakers;
+        let slot = Slot::take(shared, Counter::Connections, breakers.max_connections)
+            .ok_or_else(|| shared.overflow("max_connections"))?;
+        let load = Load::new(endpoint.clone());
+        let timeout = self.connect_timeout;
+        let connected = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await;
+        let tcp = match connected {
+            Ok(Ok(tcp)) => tcp,
+            failed => {
+                shared.report(&endpoint.shared, false);
+                return Err(match failed {
+                    Ok(Err(source)) => UpstreamError::Connect { addr, source },
+                    _ => UpstreamError::ConnectTimeout { addr, timeout },
+                });
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        Ok(TcpUpstream {
+            tcp,
+            addr,
+            guard: (slot, load),
+        })
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<Conn, UpstreamError> {

@@ -157,7 +157,9 @@ impl Exchange {
             let f = self.filters.borrow();
             let streaming = self.filtered && !request_ended;
             (
-                streaming && f.has_body_callbacks(true),
+                // A body read while a plugin paused the headers is held
+                // in the stream: it goes out through the body callbacks.
+                streaming && (f.has_body_callbacks(true) || f.has_held_request()),
                 streaming && f.has_trailers_callbacks(true),
             )
         };
@@ -305,6 +307,7 @@ impl Exchange {
                 &self.filters,
                 Phase::ResponseHeaders,
                 response_ended,
+                None,
             )
             .await
             {

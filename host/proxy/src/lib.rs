@@ -21,6 +21,7 @@ mod observe;
 mod router;
 mod stream;
 mod swap;
+mod tcp;
 mod tls;
 mod worker;
 
@@ -124,6 +125,37 @@ pub struct Proxy {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     swapper: Arc<Swapper>,
+}
+
+/// How the runtime for `config` is set up (its `runtime` section): the
+/// allocator with its pool sized for the plugins and workers, the module
+/// cache's directory.
+pub fn runtime_options(config: &ProxyConfig) -> weft_abi::RuntimeOptions {
+    let settings = &config.runtime;
+    let module_cache = settings.module_cache.directory();
+    if settings.module_cache.enabled && module_cache.is_none() {
+        tracing::warn!(
+            "runtime.module_cache: no `dir` given and neither XDG_CACHE_HOME nor HOME is set; \
+             modules are compiled at every start"
+        );
+    }
+    let allocator = match settings.allocator {
+        weft_config::InstanceAllocator::OnDemand => weft_abi::Allocator::OnDemand,
+        weft_config::InstanceAllocator::Pooling => weft_abi::Allocator::Pooling {
+            max_vms: settings.max_vms_for(worker_count(config), &config.plugins),
+        },
+    };
+    weft_abi::RuntimeOptions {
+        module_cache,
+        allocator,
+    }
+}
+
+/// The worker threads `config` asks for: `workers`, else one per CPU.
+fn worker_count(config: &ProxyConfig) -> usize {
+    config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Loads and checks every plugin of `config`: each module compiles and links,
@@ -265,13 +297,13 @@ impl Proxy {
                 version: 0,
                 stats: stats.clone(),
                 allowed_clusters: p.allowed_clusters.as_deref().map(Arc::from),
+                per_request: p.isolation == weft_config::Isolation::Request,
+                deliver_body: p.body_during_pause == weft_config::BodyDuringPause::Deliver,
             });
             slots.push(swap::SlotInfo::new(p.clone(), stats));
         }
         let mut tables = Vec::with_capacity(config.listeners.len());
-        let workers = config
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let workers = worker_count(config);
 
         let resolver = Arc::new(dns::Resolver::new(&config.dns));
         let clusters: Vec<Arc<cluster::ClusterShared>> = config

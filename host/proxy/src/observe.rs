@@ -18,24 +18,56 @@ pub(crate) const DURATION_BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A histogram of durations over [`DURATION_BOUNDS`], in relaxed atomics.
-#[derive(Default)]
+/// Upper bounds of the plugin callback duration histogram, in seconds.
+pub(crate) const CALLBACK_BOUNDS: [f64; 12] = [
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.01,
+    0.1,
+];
+
+/// A histogram of durations, in relaxed atomics.
 pub(crate) struct Durations {
+    bounds: &'static [f64],
     /// Per bucket (not cumulative), the last for above every bound.
-    buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
-    sum_micros: AtomicU64,
+    buckets: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Durations {
+    /// Over [`DURATION_BOUNDS`].
+    fn default() -> Self {
+        Durations::with_bounds(&DURATION_BOUNDS)
+    }
 }
 
 impl Durations {
+    pub(crate) fn with_bounds(bounds: &'static [f64]) -> Durations {
+        Durations {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn record(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        let bucket = DURATION_BOUNDS
+        let bucket = self
+            .bounds
             .iter()
             .position(|bound| seconds <= *bound)
-            .unwrap_or(DURATION_BOUNDS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        self.sum_nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
     }
@@ -45,12 +77,12 @@ impl Durations {
     pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         use std::fmt::Write as _;
         let mut cumulative = 0;
-        for (bound, count) in DURATION_BOUNDS.iter().zip(&self.buckets) {
+        for (bound, count) in self.bounds.iter().zip(self.buckets.iter()) {
             cumulative += count.load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
         }
-        cumulative += self.buckets[DURATION_BOUNDS.len()].load(Ordering::Relaxed);
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(
             out,
             "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {cumulative}"

@@ -26,6 +26,8 @@ pub(crate) struct ListenerRoutes {
     pub(crate) stats: Arc<crate::observe::ListenerStats>,
     pub(crate) request_id: bool,
     pub(crate) traceparent: bool,
+    /// `protocol: tcp`: connections are relayed, not served as HTTP.
+    pub(crate) tcp: bool,
 }
 
 /// A listener's virtual hosts and routes.
@@ -277,6 +279,7 @@ impl ListenerRoutes {
             stats: Arc::default(),
             request_id: listener.request_id,
             traceparent: listener.traceparent,
+            tcp: listener.protocol == weft_config::ListenerProtocol::Tcp,
         }
     }
 }
@@ -466,6 +469,12 @@ impl RouteTable {
     }
 
     /// The route for a request, if any matches.
+    /// The first route of the `*` virtual host: a `cluster:` listener's
+    /// one route.
+    pub(crate) fn default_route(&self) -> Option<&Arc<Route>> {
+        self.vhosts.get(self.any?)?.first()
+    }
+
     pub(crate) fn route(
         &self,
         authority: &str,

@@ -475,13 +475,7 @@ impl HttpStream for ProxyStream {
             BufferType::HttpResponseBody => &mut self.response_body,
             _ => return Err(Status::NotFound),
         };
-        // Replace [start, start + size) with data; past the end appends.
-        let start = start.min(body.len());
-        let end = start.saturating_add(size).min(body.len());
-        let tail = body.split_off(end);
-        body.truncate(start);
-        body.extend_from_slice(data);
-        body.extend_from_slice(&tail);
+        splice(body, start, size, data);
         Ok(())
     }
 
@@ -503,6 +497,17 @@ impl HttpStream for ProxyStream {
         self.local_response = Some(response);
         Ok(())
     }
+}
+
+/// `proxy_set_buffer_bytes` on `buffer`: replaces `size` bytes from
+/// `start` with `data`; a `start` past the end appends.
+pub(crate) fn splice(buffer: &mut BytesMut, start: usize, size: usize, data: &[u8]) {
+    let start = start.min(buffer.len());
+    let end = start.saturating_add(size).min(buffer.len());
+    let tail = buffer.split_off(end);
+    buffer.truncate(start);
+    buffer.extend_from_slice(data);
+    buffer.extend_from_slice(&tail);
 }
 
 impl ProxyStream {

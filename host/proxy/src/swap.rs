@@ -30,6 +30,10 @@ pub(crate) struct PublishedSlot {
     pub(crate) stats: Arc<PluginStats>,
     /// The clusters its call-outs may reach (all when `None`).
     pub(crate) allowed_clusters: Option<Arc<[String]>>,
+    /// `isolation: request`: a fresh VM per stream.
+    pub(crate) per_request: bool,
+    /// `body_during_pause: deliver`.
+    pub(crate) deliver_body: bool,
 }
 
 /// What workers run: the plugins by slot number, and each listener's
@@ -669,12 +673,16 @@ impl Swapper {
                 continue;
             };
             let allowed_clusters = config.allowed_clusters.as_deref().map(Arc::from);
+            let per_request = config.isolation == weft_config::Isolation::Request;
+            let deliver_body = config.body_during_pause == weft_config::BodyDuringPause::Deliver;
             match publication.slots.get_mut(index) {
                 Some(slot) => {
                     slot.plugin = plugin;
                     slot.loaded = true;
                     slot.version = slot.stats.version.load(Ordering::Relaxed) + 1;
                     slot.allowed_clusters = allowed_clusters;
+                    slot.per_request = per_request;
+                    slot.deliver_body = deliver_body;
                 }
                 None => {
                     let stats = Arc::<PluginStats>::default();
@@ -685,6 +693,8 @@ impl Swapper {
                         version: 1,
                         stats,
                         allowed_clusters,
+                        per_request,
+                        deliver_body,
                     });
                 }
             }

@@ -81,6 +81,11 @@ impl Worker {
         self.plugins.borrow()[index].clone()
     }
 
+    /// The routing table of listener `index`, as published now.
+    pub(crate) fn route_table(&self, index: usize) -> Arc<RouteTable> {
+        self.routes.borrow()[index].clone()
+    }
+
     /// Adds slot `index` for a plugin published to it, with hooks that
     /// bring its queue notifications and call-out answers back to it, and
     /// its timer.
@@ -89,9 +94,14 @@ impl Worker {
         let weak = self.this.clone();
         let name = published.plugin.name.clone();
         let allowed = published.allowed_clusters.clone();
+        let stats = published.stats.clone();
         let hooks: crate::chain::HooksFor = Rc::new(move |generation| {
             let sender = sender.clone();
+            let stats = stats.clone();
             VmHooks {
+                on_callback: Some(Rc::new(move |_, elapsed| {
+                    stats.callback_durations.record(elapsed);
+                })),
                 queue_notifier: Some(Arc::new(move |queue| {
                     let _ = sender.send((index, generation, queue));
                 })),
@@ -117,6 +127,8 @@ impl Worker {
         });
         let mut slot = PluginSlot::new(published.plugin.clone(), published.stats.clone(), hooks);
         slot.version = published.version;
+        slot.per_request = published.per_request;
+        slot.deliver_body = published.deliver_body;
         if published.loaded {
             slot.warm();
         } else {
@@ -139,6 +151,8 @@ impl Worker {
                 Some(slot) => {
                     let mut slot = slot.borrow_mut();
                     if slot.version != published.version {
+                        slot.per_request = published.per_request;
+                        slot.deliver_body = published.deliver_body;
                         if published.loaded {
                             slot.swap(published.plugin.clone(), published.version);
                         } else {
@@ -354,6 +368,10 @@ async fn serve(
         tls: None,
     };
     let result = match &route.tls {
+        // Boxed: the relay's future stays out of every HTTP connection's.
+        None if route.tcp => {
+            Box::pin(crate::tcp::serve(tcp, info, worker.clone(), route.clone())).await
+        }
         None => serve_http(TokioIo::new(tcp), info, worker.clone(), route.clone()).await,
         Some(tls) => {
             let limit = Duration::from_millis(route.limits.request_header_timeout_ms);
@@ -592,10 +610,17 @@ async fn handle(
         stream,
     )));
     let request_ended = body.is_end_stream();
+    let mut source = Source::new(body, body_limit, Some(received));
 
     if filtered
-        && let Err(stop) =
-            run_headers_phase(&worker, &filters, Phase::RequestHeaders, request_ended).await
+        && let Err(stop) = run_headers_phase(
+            &worker,
+            &filters,
+            Phase::RequestHeaders,
+            request_ended,
+            Some(&mut source),
+        )
+        .await
     {
         return stopped(stop, filters);
     }
@@ -610,12 +635,7 @@ async fn handle(
                 upgrade,
             };
             exchange
-                .forward(
-                    forward,
-                    cluster,
-                    Source::new(body, body_limit, Some(received)),
-                    request_ended,
-                )
+                .forward(forward, cluster, source, request_ended)
                 .await
         }
         (
@@ -669,8 +689,14 @@ async fn respond(
         if let Some(state) = filters.borrow_mut().state() {
             state.response = Some(ResponseHead { status, headers });
         }
-        if let Err(stop) =
-            run_headers_phase(worker, &filters, Phase::ResponseHeaders, body.is_empty()).await
+        if let Err(stop) = run_headers_phase(
+            worker,
+            &filters,
+            Phase::ResponseHeaders,
+            body.is_empty(),
+            None,
+        )
+        .await
         {
             return stopped(stop, filters);
         }

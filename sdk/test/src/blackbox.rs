@@ -240,6 +240,7 @@ fn run_test(case: &Case, test: &TestSpec, target: SocketAddr, shared: &Shared) -
         response,
         callouts: Vec::new(),
         logs: Vec::new(),
+        relayed: None,
     };
     let expect = Expect {
         outcome: test

@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use weft_abi::{
     Action, FailurePolicy, GrpcCall, GrpcCallResponse, GrpcInbound, GrpcOutbound, GrpcStreamOpen,
-    HttpCall, HttpCallResponse, HttpStream, MetricValue, Pairs, Plugin, PluginLimits, PluginModule,
-    Runtime, StreamAction, Vm, VmError, VmHooks,
+    HttpCall, HttpCallResponse, HttpStream, MetricValue, Pairs, PeerType, Plugin, PluginLimits,
+    PluginModule, Runtime, StreamAction, Vm, VmError, VmHooks,
 };
 
 pub use logs::LogLine;
@@ -185,6 +185,7 @@ impl FilterBuilder {
             http_caller: Some(caller(calls.clone(), made.clone(), tokens.clone())),
             grpc_caller: Some(grpc_caller(calls.clone(), made.clone(), tokens.clone())),
             grpc_streamer: Some(grpc_streamer(calls.clone(), made.clone(), tokens)),
+            on_callback: None,
         };
         let vm = tracing::dispatcher::with_default(&dispatch, || Vm::with_hooks(plugin, hooks))
             .map_err(|error| Error::Start {
@@ -365,6 +366,35 @@ pub struct Request {
     /// `proxy_on_tick`; a filter that delays a request continues it from a
     /// tick).
     pub ticks: u32,
+    /// Instead of an HTTP request: a TCP connection (the filter's TCP
+    /// callbacks run; method, path, headers, body and upstream are not
+    /// used).
+    pub connection: Option<Connection>,
+}
+
+/// A TCP connection through the filter, as a `protocol: tcp` listener
+/// relays one: `proxy_on_new_connection`, then each chunk the client sends
+/// (`proxy_on_downstream_data`, end of stream with the last), the
+/// downstream close, then each chunk the upstream sends back
+/// (`proxy_on_upstream_data`), the upstream close, then the end of the
+/// context.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// What the client sends, chunk by chunk.
+    pub downstream: Vec<Vec<u8>>,
+    /// What the upstream sends back, chunk by chunk.
+    pub upstream: Vec<Vec<u8>>,
+}
+
+/// What a TCP connection relayed each way, after the filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Relayed {
+    /// What reached the upstream.
+    #[serde(serialize_with = "as_text")]
+    pub upstream: Vec<u8>,
+    /// What reached the client.
+    #[serde(serialize_with = "as_text")]
+    pub downstream: Vec<u8>,
 }
 
 impl Request {
@@ -383,6 +413,7 @@ impl Request {
             upstream: Response::new(200),
             callouts: Vec::new(),
             ticks: 10,
+            connection: None,
         }
     }
 
@@ -603,6 +634,8 @@ pub struct Exchange {
     pub callouts: Vec<CallMade>,
     /// What was logged while the request ran.
     pub logs: Vec<LogLine>,
+    /// For a TCP connection: what it relayed each way.
+    pub relayed: Option<Relayed>,
 }
 
 /// Where a paused stream stands after the world had its chance to answer.
@@ -692,6 +725,9 @@ impl Filter {
     }
 
     fn run(&mut self, request: Request) -> Result<Exchange, Error> {
+        if let Some(connection) = &request.connection {
+            return self.run_tcp(&request, connection);
+        }
         let mut mocks = request.callouts.clone();
         let mut stream: Box<dyn HttpStream> = Box::new(MockStream {
             request_headers: request_pairs(&request),
@@ -981,8 +1017,135 @@ impl Filter {
             response,
             callouts: std::mem::take(&mut *self.made.borrow_mut()),
             logs: self.logs.take(),
+            relayed: None,
         })
     }
+
+    /// A TCP connection through the filter (see [`Connection`]).
+    fn run_tcp(&mut self, request: &Request, connection: &Connection) -> Result<Exchange, Error> {
+        let mut mocks = request.callouts.clone();
+        let mut stream: Box<dyn HttpStream> = Box::new(MockStream {
+            tcp: true,
+            properties: request
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..MockStream::default()
+        });
+        let context = self.vm.create_stream_context()?;
+        let mut relayed = Relayed::default();
+        let outcome = self.relay(
+            context,
+            &mut stream,
+            request,
+            connection,
+            &mut mocks,
+            &mut relayed,
+        )?;
+        if outcome == Outcome::Closed {
+            for downstream in [true, false] {
+                let _ =
+                    self.vm
+                        .on_connection_close(downstream, context, &mut stream, PeerType::Local);
+            }
+        }
+        let mut exchange = self.finish(context, stream, outcome, None)?;
+        exchange.response = Response::default();
+        exchange.relayed = Some(relayed);
+        Ok(exchange)
+    }
+
+    /// The new connection, then each direction's data and close.
+    fn relay(
+        &mut self,
+        context: u32,
+        stream: &mut Box<dyn HttpStream>,
+        request: &Request,
+        connection: &Connection,
+        mocks: &mut Vec<CalloutMock>,
+        relayed: &mut Relayed,
+    ) -> Result<Outcome, Error> {
+        let step = self.vm.on_new_connection(context, stream);
+        match self.tcp_outcome(context, stream, request, mocks, step)? {
+            TcpStep::Go => {}
+            TcpStep::Held => return Ok(Outcome::StillPaused),
+            TcpStep::End(end) => return Ok(end),
+        }
+        for (downstream, chunks) in [
+            (true, &connection.downstream),
+            (false, &connection.upstream),
+        ] {
+            let count = chunks.len().max(1);
+            let mut held = false;
+            for i in 0..count {
+                let chunk = chunks.get(i).map(Vec::as_slice).unwrap_or_default();
+                let data = mock(stream).data(downstream);
+                data.extend_from_slice(chunk);
+                let size = data.len();
+                let step = self
+                    .vm
+                    .on_tcp_data(downstream, context, stream, size, i + 1 == count);
+                match self.tcp_outcome(context, stream, request, mocks, step)? {
+                    TcpStep::Go => {
+                        let data = std::mem::take(mock(stream).data(downstream));
+                        let to = if downstream {
+                            &mut relayed.upstream
+                        } else {
+                            &mut relayed.downstream
+                        };
+                        to.extend_from_slice(&data);
+                        held = false;
+                    }
+                    TcpStep::Held => held = true,
+                    TcpStep::End(end) => return Ok(end),
+                }
+            }
+            if held {
+                return Ok(Outcome::StillPaused);
+            }
+            let closed = self
+                .vm
+                .on_connection_close(downstream, context, stream, PeerType::Remote);
+            if closed.is_err() {
+                return Ok(Outcome::Failed);
+            }
+        }
+        Ok(Outcome::Forwarded)
+    }
+
+    /// What a TCP callback's answer means: go on, hold the data (a pause
+    /// the world's events did not end), or end the connection.
+    fn tcp_outcome(
+        &mut self,
+        context: u32,
+        stream: &mut Box<dyn HttpStream>,
+        request: &Request,
+        mocks: &mut Vec<CalloutMock>,
+        step: Result<(Action, Vec<StreamAction>), VmError>,
+    ) -> Result<TcpStep, Error> {
+        let Ok((action, asked)) = step else {
+            return Ok(TcpStep::End(Outcome::Failed));
+        };
+        if asked.iter().any(|a| matches!(a, StreamAction::Close(_))) {
+            return Ok(TcpStep::End(Outcome::Closed));
+        }
+        if action == Action::Continue {
+            return Ok(TcpStep::Go);
+        }
+        Ok(match self.resume(context, stream, request, mocks)? {
+            Resumed::Continue => TcpStep::Go,
+            Resumed::Close => TcpStep::End(Outcome::Closed),
+            Resumed::Paused => TcpStep::Held,
+        })
+    }
+}
+
+/// Where a TCP connection stands after a callback.
+enum TcpStep {
+    Go,
+    Held,
+    End(Outcome),
 }
 
 impl FilterBuilder {

@@ -18,10 +18,19 @@ pub(crate) struct MockStream {
     pub(crate) local: Option<LocalResponse>,
     /// Property values by dotted path.
     pub(crate) properties: HashMap<String, Vec<u8>>,
+    /// A TCP connection: no header maps, the two data buffers instead.
+    pub(crate) tcp: bool,
+    /// DOWNSTREAM_DATA: what the client sent, not relayed yet.
+    pub(crate) downstream_data: Vec<u8>,
+    /// UPSTREAM_DATA: what the upstream sent, not relayed yet.
+    pub(crate) upstream_data: Vec<u8>,
 }
 
 impl MockStream {
     fn map(&self, map: MapType) -> Result<&Pairs, Status> {
+        if self.tcp {
+            return Err(Status::NotFound);
+        }
         match map {
             MapType::HttpRequestHeaders => Ok(&self.request_headers),
             MapType::HttpRequestTrailers => Ok(&self.request_trailers),
@@ -34,6 +43,9 @@ impl MockStream {
     }
 
     fn map_mut(&mut self, map: MapType) -> Result<&mut Pairs, Status> {
+        if self.tcp {
+            return Err(Status::BadArgument);
+        }
         match map {
             MapType::HttpRequestHeaders => Ok(&mut self.request_headers),
             MapType::HttpRequestTrailers => Ok(&mut self.request_trailers),
@@ -44,6 +56,15 @@ impl MockStream {
                 self.response_trailers.as_mut().ok_or(Status::BadArgument)
             }
             _ => Err(Status::BadArgument),
+        }
+    }
+
+    /// The TCP data buffer of one direction.
+    pub(crate) fn data(&mut self, downstream: bool) -> &mut Vec<u8> {
+        if downstream {
+            &mut self.downstream_data
+        } else {
+            &mut self.upstream_data
         }
     }
 
@@ -151,6 +172,9 @@ impl HttpStream for MockStream {
     }
 
     fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status> {
+        if self.tcp {
+            return Err(Status::BadArgument);
+        }
         self.local = Some(response);
         Ok(())
     }
@@ -171,6 +195,8 @@ impl HttpStream for MockStream {
         match buffer {
             BufferType::HttpRequestBody => Ok(&self.request_body),
             BufferType::HttpResponseBody => Ok(&self.response_body),
+            BufferType::DownstreamData if self.tcp => Ok(&self.downstream_data),
+            BufferType::UpstreamData if self.tcp => Ok(&self.upstream_data),
             _ => Err(Status::NotFound),
         }
     }
@@ -185,6 +211,8 @@ impl HttpStream for MockStream {
         let body = match buffer {
             BufferType::HttpRequestBody => &mut self.request_body,
             BufferType::HttpResponseBody => &mut self.response_body,
+            BufferType::DownstreamData if self.tcp => &mut self.downstream_data,
+            BufferType::UpstreamData if self.tcp => &mut self.upstream_data,
             _ => return Err(Status::NotFound),
         };
         let start = start.min(body.len());

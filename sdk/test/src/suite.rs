@@ -82,6 +82,10 @@ pub struct TestSpec {
     /// The request; default `GET /`.
     #[serde(default)]
     pub request: RequestSpec,
+    /// A TCP connection instead of a request (only `request.properties`
+    /// is used then).
+    #[serde(default)]
+    pub connection: Option<ConnectionSpec>,
     /// What the upstream answers; default 200 with no body.
     #[serde(default)]
     pub upstream: Option<ResponseSpec>,
@@ -101,6 +105,30 @@ pub struct TestSpec {
     /// What must be seen.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// A TCP connection: what each side sends, chunk by chunk.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSpec {
+    /// What the client sends.
+    #[serde(default)]
+    pub downstream: Vec<String>,
+    /// What the upstream sends back.
+    #[serde(default)]
+    pub upstream: Vec<String>,
+}
+
+/// What a TCP connection relayed, each way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayedSpec {
+    /// All that reached the upstream.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// All that reached the client.
+    #[serde(default)]
+    pub downstream: Option<String>,
 }
 
 /// A call of the filter's foreign callback.
@@ -216,6 +244,9 @@ pub struct Expect {
     /// The call-outs made, in order (all of them).
     #[serde(default)]
     pub callouts: Option<Vec<SeenCallout>>,
+    /// For a TCP connection: what it relayed.
+    #[serde(default)]
+    pub relayed: Option<RelayedSpec>,
     /// Each must appear in some line logged during the request; one
     /// written `[LEVEL] text` must also be logged at that level (`trace`,
     /// `debug`, `info`, `warn`, `error`; proxy-wasm's critical is `error`).
@@ -467,6 +498,14 @@ impl TestSpec {
         if let Some(ticks) = self.ticks {
             request.ticks = ticks;
         }
+        request.connection = self.connection.as_ref().map(|c| crate::Connection {
+            downstream: c
+                .downstream
+                .iter()
+                .map(|d| d.clone().into_bytes())
+                .collect(),
+            upstream: c.upstream.iter().map(|u| u.clone().into_bytes()).collect(),
+        });
         Ok(request)
     }
 }
@@ -534,6 +573,20 @@ impl Expect {
             let got = outcome_name(&exchange.outcome);
             if &got != outcome {
                 failures.push(format!("outcome: expected {outcome}, got {got}"));
+            }
+        }
+        if let Some(want) = &self.relayed {
+            let got = exchange.relayed.clone().unwrap_or_default();
+            for (side, want, got) in [
+                ("upstream", &want.upstream, &got.upstream),
+                ("downstream", &want.downstream, &got.downstream),
+            ] {
+                let got = String::from_utf8_lossy(got);
+                if let Some(want) = want
+                    && *want != got
+                {
+                    failures.push(differ(&format!("relayed to the {side}"), want, &got));
+                }
             }
         }
         if let Some(seen) = &self.upstream {

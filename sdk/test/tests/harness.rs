@@ -262,3 +262,33 @@ fn grpc_streams_are_answered_from_mocks_message_by_message() {
         Some("14")
     );
 }
+
+#[test]
+fn tcp_connections_run_the_tcp_callbacks() {
+    let mut filter = Filter::load(module("tcp_tap")).start().unwrap();
+    let mut request = Request::get("/");
+    request.connection = Some(weft_test::Connection {
+        downstream: vec![b"he".to_vec(), b"llo".to_vec()],
+        upstream: vec![b"echo".to_vec()],
+    });
+    let relayed = filter.send(request).unwrap();
+    assert_eq!(relayed.outcome, Outcome::Forwarded);
+    let data = relayed.relayed.unwrap();
+    assert_eq!(data.upstream, b"[tap]hello");
+    assert_eq!(data.downstream, b"ECHO");
+    let logged: Vec<&str> = relayed.logs.iter().map(|l| l.message.as_str()).collect();
+    assert!(logged.contains(&"tcp-tap: waiting, 2 bytes"), "{logged:?}");
+    assert!(
+        logged.contains(&"tcp-tap: 5 bytes down, 4 bytes up"),
+        "{logged:?}"
+    );
+
+    let mut request = Request::get("/");
+    request.connection = Some(weft_test::Connection {
+        downstream: vec![b"DENY".to_vec()],
+        upstream: Vec::new(),
+    });
+    let denied = filter.send(request).unwrap();
+    assert_eq!(denied.outcome, Outcome::Closed);
+    assert!(denied.relayed.unwrap().upstream.is_empty());
+}

@@ -65,7 +65,8 @@ impl Context for Talk {
 
     fn on_grpc_stream_message(&mut self, _token: u32, size: usize) {
         let message = self.get_grpc_stream_message(0, size).unwrap_or_default();
-        self.said.push(String::from_utf8_lossy(&message).into_owned());
+        self.said
+            .push(String::from_utf8_lossy(&message).into_owned());
     }
 
     fn on_grpc_stream_trailing_metadata(&mut self, _token: u32, _count: u32) {

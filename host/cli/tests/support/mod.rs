@@ -34,6 +34,17 @@ pub fn filter(name: &str) -> PathBuf {
     path.canonicalize().unwrap()
 }
 
+/// The `weft` binary, its module cache in the build's scratch directory
+/// (shared by the tests, kept between runs) instead of the user's.
+pub fn weft_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.env(
+        "XDG_CACHE_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"),
+    );
+    command
+}
+
 /// A request as the upstream received it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -200,7 +211,7 @@ impl Weft {
         let config_path = dir.path().join("weft.yaml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("weft.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        let mut child = weft_command()
             .args(args)
             .arg(&config_path)
             .stdout(Stdio::piped())
@@ -362,10 +373,7 @@ pub fn send(
 
 /// Runs `weft ARGS` to completion: (exit code, stdout, stderr).
 pub fn weft(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = weft_command().args(args).output().unwrap();
     let mut stderr = String::new();
     out.stderr.as_slice().read_to_string(&mut stderr).unwrap();
     (
@@ -502,11 +510,7 @@ pub fn header_wat(header: &str, value: &str, configure: u32) -> String {
 
 /// Runs the `weft` command with `args` in `dir`, to its end.
 pub fn weft_cli(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    weft_command().args(args).current_dir(dir).output().unwrap()
 }
 
 /// What a command printed, stdout then stderr.
