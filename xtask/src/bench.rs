@@ -1,149 +1,325 @@
-//! `cargo xtask bench [--seconds N] [--rounds N]`: weft side by side with
-//! nginx and haproxy, in one run on this machine, written into
-//! `docs/benchmarks.md` between `<!-- bench:begin -->` and
-//! `<!-- bench:end -->`.
+//! `cargo xtask bench [--seconds N] [--rounds N] [--rate N] [--only GROUPS]`:
+//! weft side by side with nginx, haproxy and Pingora, in one run on this
+//! machine, written into `docs/benchmarks.md` between `<!-- bench:begin -->`
+//! and `<!-- bench:end -->`, with plots in `docs/bench/`.
 //!
-//! 1. Installs nginx, haproxy and wrk from Debian when missing; builds
-//!    `weft` (release) and the filters.
+//! 1. Installs nginx, haproxy, wrk, h2load (`nghttp2-client`) and openssl
+//!    from Debian when missing; builds `weft` (release) and the filters,
+//!    and the minimal Pingora proxy of `bench/pingora` (release, its own
+//!    workspace and target directory; `cmake` from Debian). A Pingora that
+//!    does not build is reported as SKIPPED with the reason, and the rest
+//!    runs.
 //! 2. Starts, on loopback and each on a free port: an upstream nginx
-//!    answering `return 200 "ok"`, and the targets — nginx `proxy_pass`,
-//!    haproxy, weft without filters, weft with the hello-rust filter, weft
-//!    with the five production filters of `examples/canary-rollout`. Every
-//!    target has one worker and is pinned to CPU 1; wrk runs on CPU 0.
-//! 3. Drives each with `wrk -t1 -c32 -dNs --latency`, interleaved (A B C D
-//!    E, A B C D E, ...) for `rounds` rounds, and records requests/s, p50
-//!    and p99 latency, CPU time per request (utime + stime of the target's
-//!    processes from `/proc/PID/stat` over the run, divided by the requests
-//!    wrk counted) and peak RSS (`VmHWM`).
+//!    answering `return 200 "ok"`, and the targets, one worker each and
+//!    pinned to CPU 1 (the load runs on CPU 0):
+//!    - HTTP/1.1: nginx `proxy_pass`, haproxy, Pingora, weft without
+//!      filters, with the hello-rust filter, and with the five production
+//!      filters of `examples/canary-rollout`;
+//!    - HTTP/2 by prior knowledge (h2c): nginx `listen … http2` and weft;
+//!    - TLS (HTTP/1.1): nginx `listen … ssl` and a weft `tls:` listener,
+//!      with a self-signed P-256 certificate made for the run.
+//! 3. Each round (interleaved, `rounds` times) drives every target:
+//!    `wrk -t1 -c32 -dNs --latency` (with a `done()` script printing
+//!    p99.9), `h2load -t1 -c32 -m10 -DN` for h2c; and records requests/s,
+//!    latency percentiles, CPU time per request (utime + stime of the
+//!    target's processes from `/proc/PID/stat` over the run, divided by
+//!    the requests counted) and peak RSS (`VmHWM`). Then a fixed-rate
+//!    latency run (`--rate` requests/s over 16 connections, open loop, see
+//!    `bench_load`) against the upstream directly and through each
+//!    HTTP/1.1 target gives the latency each adds per hop.
 //! 4. Prints the medians, the ratios to nginx and the issue's targets, and
-//!    writes the same section into the docs.
+//!    writes the same section and the plots into the docs (not with
+//!    `--only`, which is for trying a part).
 //!
 //! Every process it started is stopped when it ends, also on error.
-//! Not yet: Pingora, HTTP/2 (h2load), TLS, fixed-rate latency runs, micro
-//! figures, plots.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::BufRead;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::bench_load::{Pinned, fixed_rate, percentile};
+use crate::bench_procs::{Processes, cpu_ticks, peak_rss_kib};
+use crate::bench_svg::{Bar, Series, bars, percentiles};
 use crate::{FILTERS_DIR, build_filters, cargo, setup, step};
 
 /// Debian packages, by the file each installs (also the binary run).
-const PACKAGES: &[(&str, &str)] = &[("nginx", NGINX), ("haproxy", HAPROXY), ("wrk", WRK)];
+const PACKAGES: &[(&str, &str)] = &[
+    ("nginx", NGINX),
+    ("haproxy", HAPROXY),
+    ("wrk", WRK),
+    ("nghttp2-client", H2LOAD),
+    ("openssl", OPENSSL),
+];
 const NGINX: &str = "/usr/sbin/nginx";
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const WRK: &str = "/usr/bin/wrk";
+const H2LOAD: &str = "/usr/bin/h2load";
+const OPENSSL: &str = "/usr/bin/openssl";
+/// What the Pingora build needs besides Rust.
+const CMAKE: (&str, &str) = ("cmake", "/usr/bin/cmake");
 const WEFT: &str = "target/release/weft";
+const PINGORA_MANIFEST: &str = "bench/pingora/Cargo.toml";
+const PINGORA_LOCK: &str = "bench/pingora/Cargo.lock";
+const PINGORA_TARGET: &str = "target/bench-pingora";
+const PINGORA: &str = "target/bench-pingora/release/bench-pingora";
 
 /// Where the five-filter chain (its order and modules) comes from.
 const CHAIN_EXAMPLE: &str = "examples/canary-rollout/weft.yaml";
 const DOC: &str = "docs/benchmarks.md";
+const PLOTS: &str = "docs/bench";
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 
-/// The CPU every target is pinned to, and the one wrk runs on.
+/// The CPU every target is pinned to, and the one the load runs on.
 const TARGET_CPU: &str = "1";
 const LOAD_CPU: &str = "0";
-/// wrk's connections (one thread).
+/// wrk's and h2load's connections (one thread).
 const CONNECTIONS: u32 = 32;
+/// h2load's concurrent streams per connection.
+const STREAMS: u32 = 10;
+/// The fixed-rate runs' connections.
+const LATENCY_CONNECTIONS: u32 = 16;
 /// Unrecorded run before the rounds, per target.
 const WARM_UP_SECONDS: u64 = 1;
-/// How long a target may take to answer after it was started (weft
-/// compiles the five filters' modules first).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// wrk's `done()` callback: the 99.9th percentile of its histogram (µs).
+const WRK_SCRIPT: &str = "done = function(summary, latency, requests)\n  \
+                          io.write(string.format(\"p99.9 %f\\n\", latency:percentile(99.9)))\nend\n";
 
-/// What is measured, in the order of each round.
-#[derive(Clone, Copy, PartialEq)]
-enum Target {
+/// `cargo xtask bench`'s options.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Seconds of each recorded run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Interleaved rounds over all targets.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Requests per second of the fixed-rate latency runs (below every
+    /// target's saturation).
+    #[arg(long, default_value_t = 2000)]
+    rate: u32,
+    /// Only these parts, comma-separated; prints the results without
+    /// writing the docs. The HTTP/1.1 targets run (unmeasured) for
+    /// `latency`, nginx `proxy_pass` for `pingora`.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Group>,
+}
+
+/// The parts of a run, for `--only`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub(crate) enum Group {
+    /// nginx, haproxy and weft (three configurations) over HTTP/1.1.
+    H1,
+    /// The Pingora proxy over HTTP/1.1.
+    Pingora,
+    /// nginx and weft over HTTP/2 by prior knowledge.
+    H2,
+    /// nginx and weft terminating TLS.
+    Tls,
+    /// Fixed-rate latency runs: direct and through each HTTP/1.1 target.
+    Latency,
+}
+
+const ALL_GROUPS: [Group; 5] = [
+    Group::H1,
+    Group::Pingora,
+    Group::H2,
+    Group::Tls,
+    Group::Latency,
+];
+
+/// How the load reaches a target.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proto {
+    H1,
+    H2c,
+    Tls,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Server {
     Nginx,
     Haproxy,
+    Pingora,
     Weft,
     WeftHello,
     WeftChain,
 }
 
-const TARGETS: [Target; 5] = [
-    Target::Nginx,
-    Target::Haproxy,
-    Target::Weft,
-    Target::WeftHello,
-    Target::WeftChain,
+/// One target: a server, spoken to one way.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Case {
+    proto: Proto,
+    server: Server,
+}
+
+const fn case_of(proto: Proto, server: Server) -> Case {
+    Case { proto, server }
+}
+
+/// Every target, in the order of each round and of the tables.
+const CASES: [Case; 10] = [
+    case_of(Proto::H1, Server::Nginx),
+    case_of(Proto::H1, Server::Haproxy),
+    case_of(Proto::H1, Server::Pingora),
+    case_of(Proto::H1, Server::Weft),
+    case_of(Proto::H1, Server::WeftHello),
+    case_of(Proto::H1, Server::WeftChain),
+    case_of(Proto::H2c, Server::Nginx),
+    case_of(Proto::H2c, Server::Weft),
+    case_of(Proto::Tls, Server::Nginx),
+    case_of(Proto::Tls, Server::Weft),
 ];
 
-impl Target {
+impl Case {
     fn label(self) -> &'static str {
-        match self {
-            Target::Nginx => "nginx `proxy_pass`",
-            Target::Haproxy => "haproxy",
-            Target::Weft => "weft, no filters",
-            Target::WeftHello => "weft + hello-rust filter",
-            Target::WeftChain => "weft + 5-filter chain",
+        match (self.proto, self.server) {
+            (Proto::H1, Server::Nginx) => "nginx `proxy_pass`",
+            (Proto::H1, Server::Haproxy) => "haproxy",
+            (Proto::H1, Server::Pingora) => "Pingora `ProxyHttp`",
+            (Proto::H1, Server::Weft) => "weft, no filters",
+            (Proto::H1, Server::WeftHello) => "weft + hello-rust filter",
+            (Proto::H1, Server::WeftChain) => "weft + 5-filter chain",
+            (Proto::H2c, Server::Nginx) => "nginx `listen … http2` (h2c)",
+            (Proto::H2c, _) => "weft, no filters (h2c)",
+            (Proto::Tls, Server::Nginx) => "nginx `listen … ssl`",
+            (Proto::Tls, _) => "weft `tls:` listener, no filters",
         }
     }
 
-    /// A short name for files and progress lines.
+    /// A short name for files, processes and plots.
     fn slug(self) -> &'static str {
-        match self {
-            Target::Nginx => "nginx",
-            Target::Haproxy => "haproxy",
-            Target::Weft => "weft",
-            Target::WeftHello => "weft-hello",
-            Target::WeftChain => "weft-chain",
+        match (self.proto, self.server) {
+            (Proto::H1, Server::Nginx) => "nginx",
+            (Proto::H1, Server::Haproxy) => "haproxy",
+            (Proto::H1, Server::Pingora) => "pingora",
+            (Proto::H1, Server::Weft) => "weft",
+            (Proto::H1, Server::WeftHello) => "weft-hello",
+            (Proto::H1, Server::WeftChain) => "weft-chain",
+            (Proto::H2c, Server::Nginx) => "nginx-h2c",
+            (Proto::H2c, _) => "weft-h2c",
+            (Proto::Tls, Server::Nginx) => "nginx-tls",
+            (Proto::Tls, _) => "weft-tls",
+        }
+    }
+
+    fn group(self) -> Group {
+        match (self.proto, self.server) {
+            (Proto::H1, Server::Pingora) => Group::Pingora,
+            (Proto::H1, _) => Group::H1,
+            (Proto::H2c, _) => Group::H2,
+            (Proto::Tls, _) => Group::Tls,
         }
     }
 
     /// A response header that shows the target's filters ran.
     fn expected_header(self) -> Option<&'static str> {
-        match self {
-            Target::WeftHello => Some("x-hello: world"),
-            Target::WeftChain => Some("x-ratelimit-limit:"),
+        match self.server {
+            Server::WeftHello => Some("x-hello: world"),
+            Server::WeftChain => Some("x-ratelimit-limit:"),
             _ => None,
         }
     }
+
+    fn is_weft(self) -> bool {
+        matches!(
+            self.server,
+            Server::Weft | Server::WeftHello | Server::WeftChain
+        )
+    }
 }
 
-/// Runs the benchmark: `seconds` per wrk run, `rounds` interleaved rounds.
-pub(crate) fn run(seconds: u64, rounds: usize) -> Result<()> {
+/// A started target.
+struct Running {
+    case: Case,
+    process: usize,
+    addr: SocketAddr,
+    /// Driven in the rounds (else only started for the latency runs).
+    measured: bool,
+}
+
+/// The self-signed certificate of the TLS targets.
+struct Cert {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Runs the benchmark.
+pub(crate) fn run(args: Args) -> Result<()> {
+    let Args {
+        seconds,
+        rounds,
+        rate,
+        only,
+    } = args;
     if seconds == 0 {
         bail!("--seconds 0: a run needs at least one second");
     }
     if rounds == 0 {
         bail!("--rounds 0: give at least one round");
     }
+    if rate == 0 {
+        bail!("--rate 0: the fixed-rate runs need a rate");
+    }
+    let groups: Vec<Group> = if only.is_empty() {
+        ALL_GROUPS.to_vec()
+    } else {
+        only.clone()
+    };
+    let wants = |group| groups.contains(&group);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
         bail!(
-            "this machine offers {cpus} CPU; the bench needs two (targets on CPU {TARGET_CPU}, wrk on CPU {LOAD_CPU})"
+            "this machine offers {cpus} CPU; the bench needs two (targets on CPU {TARGET_CPU}, load on CPU {LOAD_CPU})"
         );
     }
 
-    step("bench dependencies: nginx, haproxy, wrk");
-    let missing: Vec<&str> = PACKAGES
+    step("bench dependencies: nginx, haproxy, wrk, h2load, openssl");
+    install(PACKAGES)?;
+
+    let root = std::env::current_dir().context("cannot read the current directory")?;
+    // Which targets run: a group's own, nginx `proxy_pass` as Pingora's
+    // base, the HTTP/1.1 ones for the latency runs.
+    let mut cases: Vec<(Case, bool)> = CASES
         .iter()
-        .filter(|(_, file)| !Path::new(file).exists())
-        .map(|(package, _)| *package)
+        .filter_map(|&case| {
+            let measured = wants(case.group())
+                || (case == case_of(Proto::H1, Server::Nginx) && wants(Group::Pingora));
+            let started = measured || (case.group() == Group::H1 && wants(Group::Latency));
+            started.then_some((case, measured))
+        })
         .collect();
-    if missing.is_empty() {
-        println!("    Debian packages present: nginx, haproxy, wrk");
-    } else {
-        setup::apt_install(&missing)?;
+
+    let mut pingora_skipped = None;
+    if cases.iter().any(|(c, _)| c.server == Server::Pingora) {
+        match build_pingora() {
+            Ok(()) => {}
+            Err(err) => {
+                let reason = format!("{err:#}");
+                println!("    Pingora SKIPPED: {reason}");
+                pingora_skipped = Some(reason);
+                cases.retain(|(c, _)| c.server != Server::Pingora);
+            }
+        }
     }
 
-    step("building weft (cargo build --release -p weft-cli)");
-    crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
-    build_filters()?;
-    let root = std::env::current_dir().context("cannot read the current directory")?;
     let weft = root.join(WEFT);
-    let chain = chain_plugins(&root)?;
     let hello = root.join(FILTERS_DIR).join("hello_rust.wasm");
-    for module in chain.iter().map(|(_, module, _)| module).chain([&hello]) {
-        if !module.exists() {
-            bail!("{} is missing after the filters build", module.display());
+    let mut chain = Vec::new();
+    if cases.iter().any(|(c, _)| c.is_weft()) {
+        step("building weft (cargo build --release -p weft-cli)");
+        crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
+        build_filters()?;
+        chain = chain_plugins(&root)?;
+        for module in chain.iter().map(|(_, module, _)| module).chain([&hello]) {
+            if !module.exists() {
+                bail!("{} is missing after the filters build", module.display());
+            }
         }
     }
 
@@ -154,13 +330,16 @@ pub(crate) fn run(seconds: u64, rounds: usize) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut processes = Processes {
-        started: Vec::new(),
-        dir: dir.clone(),
-        keep: true,
+    let mut processes = Processes::new(dir.clone());
+    let script = dir.join("p999.lua");
+    write(&script, WRK_SCRIPT)?;
+    let cert = if cases.iter().any(|(c, _)| c.proto == Proto::Tls) {
+        Some(self_signed(&dir)?)
+    } else {
+        None
     };
 
-    let ports = free_ports(1 + TARGETS.len())?;
+    let ports = free_ports(1 + cases.len())?;
     let (upstream_port, target_ports) = ports.split_first().context("no free ports")?;
     let upstream_port = *upstream_port;
 
@@ -182,13 +361,17 @@ pub(crate) fn run(seconds: u64, rounds: usize) -> Result<()> {
         "starting the targets, one worker each, pinned to CPU {TARGET_CPU} (taskset -c {TARGET_CPU})"
     ));
     let mut running = Vec::new();
-    for (&target, &port) in TARGETS.iter().zip(target_ports) {
-        let command = match target {
-            Target::Nginx => {
-                let conf = write_nginx_conf(&dir, "nginx", &nginx_proxy(port, upstream_port))?;
+    for (&(case, measured), &port) in cases.iter().zip(target_ports) {
+        let command = match case.server {
+            Server::Nginx => {
+                let conf = write_nginx_conf(
+                    &dir,
+                    case.slug(),
+                    &nginx_proxy(port, upstream_port, case.proto, cert.as_ref()),
+                )?;
                 nginx_command(Some(TARGET_CPU), &dir, &conf)
             }
-            Target::Haproxy => {
+            Server::Haproxy => {
                 let conf = dir.join("haproxy.cfg");
                 write(&conf, &haproxy_conf(port, upstream_port))?;
                 let mut command = Command::new("taskset");
@@ -197,18 +380,32 @@ pub(crate) fn run(seconds: u64, rounds: usize) -> Result<()> {
                     .arg(&conf);
                 command
             }
-            Target::Weft | Target::WeftHello | Target::WeftChain => {
-                let plugins = match target {
-                    Target::WeftHello => vec![(
+            Server::Pingora => {
+                let mut command = Command::new("taskset");
+                command
+                    .args(["-c", TARGET_CPU])
+                    .arg(root.join(PINGORA))
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg(format!("127.0.0.1:{upstream_port}"));
+                command
+            }
+            Server::Weft | Server::WeftHello | Server::WeftChain => {
+                let plugins = match case.server {
+                    Server::WeftHello => vec![(
                         "hello".to_string(),
                         hello.clone(),
                         serde_json::json!({"header": "x-hello", "value": "world"}),
                     )],
-                    Target::WeftChain => chain.clone(),
+                    Server::WeftChain => chain.clone(),
                     _ => Vec::new(),
                 };
-                let conf = dir.join(format!("{}.yaml", target.slug()));
-                write(&conf, &weft_conf(port, upstream_port, &plugins)?)?;
+                let tls = if case.proto == Proto::Tls {
+                    cert.as_ref()
+                } else {
+                    None
+                };
+                let conf = dir.join(format!("{}.yaml", case.slug()));
+                write(&conf, &weft_conf(port, upstream_port, &plugins, tls)?)?;
                 let mut command = Command::new("taskset");
                 command
                     .args(["-c", TARGET_CPU])
@@ -219,53 +416,274 @@ pub(crate) fn run(seconds: u64, rounds: usize) -> Result<()> {
                 command
             }
         };
-        let index = processes.spawn(target.slug(), command)?;
+        let process = processes.spawn(case.slug(), command)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        processes.wait_answering(index, addr, target.expected_header())?;
-        println!("    {}: http://{addr}/", target.label());
-        running.push((target, index, addr));
+        match case.proto {
+            Proto::H1 => processes.wait_answering(process, addr, case.expected_header())?,
+            Proto::H2c => processes.wait_probe(process, "HTTP/2 by prior knowledge", || {
+                h2load_probe(&format!("http://{addr}/"), false)
+            })?,
+            Proto::Tls => processes.wait_probe(process, "HTTPS", || {
+                h2load_probe(&format!("https://{addr}/"), true)
+            })?,
+        }
+        println!("    {}: {}", case.label(), url(case.proto, addr));
+        running.push(Running {
+            case,
+            process,
+            addr,
+            measured,
+        });
     }
+    let tls_info: Vec<(Case, String)> = running
+        .iter()
+        .filter(|r| r.case.proto == Proto::Tls)
+        .map(|r| (r.case, negotiated(r.addr)))
+        .collect();
 
     step(&format!(
-        "warming up: wrk for {WARM_UP_SECONDS} s on each target (not recorded)"
+        "warming up: {WARM_UP_SECONDS} s of load on each target (not recorded)"
     ));
-    for (target, _, addr) in &running {
-        wrk(*addr, WARM_UP_SECONDS).with_context(|| format!("warming up {}", target.label()))?;
+    for target in &running {
+        load(target.case.proto, target.addr, WARM_UP_SECONDS, &script)
+            .with_context(|| format!("warming up {}", target.case.label()))?;
     }
 
     // Described now, so that the load average is the one the rounds start in.
     let machine = Machine::describe(clk_tck);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); running.len()];
+    // The fixed-rate runs: directly to the upstream, then through each
+    // HTTP/1.1 target; every round's latencies pooled.
+    let mut hops: Vec<(String, SocketAddr)> = Vec::new();
+    if wants(Group::Latency) {
+        hops.push(("direct to the upstream".to_string(), upstream_addr));
+        hops.extend(
+            running
+                .iter()
+                .filter(|r| r.case.proto == Proto::H1)
+                .map(|r| (r.case.label().to_string(), r.addr)),
+        );
+    }
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); hops.len()];
     for round in 1..=rounds {
         step(&format!(
-            "round {round} of {rounds}: wrk -t1 -c{CONNECTIONS} -d{seconds}s on each target"
+            "round {round} of {rounds}: wrk -t1 -c{CONNECTIONS} -d{seconds}s (h2c: h2load -t1 -c{CONNECTIONS} -m{STREAMS} -D{seconds}) on each target"
         ));
-        for (slot, (target, index, addr)) in running.iter().enumerate() {
-            let pids = processes.family(*index);
-            let sample = measure(*addr, &pids, seconds, clk_tck)
-                .with_context(|| format!("measuring {} (round {round})", target.label()))?;
+        for (slot, target) in running.iter().enumerate() {
+            if !target.measured {
+                continue;
+            }
+            let pids = processes.family(target.process);
+            let sample = measure(&pids, clk_tck, || {
+                load(target.case.proto, target.addr, seconds, &script)
+            })
+            .with_context(|| format!("measuring {} (round {round})", target.case.label()))?;
             println!(
-                "    {:<26} {:>8.0} req/s  {:>6.1} µs CPU/req  p50 {}  p99 {}  peak RSS {}",
-                target.label(),
+                "    {:<34} {:>8.0} req/s  {:>6.1} µs CPU/req  {}  peak RSS {}",
+                target.case.label(),
                 sample.rps,
                 sample.cpu_us,
-                ms(sample.p50_us),
-                ms(sample.p99_us),
+                sample.latency_line(),
                 mib(sample.rss_kib),
             );
             if let Some(list) = samples.get_mut(slot) {
                 list.push(sample);
             }
         }
+        if hops.is_empty() {
+            continue;
+        }
+        step(&format!(
+            "round {round} of {rounds}: {rate} requests/s over {LATENCY_CONNECTIONS} connections for {seconds} s, directly and through each HTTP/1.1 target"
+        ));
+        for ((label, addr), pooled) in hops.iter().zip(latencies.iter_mut()) {
+            let pinned = Pinned::to(LOAD_CPU)?;
+            let run = fixed_rate(
+                *addr,
+                rate,
+                LATENCY_CONNECTIONS,
+                Duration::from_secs(seconds),
+            )
+            .with_context(|| format!("fixed-rate run through {label} (round {round})"))?;
+            drop(pinned);
+            let mut sorted = run.latencies_ns;
+            sorted.sort_unstable();
+            println!(
+                "    {label:<34} {:>6} requests  p50 {}  p99 {}  p99.9 {}",
+                sorted.len(),
+                us(percentile(&sorted, 50.0) / 1e3),
+                us(percentile(&sorted, 99.0) / 1e3),
+                us(percentile(&sorted, 99.9) / 1e3),
+            );
+            pooled.extend(sorted);
+        }
+    }
+    for pooled in &mut latencies {
+        pooled.sort_unstable();
     }
 
-    let section = report(&machine, seconds, rounds, &samples);
+    let results = Results {
+        machine,
+        seconds,
+        rounds,
+        rate,
+        running,
+        samples,
+        hops: hops
+            .into_iter()
+            .map(|(label, _)| label)
+            .zip(latencies)
+            .collect(),
+        pingora_skipped,
+        tls_info,
+    };
+    let section = report(&results);
     step("results");
     println!("{section}");
-    write_doc(&section)?;
-    println!("\n    written into {DOC} between {BEGIN} and {END}");
+    if only.is_empty() {
+        write_doc(&section)?;
+        write_plots(&results)?;
+        println!("\n    written into {DOC} between {BEGIN} and {END}, plots into {PLOTS}/");
+    } else {
+        println!("\n    --only: {DOC} and {PLOTS}/ left as they were");
+    }
     processes.keep = false;
     Ok(())
+}
+
+fn url(proto: Proto, addr: SocketAddr) -> String {
+    match proto {
+        Proto::Tls => format!("https://{addr}/"),
+        _ => format!("http://{addr}/"),
+    }
+}
+
+/// Installs the Debian packages whose file is missing.
+fn install(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        let names: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
+        println!("    Debian packages present: {}", names.join(", "));
+        Ok(())
+    } else {
+        setup::apt_install(&missing)
+    }
+}
+
+/// Builds `bench/pingora` (release) into its own target directory; the
+/// error says why it did not build.
+fn build_pingora() -> Result<()> {
+    step(&format!(
+        "building the Pingora proxy (cargo build --release --manifest-path {PINGORA_MANIFEST} --target-dir {PINGORA_TARGET})"
+    ));
+    install(&[CMAKE]).context("cmake (needed by Pingora's build) could not be installed")?;
+    let mut child = cargo()
+        .args(["build", "--release", "--manifest-path", PINGORA_MANIFEST])
+        .args(["--target-dir", PINGORA_TARGET])
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run cargo")?;
+    let stderr = child.stderr.take().context("cargo has no stderr")?;
+    let mut errors = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line?;
+        eprintln!("{line}");
+        if line.starts_with("error") && errors.len() < 3 {
+            errors.push(line);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "`cargo build` of {PINGORA_MANIFEST} failed ({status}): {}",
+            if errors.is_empty() {
+                "no error line".to_string()
+            } else {
+                errors.join(" / ")
+            }
+        );
+    }
+    if !Path::new(PINGORA).exists() {
+        bail!("{PINGORA} is missing after its build");
+    }
+    Ok(())
+}
+
+/// The Pingora version `bench/pingora/Cargo.lock` resolved.
+fn pingora_version() -> Option<String> {
+    let lock = std::fs::read_to_string(PINGORA_LOCK).ok()?;
+    let mut lines = lock.lines();
+    lines.find(|l| l.trim() == "name = \"pingora-core\"")?;
+    let version = lines.next()?.trim().strip_prefix("version = ")?;
+    Some(version.trim_matches('"').to_string())
+}
+
+/// A self-signed P-256 certificate for localhost / 127.0.0.1 in `dir`.
+fn self_signed(dir: &Path) -> Result<Cert> {
+    let cert = Cert {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    let out = Command::new(OPENSSL)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&cert.key)
+        .arg("-out")
+        .arg(&cert.cert)
+        .output()
+        .context("cannot run openssl")?;
+    if !out.status.success() {
+        bail!(
+            "openssl req -x509 failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(cert)
+}
+
+/// The protocol and cipher an OpenSSL client (as wrk) gets from `addr`.
+fn negotiated(addr: SocketAddr) -> String {
+    let out = Command::new("timeout")
+        .args(["10", OPENSSL, "s_client", "-brief", "-connect"])
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .output();
+    let Ok(out) = out else {
+        return "unknown".to_string();
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    match (field("Protocol version:"), field("Ciphersuite:")) {
+        (Some(protocol), Some(cipher)) => format!("{protocol}, {cipher}"),
+        _ => "unknown".to_string(),
+    }
 }
 
 /// The five filters of the canary example, in its listener's order, with
@@ -364,8 +782,22 @@ http {{
     Ok(path)
 }
 
-/// The nginx reverse proxy: upstream keep-alive as the issue asks.
-fn nginx_proxy(port: u16, upstream: u16) -> String {
+/// The nginx reverse proxy: upstream keep-alive as the issue asks; h2c
+/// (`http2` on a plain listener: prior knowledge) or TLS downstream (TLS
+/// 1.3 allowed, as weft's rustls does: nginx 1.22 leaves it out by default).
+fn nginx_proxy(port: u16, upstream: u16, proto: Proto, cert: Option<&Cert>) -> String {
+    let listen = match (proto, cert) {
+        (Proto::H2c, _) => format!("listen 127.0.0.1:{port} http2;"),
+        (Proto::Tls, Some(cert)) => format!(
+            "listen 127.0.0.1:{port} ssl;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate {};
+        ssl_certificate_key {};",
+            cert.cert.display(),
+            cert.key.display()
+        ),
+        _ => format!("listen 127.0.0.1:{port};"),
+    };
     format!(
         "upstream up {{
         server 127.0.0.1:{upstream};
@@ -373,7 +805,7 @@ fn nginx_proxy(port: u16, upstream: u16) -> String {
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         location / {{
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -428,13 +860,23 @@ backend up
 }
 
 /// A weft configuration: one worker, one route to the upstream (the
-/// router's cluster header honoured), the given plugins in order.
+/// router's cluster header honoured), the given plugins in order, TLS
+/// with `tls`.
 fn weft_conf(
     port: u16,
     upstream: u16,
     plugins: &[(String, PathBuf, serde_json::Value)],
+    tls: Option<&Cert>,
 ) -> Result<String> {
     let names: Vec<&str> = plugins.iter().map(|(name, _, _)| name.as_str()).collect();
+    let tls = match tls {
+        Some(cert) => format!(
+            "    tls:\n      certificates:\n        - {{cert: {}, key: {}}}\n",
+            serde_json::to_string(&cert.cert.display().to_string())?,
+            serde_json::to_string(&cert.key.display().to_string())?
+        ),
+        None => String::new(),
+    };
     let mut conf = format!(
         "workers: 1
 drain_timeout_ms: 1000
@@ -443,7 +885,7 @@ listeners:
     address: 127.0.0.1:{port}
     request_id: false
     traceparent: false
-    filters: [{}]
+{tls}    filters: [{}]
     virtual_hosts:
       - name: bench
         routes:
@@ -467,287 +909,94 @@ clusters:
     Ok(conf)
 }
 
-/// Processes this run started, stopped when it ends however it ends; the
-/// directory with their configurations and logs is removed after a run
-/// that worked, and kept (and named) after one that failed.
-struct Processes {
-    started: Vec<Started>,
-    dir: PathBuf,
-    keep: bool,
-}
-
-struct Started {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Processes {
-    /// Starts `command` with its output in `DIR/NAME.log`; returns its index.
-    fn spawn(&mut self, name: &str, mut command: Command) -> Result<usize> {
-        let log = self.dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("cannot start {name}: {command:?}"))?;
-        self.started.push(Started {
-            name: name.to_string(),
-            child,
-            log,
-        });
-        Ok(self.started.len() - 1)
-    }
-
-    /// Waits until the process answers `GET /` on `addr` with 200 (and
-    /// `header`, when given).
-    fn wait_answering(
-        &mut self,
-        index: usize,
-        addr: SocketAddr,
-        header: Option<&str>,
-    ) -> Result<()> {
-        let started = self.started.get_mut(index).context("no such process")?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = started.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before answering on {addr}; {}:\n{}",
-                    started.name,
-                    started.log.display(),
-                    tail(&started.log)
-                );
-            }
-            let last = match get(addr) {
-                Ok((200, head)) => {
-                    if let Some(header) = header
-                        && !head
-                            .lines()
-                            .any(|l| l.to_ascii_lowercase().starts_with(header))
-                    {
-                        bail!(
-                            "{} answers on {addr} without `{header}`: its filters did not run\n{head}",
-                            started.name
-                        );
-                    }
-                    return Ok(());
-                }
-                Ok((status, head)) => format!("status {status}\n{head}"),
-                Err(err) => format!("{err:#}"),
-            };
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not answer 200 on http://{addr}/ within {} s (last: {last}); {}:\n{}",
-                    started.name,
-                    START_TIMEOUT.as_secs(),
-                    started.log.display(),
-                    tail(&started.log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The PIDs of process `index` and of all its descendants (nginx's
-    /// master and worker).
-    fn family(&self, index: usize) -> Vec<u32> {
-        self.started
-            .get(index)
-            .map(|s| family(s.child.id()))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for started in self.started.iter_mut().rev() {
-            stop(started);
-        }
-        if self.keep {
-            println!("    configurations and logs kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// SIGTERM to the process, SIGKILL after 5 s, then SIGKILL to any
-/// descendant still there.
-fn stop(started: &mut Started) {
-    if matches!(started.child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    let pid = started.child.id();
-    let family = family(pid);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if matches!(started.child.try_wait(), Ok(Some(_))) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = started.child.kill();
-    let _ = started.child.wait();
-    for other in family.into_iter().filter(|&p| p != pid) {
-        if Path::new(&format!("/proc/{other}")).exists() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &other.to_string()])
-                .status();
-        }
-    }
-}
-
-/// `root` and every process descending from it, from the parent PIDs in
-/// `/proc/*/stat`.
-fn family(root: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let fields = stat_fields(pid).ok()?;
-            Some((pid, fields.get(1)?.parse().ok()?))
-        })
-        .collect();
-    let mut family = vec![root];
-    let mut next = 0;
-    while let Some(&parent) = family.get(next) {
-        for &(pid, ppid) in &parents {
-            if ppid == parent && !family.contains(&pid) {
-                family.push(pid);
-            }
-        }
-        next += 1;
-    }
-    family
-}
-
-/// The fields of `/proc/PID/stat` after the command name: state is 0,
-/// ppid 1, utime 11, stime 12.
-fn stat_fields(pid: u32) -> Result<Vec<String>> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let (_, rest) = text
-        .rsplit_once(')')
-        .with_context(|| format!("{path}: no `)` after the command name"))?;
-    Ok(rest.split_whitespace().map(str::to_string).collect())
-}
-
-/// utime + stime of `pids`, in clock ticks.
-fn cpu_ticks(pids: &[u32]) -> Result<u64> {
-    let mut ticks = 0;
-    for &pid in pids {
-        let fields = stat_fields(pid)?;
-        for (index, name) in [(11, "utime"), (12, "stime")] {
-            ticks += fields
-                .get(index)
-                .and_then(|f| f.parse::<u64>().ok())
-                .with_context(|| format!("/proc/{pid}/stat: no {name}"))?;
-        }
-    }
-    Ok(ticks)
-}
-
-/// The sum of `VmHWM` (peak resident set) of `pids`, in KiB.
-fn peak_rss_kib(pids: &[u32]) -> Result<u64> {
-    let mut total = 0;
-    for &pid in pids {
-        let path = format!("/proc/{pid}/status");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        total += text
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .with_context(|| format!("{path}: no VmHWM line"))?;
-    }
-    Ok(total)
-}
-
-/// `GET /` on a fresh connection: the status and the response head.
-fn get(addr: SocketAddr) -> Result<(u16, String)> {
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")?;
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw)?;
-    let raw = String::from_utf8_lossy(&raw);
-    let head = raw.split("\r\n\r\n").next().unwrap_or_default();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("{addr} answered without a status line: {head:?}"))?;
-    Ok((status, head.replace("\r\n", "\n")))
-}
-
-/// The last lines of a log, for error messages.
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// One wrk run against one target.
+/// One recorded run against one target.
 #[derive(Clone)]
 struct Sample {
     rps: f64,
-    p50_us: f64,
-    p99_us: f64,
     cpu_us: f64,
     rss_kib: u64,
+    /// wrk's percentiles (µs); NaN from h2load.
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    /// h2load's mean request time (µs); NaN from wrk.
+    mean_us: f64,
     socket_errors: u64,
 }
 
-/// One recorded run: the target's CPU time and peak RSS around wrk.
-fn measure(addr: SocketAddr, pids: &[u32], seconds: u64, clk_tck: f64) -> Result<Sample> {
-    let before = cpu_ticks(pids)?;
-    let wrk = wrk(addr, seconds)?;
-    let after = cpu_ticks(pids)?;
-    if wrk.requests == 0 {
-        bail!("wrk counted no requests");
+impl Sample {
+    fn latency_line(&self) -> String {
+        if self.mean_us.is_finite() {
+            format!("mean {}", ms(self.mean_us))
+        } else {
+            format!(
+                "p50 {}  p99 {}  p99.9 {}",
+                ms(self.p50_us),
+                ms(self.p99_us),
+                ms(self.p999_us)
+            )
+        }
     }
-    let cpu_us = (after.saturating_sub(before)) as f64 / clk_tck * 1e6 / wrk.requests as f64;
+}
+
+/// One recorded run: the target's CPU time and peak RSS around `load`.
+fn measure(pids: &[u32], clk_tck: f64, load: impl FnOnce() -> Result<Load>) -> Result<Sample> {
+    let before = cpu_ticks(pids)?;
+    let load = load()?;
+    let after = cpu_ticks(pids)?;
+    if load.requests == 0 {
+        bail!("the load generator counted no requests");
+    }
+    let cpu_us = (after.saturating_sub(before)) as f64 / clk_tck * 1e6 / load.requests as f64;
     Ok(Sample {
-        rps: wrk.rps,
-        p50_us: wrk.p50_us,
-        p99_us: wrk.p99_us,
+        rps: load.rps,
         cpu_us,
         rss_kib: peak_rss_kib(pids)?,
-        socket_errors: wrk.socket_errors,
+        p50_us: load.p50_us,
+        p99_us: load.p99_us,
+        p999_us: load.p999_us,
+        mean_us: load.mean_us,
+        socket_errors: load.socket_errors,
     })
 }
 
-/// What wrk reports.
+/// What a load generator reports.
 #[derive(Debug, PartialEq)]
-struct Wrk {
+struct Load {
     requests: u64,
     rps: f64,
     p50_us: f64,
     p99_us: f64,
+    p999_us: f64,
+    mean_us: f64,
     socket_errors: u64,
 }
 
-/// `wrk -t1 -c32 -dNs --latency` on CPU 0; fails on any non-2xx answer.
-fn wrk(addr: SocketAddr, seconds: u64) -> Result<Wrk> {
+/// The protocol's load generator against `addr` for `seconds`.
+fn load(proto: Proto, addr: SocketAddr, seconds: u64, script: &Path) -> Result<Load> {
+    match proto {
+        Proto::H1 | Proto::Tls => wrk(&url(proto, addr), seconds, script),
+        Proto::H2c => h2load(&url(proto, addr), seconds),
+    }
+}
+
+/// `wrk -t1 -c32 -dNs --latency -s p999.lua URL` on CPU 0; fails on any
+/// non-2xx answer.
+fn wrk(url: &str, seconds: u64, script: &Path) -> Result<Load> {
     let mut command = Command::new("taskset");
-    command.args([
-        "-c",
-        LOAD_CPU,
-        WRK,
-        "-t1",
-        &format!("-c{CONNECTIONS}"),
-        &format!("-d{seconds}s"),
-        "--latency",
-        &format!("http://{addr}/"),
-    ]);
+    command
+        .args([
+            "-c",
+            LOAD_CPU,
+            WRK,
+            "-t1",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url);
     let out = command
         .output()
         .with_context(|| format!("cannot run {command:?}"))?;
@@ -762,14 +1011,15 @@ fn wrk(addr: SocketAddr, seconds: u64) -> Result<Wrk> {
     parse_wrk(&text).with_context(|| format!("cannot read the output of {command:?}:\n{text}"))
 }
 
-fn parse_wrk(text: &str) -> Result<Wrk> {
-    let (mut requests, mut rps, mut p50, mut p99) = (None, None, None, None);
+fn parse_wrk(text: &str) -> Result<Load> {
+    let (mut requests, mut rps, mut p50, mut p99, mut p999) = (None, None, None, None, None);
     let mut socket_errors = 0;
     for line in text.lines().map(str::trim) {
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
             (Some("50%"), Some(value)) => p50 = Some(duration_us(value)?),
             (Some("99%"), Some(value)) => p99 = Some(duration_us(value)?),
+            (Some("p99.9"), Some(value)) => p999 = Some(value.parse::<f64>()?),
             (Some(n), Some("requests")) => requests = Some(n.parse::<u64>()?),
             (Some("Requests/sec:"), Some(value)) => rps = Some(value.parse::<f64>()?),
             _ => {}
@@ -785,16 +1035,120 @@ fn parse_wrk(text: &str) -> Result<Wrk> {
                 .sum();
         }
     }
-    Ok(Wrk {
+    Ok(Load {
         requests: requests.context("no `N requests in` line")?,
         rps: rps.context("no `Requests/sec:` line")?,
         p50_us: p50.context("no `50%` latency line (--latency)")?,
         p99_us: p99.context("no `99%` latency line (--latency)")?,
+        p999_us: p999.context("no `p99.9` line (from the done() script)")?,
+        mean_us: f64::NAN,
         socket_errors,
     })
 }
 
-/// wrk's durations (`812.00us`, `1.23ms`, `2.01s`, `1.50m`) in µs.
+/// `h2load -t1 -c32 -m10 -DN URL` on CPU 0; fails on any failed request
+/// or non-2xx answer.
+fn h2load(url: &str, seconds: u64) -> Result<Load> {
+    let mut command = Command::new("taskset");
+    command.args([
+        "-c",
+        LOAD_CPU,
+        H2LOAD,
+        "-t1",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-m{STREAMS}"),
+        &format!("-D{seconds}"),
+        url,
+    ]);
+    let out = command
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    parse_h2load(&text).with_context(|| format!("cannot read the output of {command:?}:\n{text}"))
+}
+
+/// One request with h2load (HTTP/2 by prior knowledge, or HTTP/1.1 over
+/// TLS with `h1`): ready when it got a 2xx.
+fn h2load_probe(url: &str, h1: bool) -> Result<()> {
+    let mut command = Command::new("timeout");
+    command.args(["10", H2LOAD, "-n1", "-c1"]);
+    if h1 {
+        command.arg("--h1");
+    }
+    let out = command
+        .arg(url)
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_h2load(&text).map(|_| ())
+}
+
+fn parse_h2load(text: &str) -> Result<Load> {
+    let (mut succeeded, mut rps, mut mean) = (None, None, None);
+    let field = |line: &str, name: &str| -> Option<u64> {
+        line.split(',')
+            .find_map(|part| part.trim().strip_suffix(name))
+            .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+    };
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("finished in ") {
+            // `finished in 2.00s, 45000.50 req/s, 1.29MB/s`
+            rps = rest
+                .split(',')
+                .find_map(|part| part.trim().strip_suffix(" req/s"))
+                .and_then(|v| v.parse::<f64>().ok());
+        } else if let Some(rest) = line.strip_prefix("requests:") {
+            // `requests: 90 total, 91 started, 90 done, 90 succeeded, 0 failed, 0 errored, 0 timeout`
+            succeeded = field(rest, " succeeded");
+            let failed: u64 = [" failed", " errored", " timeout"]
+                .iter()
+                .filter_map(|name| field(rest, name))
+                .sum();
+            if failed > 0 {
+                bail!("{failed} requests failed, errored or timed out");
+            }
+        } else if let Some(rest) = line.strip_prefix("status codes:") {
+            // `status codes: 90 2xx, 0 3xx, 0 4xx, 0 5xx`
+            let bad: u64 = [" 4xx", " 5xx"]
+                .iter()
+                .filter_map(|name| field(rest, name))
+                .sum();
+            if bad > 0 {
+                bail!("{bad} answers were 4xx or 5xx");
+            }
+        } else if let Some(rest) = line.strip_prefix("time for request:") {
+            // `time for request:   195us   12.30ms   6.89ms   1.20ms   70.00%`: min max mean sd
+            mean = rest
+                .split_whitespace()
+                .nth(2)
+                .map(duration_us)
+                .transpose()?;
+        }
+    }
+    let requests = succeeded.context("no `requests:` line")?;
+    if requests == 0 {
+        bail!("no request succeeded");
+    }
+    Ok(Load {
+        requests,
+        rps: rps.context("no `finished in` line")?,
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        p999_us: f64::NAN,
+        mean_us: mean.context("no `time for request:` line")?,
+        socket_errors: 0,
+    })
+}
+
+/// wrk's and h2load's durations (`812.00us`, `1.23ms`, `2.01s`, `1.50m`)
+/// in µs.
 fn duration_us(value: &str) -> Result<f64> {
     let (number, scale) = if let Some(n) = value.strip_suffix("us") {
         (n, 1.0)
@@ -805,11 +1159,11 @@ fn duration_us(value: &str) -> Result<f64> {
     } else if let Some(n) = value.strip_suffix('m') {
         (n, 60e6)
     } else {
-        bail!("`{value}` is not a wrk duration");
+        bail!("`{value}` is not a duration");
     };
     let number: f64 = number
         .parse()
-        .with_context(|| format!("`{value}` is not a wrk duration"))?;
+        .with_context(|| format!("`{value}` is not a duration"))?;
     Ok(number * scale)
 }
 
@@ -821,7 +1175,10 @@ struct Machine {
     kernel: String,
     nginx: String,
     haproxy: String,
+    pingora: String,
     wrk: String,
+    h2load: String,
+    openssl: String,
     weft: String,
     load: String,
     clk_tck: f64,
@@ -858,6 +1215,7 @@ impl Machine {
         let nginx = first_line(NGINX, &["-v"]);
         let haproxy = first_line(HAPROXY, &["-v"]);
         let wrk = first_line(WRK, &["-v"]);
+        let openssl = first_line(OPENSSL, &["version"]);
         let dirty = output("git", &["status", "--porcelain"]).is_ok_and(|s| !s.trim().is_empty());
         let weft = format!(
             "{}{}",
@@ -878,8 +1236,19 @@ impl Machine {
                 .strip_prefix("HAProxy version ")
                 .and_then(|v| v.split_whitespace().next())
                 .map_or(haproxy.clone(), |v| format!("haproxy {v}")),
+            pingora: pingora_version().map_or("Pingora (version unknown)".to_string(), |v| {
+                format!("Pingora {v}")
+            }),
             // `wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer`
             wrk: wrk.split(" [").next().unwrap_or(&wrk).to_string(),
+            // `h2load nghttp2/1.52.0`
+            h2load: first_line(H2LOAD, &["--version"]),
+            // `OpenSSL 3.0.17 1 Jul 2025 (Library: OpenSSL 3.0.17 1 Jul 2025)`
+            openssl: openssl
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" "),
             weft,
             load: std::fs::read_to_string("/proc/loadavg")
                 .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -890,7 +1259,7 @@ impl Machine {
 }
 
 /// Runs a program and returns its standard output.
-fn output(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn output(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -915,68 +1284,119 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn ms(us: f64) -> String {
-    format!("{:.2} ms", us / 1000.0)
+    if us.is_finite() {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        "–".to_string()
+    }
+}
+
+/// A latency given in µs: `85 µs` below a millisecond, else `4.16 ms`.
+fn us(us: f64) -> String {
+    if !us.is_finite() {
+        "–".to_string()
+    } else if us.abs() < 1000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
 }
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// The median over rounds of `figure` for target slot `slot`.
-fn median_of(samples: &[Vec<Sample>], slot: usize, figure: impl Fn(&Sample) -> f64) -> f64 {
-    median(
-        samples
-            .get(slot)
-            .map(|s| s.iter().map(&figure).collect())
-            .unwrap_or_default(),
-    )
+fn times(ratio: f64) -> String {
+    if ratio.is_finite() {
+        format!("{ratio:.2}×")
+    } else {
+        "–".to_string()
+    }
 }
 
-/// The median over rounds of `figure(target) / figure(base)`, each round's
-/// ratio taken within the round.
-fn ratio(
-    samples: &[Vec<Sample>],
-    slot: usize,
-    base: usize,
-    figure: impl Fn(&Sample) -> f64,
-) -> f64 {
-    let (Some(of), Some(to)) = (samples.get(slot), samples.get(base)) else {
-        return f64::NAN;
-    };
-    median(
-        of.iter()
-            .zip(to)
-            .map(|(a, b)| figure(a) / figure(b))
-            .collect(),
-    )
+/// Everything a run measured, for the report and the plots.
+struct Results {
+    machine: Machine,
+    seconds: u64,
+    rounds: usize,
+    rate: u32,
+    running: Vec<Running>,
+    /// Per running target (same order), one sample per round.
+    samples: Vec<Vec<Sample>>,
+    /// The fixed-rate runs: what was measured, its latencies (ns), sorted.
+    hops: Vec<(String, Vec<u64>)>,
+    pingora_skipped: Option<String>,
+    tls_info: Vec<(Case, String)>,
 }
 
-fn slot(target: Target) -> usize {
-    TARGETS.iter().position(|&t| t == target).unwrap_or(0)
+impl Results {
+    /// The slot of `case` if it was measured.
+    fn slot(&self, case: Case) -> Option<usize> {
+        self.running
+            .iter()
+            .position(|r| r.case == case && r.measured)
+    }
+
+    /// The measured targets of `proto`, with their slots.
+    fn of(&self, proto: Proto) -> Vec<(usize, Case)> {
+        self.running
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.case.proto == proto && r.measured)
+            .map(|(slot, r)| (slot, r.case))
+            .collect()
+    }
+
+    /// The median over rounds of `figure` for `slot`.
+    fn median(&self, slot: usize, figure: impl Fn(&Sample) -> f64) -> f64 {
+        median(
+            self.samples
+                .get(slot)
+                .map(|s| s.iter().map(&figure).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The median over rounds of `figure(slot) / figure(base)`, each
+    /// round's ratio taken within the round.
+    fn ratio(&self, slot: usize, base: Option<usize>, figure: impl Fn(&Sample) -> f64) -> f64 {
+        let (Some(of), Some(to)) = (
+            self.samples.get(slot),
+            base.and_then(|b| self.samples.get(b)),
+        ) else {
+            return f64::NAN;
+        };
+        median(
+            of.iter()
+                .zip(to)
+                .map(|(a, b)| figure(a) / figure(b))
+                .collect(),
+        )
+    }
 }
 
 /// The section written between the markers (and printed).
-fn report(machine: &Machine, seconds: u64, rounds: usize, samples: &[Vec<Sample>]) -> String {
+fn report(r: &Results) -> String {
     let mut out = String::new();
-    let nginx = slot(Target::Nginx);
-    let weft = slot(Target::Weft);
-    let _ = writeln!(
-        out,
-        "## Latest `cargo xtask bench` run ({})\n",
-        machine.date
-    );
+    let m = &r.machine;
+    let (seconds, rounds, rate) = (r.seconds, r.rounds, r.rate);
+    let _ = writeln!(out, "## Latest `cargo xtask bench` run ({})\n", m.date);
     let _ = writeln!(
         out,
         "`cargo xtask bench --seconds {seconds} --rounds {rounds}` on {} CPUs ({}), {}; \
-         {}, {}, {}; weft at {} (release build). Load average when the run started: {}.\n",
-        machine.cpus,
-        machine.model,
-        machine.kernel,
-        machine.nginx,
-        machine.haproxy,
-        machine.wrk,
-        machine.weft,
-        machine.load
+         {}, {}, {}, {}, {}, {}; weft at {} (release build). Load average when the run \
+         started: {}.\n",
+        m.cpus,
+        m.model,
+        m.kernel,
+        m.nginx,
+        m.haproxy,
+        m.pingora,
+        m.wrk,
+        m.h2load,
+        m.openssl,
+        m.weft,
+        m.load
     );
     let _ = writeln!(
         out,
@@ -985,91 +1405,212 @@ fn report(machine: &Machine, seconds: u64, rounds: usize, samples: &[Vec<Sample>
 - Targets, one worker each, pinned to CPU {TARGET_CPU} (`taskset -c {TARGET_CPU}`): nginx \
   `proxy_pass` (`keepalive 64`, `proxy_http_version 1.1`, empty `Connection`, \
   `keepalive_requests 1000000` on both sides); haproxy (`nbthread 1`, `http-reuse always`); \
-  weft (`workers: 1`, `request_id` and `traceparent` off, one route forwarding with \
-  `cluster_header`) without filters, with hello-rust (`{{header: x-hello, value: world}}`), and \
-  with the chain of `{CHAIN_EXAMPLE}` (auth, ratelimit, router, fault, telemetry) configured to \
-  let every request through: auth `allow_anonymous`, a bucket of 10⁹ tokens, one router \
-  backend, 0% aborts, telemetry without its access-log line. weft runs with `--log warn`, so \
+  Pingora, the minimal `ProxyHttp` of `bench/pingora` (`threads: 1`, every request to the \
+  upstream through Pingora's keep-alive pool, default allocator); weft (`workers: 1`, \
+  `request_id` and `traceparent` off, one route forwarding with `cluster_header`) without \
+  filters, with hello-rust (`{{header: x-hello, value: world}}`), and with the chain of \
+  `{CHAIN_EXAMPLE}` (auth, ratelimit, router, fault, telemetry) configured to let every \
+  request through: auth `allow_anonymous`, a bucket of 10⁹ tokens, one router backend, 0% \
+  aborts, telemetry without its access-log line. weft runs with `--log warn`, so \
   hello-rust's INFO line per request is filtered out: like nginx and haproxy (`access_log \
-  off`, no `log`), nothing is written per request.
-- Load: `wrk -t1 -c{CONNECTIONS} -d{seconds}s --latency` pinned to CPU {LOAD_CPU}, HTTP/1.1 on \
-  loopback; the targets interleaved in the order of the table, {rounds} round(s), after a \
-  {WARM_UP_SECONDS} s warm-up each.
-- CPU per request: utime + stime of the target's processes (`/proc/PID/stat`, {} ticks/s) over \
-  the run, divided by the requests wrk counted. Peak RSS: `VmHWM` summed over the target's \
-  processes. Figures are medians over the rounds; ratios are medians of the ratios taken \
-  within each round.\n",
-        machine.clk_tck
+  off`, no `log`), nothing is written per request. Every target forwards HTTP/1.1 to the \
+  upstream over kept-alive connections, whatever the downstream protocol.
+- HTTP/1.1 load: `wrk -t1 -c{CONNECTIONS} -d{seconds}s --latency` pinned to CPU {LOAD_CPU} on \
+  loopback, with a `done()` script printing p99.9 from wrk's own histogram. These are \
+  closed-loop figures at saturation: the fixed-rate runs below are the latency a client sees.
+- HTTP/2: nginx `listen … http2` on a plain listener and weft on its plain listener both take \
+  HTTP/2 by prior knowledge (h2c); `h2load -t1 -c{CONNECTIONS} -m{STREAMS} -D{seconds}` \
+  ({} streams in flight) pinned to CPU {LOAD_CPU}. h2load gives no percentiles: its mean \
+  request time is shown.
+- TLS: a self-signed P-256 certificate made for the run (`openssl req -x509 -newkey ec \
+  -pkeyopt ec_paramgen_curve:prime256v1`); nginx `listen … ssl` (`ssl_protocols TLSv1.2 \
+  TLSv1.3`, nginx 1.22's default lacks 1.3; default ciphers, OpenSSL) and a weft listener with `tls: {{certificates: [...]}}` (rustls); \
+  HTTP/1.1 with keep-alive from `wrk … https://…` (one handshake per connection, then \
+  records).
+- Fixed rate: {rate} requests/s over {LATENCY_CONNECTIONS} keep-alive connections \
+  (`xtask/src/bench_load.rs`, one thread per connection, pinned to CPU {LOAD_CPU}), each \
+  request sent at its scheduled time and its latency counted from that time, so a slow answer \
+  also counts against the requests queued behind it (no coordinated omission); directly \
+  against the upstream and through each HTTP/1.1 target, {seconds} s each round, the rounds' \
+  latencies pooled. The added latency of a hop is the percentile through the target minus \
+  the same percentile direct. At this rate the targets idle between requests on their own \
+  CPU, so each hop also pays for waking it, alike for every proxy: compare them with each \
+  other.
+- The targets interleaved in the order of the tables, {rounds} round(s), after a \
+  {WARM_UP_SECONDS} s warm-up each. CPU per request: utime + stime of the target's processes \
+  (`/proc/PID/stat`, {} ticks/s) over the run, divided by the requests counted. Peak RSS: \
+  `VmHWM` summed over the target's processes. Figures are medians over the rounds; ratios \
+  are medians of the ratios taken within each round.\n",
+        CONNECTIONS * STREAMS,
+        m.clk_tck
     );
-    out.push_str(
-        "| target | req/s | CPU µs/req | p50 | p99 | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
-    );
-    for (slot, target) in TARGETS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {:.1} | {} | {} | {} | {:.2}× | {:.2}× |",
-            target.label(),
-            median_of(samples, slot, |s| s.rps),
-            median_of(samples, slot, |s| s.cpu_us),
-            ms(median_of(samples, slot, |s| s.p50_us)),
-            ms(median_of(samples, slot, |s| s.p99_us)),
-            mib(median_of(samples, slot, |s| s.rss_kib as f64) as u64),
-            ratio(samples, slot, nginx, |s| s.rps),
-            ratio(samples, slot, nginx, |s| s.cpu_us),
-        );
+    if let Some(reason) = &r.pingora_skipped {
+        let _ = writeln!(out, "**Pingora: SKIPPED** — {reason}\n");
     }
 
-    out.push_str(
-        "\nThe issue's targets (throughput ratios; \"by CPU\" is the same ratio computed from \
-         CPU per request, base ÷ target, steadier on a noisy machine):\n\n\
-         | comparison | target | req/s ratio | by CPU | verdict (req/s) |\n\
-         | --- | --- | --- | --- | --- |\n",
-    );
-    let goals = [
-        ("weft, no filters vs nginx", Target::Weft, nginx, 1.0),
-        (
-            "weft + hello-rust vs weft, no filters",
-            Target::WeftHello,
-            weft,
-            0.95,
-        ),
-        (
-            "weft + 5-filter chain vs weft, no filters",
-            Target::WeftChain,
-            weft,
-            0.7,
-        ),
-    ];
-    for (what, target, base, goal) in goals {
-        let by_rps = ratio(samples, slot(target), base, |s| s.rps);
-        let by_cpu = ratio(samples, base, slot(target), |s| s.cpu_us);
-        let verdict = if by_rps >= goal {
-            "met".to_string()
-        } else {
-            format!("missed by {:.0}%", (1.0 - by_rps / goal) * 100.0)
-        };
-        let _ = writeln!(
-            out,
-            "| {what} | ≥ {goal:.2}× | {by_rps:.2}× | {by_cpu:.2}× | {verdict} |"
+    let nginx = r.slot(case_of(Proto::H1, Server::Nginx));
+    let h1 = r.of(Proto::H1);
+    if !h1.is_empty() {
+        out.push_str(
+            "### HTTP/1.1\n\n\
+             | target | req/s | CPU µs/req | p50 | p99 | p99.9 | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
-    }
-
-    out.push_str("\nEach round, CPU µs per request / requests per second:\n\n| target |");
-    for round in 1..=rounds {
-        let _ = write!(out, " round {round} |");
-    }
-    out.push_str("\n| --- |");
-    out.push_str(&" --- |".repeat(rounds));
-    out.push('\n');
-    for (slot, target) in TARGETS.iter().enumerate() {
-        let _ = write!(out, "| {} |", target.label());
-        for sample in samples.get(slot).into_iter().flatten() {
-            let _ = write!(out, " {:.1} / {:.1}k |", sample.cpu_us, sample.rps / 1000.0);
+        for &(slot, case) in &h1 {
+            throughput_row(&mut out, r, slot, case, nginx, true);
         }
-        out.push('\n');
+        out.push_str("\n![Throughput of every target](bench/throughput.svg)\n");
+        if let (Some(weft), Some(pingora)) = (
+            r.slot(case_of(Proto::H1, Server::Weft)),
+            r.slot(case_of(Proto::H1, Server::Pingora)),
+        ) {
+            let _ = writeln!(
+                out,
+                "\nweft without filters against Pingora: {} the requests/s, {} by CPU per request \
+                 (Pingora's ÷ weft's).",
+                times(r.ratio(weft, Some(pingora), |s| s.rps)),
+                times(r.ratio(pingora, Some(weft), |s| s.cpu_us)),
+            );
+        }
+        let weft = r.slot(case_of(Proto::H1, Server::Weft));
+        let goals = [
+            ("weft, no filters vs nginx", Server::Weft, nginx, 1.0),
+            (
+                "weft + hello-rust vs weft, no filters",
+                Server::WeftHello,
+                weft,
+                0.95,
+            ),
+            (
+                "weft + 5-filter chain vs weft, no filters",
+                Server::WeftChain,
+                weft,
+                0.7,
+            ),
+        ];
+        if goals.iter().all(|(_, server, base, _)| {
+            base.is_some() && r.slot(case_of(Proto::H1, *server)).is_some()
+        }) {
+            out.push_str(
+                "\nThe issue's targets (throughput ratios; \"by CPU\" is the same ratio computed \
+                 from CPU per request, base ÷ target, steadier on a noisy machine):\n\n\
+                 | comparison | target | req/s ratio | by CPU | verdict (req/s) |\n\
+                 | --- | --- | --- | --- | --- |\n",
+            );
+            for (what, server, base, goal) in goals {
+                let Some(slot) = r.slot(case_of(Proto::H1, server)) else {
+                    continue;
+                };
+                let by_rps = r.ratio(slot, base, |s| s.rps);
+                let by_cpu = base.map_or(f64::NAN, |b| r.ratio(b, Some(slot), |s| s.cpu_us));
+                let verdict = if by_rps >= goal {
+                    "met".to_string()
+                } else {
+                    format!("missed by {:.0}%", (1.0 - by_rps / goal) * 100.0)
+                };
+                let _ = writeln!(
+                    out,
+                    "| {what} | ≥ {goal:.2}× | {by_rps:.2}× | {by_cpu:.2}× | {verdict} |"
+                );
+            }
+        }
     }
-    let errors: u64 = samples.iter().flatten().map(|s| s.socket_errors).sum();
+
+    let h2 = r.of(Proto::H2c);
+    if !h2.is_empty() {
+        let base = r.slot(case_of(Proto::H2c, Server::Nginx));
+        out.push_str(
+            "\n### HTTP/2 (h2c, prior knowledge)\n\n\
+             | target | req/s | CPU µs/req | mean request time | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
+             | --- | --- | --- | --- | --- | --- | --- |\n",
+        );
+        for &(slot, case) in &h2 {
+            throughput_row(&mut out, r, slot, case, base, false);
+        }
+    }
+
+    let tls = r.of(Proto::Tls);
+    if !tls.is_empty() {
+        let base = r.slot(case_of(Proto::Tls, Server::Nginx));
+        out.push_str(
+            "\n### TLS termination (HTTP/1.1, keep-alive)\n\n\
+             | target | req/s | CPU µs/req | p50 | p99 | p99.9 | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        );
+        for &(slot, case) in &tls {
+            throughput_row(&mut out, r, slot, case, base, true);
+        }
+        if !r.tls_info.is_empty() {
+            let negotiated: Vec<String> = r
+                .tls_info
+                .iter()
+                .map(|(case, info)| format!("{}: {info}", case.label()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nNegotiated with an OpenSSL client (`openssl s_client`, as wrk): {}.",
+                negotiated.join("; ")
+            );
+        }
+    }
+
+    if let Some((_, direct)) = r.hops.first() {
+        let _ = writeln!(
+            out,
+            "\n### Latency at a fixed rate ({rate} requests/s, {LATENCY_CONNECTIONS} connections)\n\n\
+             | path | requests | p50 | p99 | p99.9 | max | added p50 | added p99 | added p99.9 |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
+        let at = |sorted: &[u64], p: f64| percentile(sorted, p) / 1e3;
+        for (index, (label, sorted)) in r.hops.iter().enumerate() {
+            let added = |p: f64| {
+                if index == 0 {
+                    "–".to_string()
+                } else {
+                    let added = at(sorted, p) - at(direct, p);
+                    format!("{}{}", if added < 0.0 { "−" } else { "+" }, us(added.abs()))
+                }
+            };
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                sorted.len(),
+                us(at(sorted, 50.0)),
+                us(at(sorted, 99.0)),
+                us(at(sorted, 99.9)),
+                us(at(sorted, 100.0)),
+                added(50.0),
+                added(99.0),
+                added(99.9),
+            );
+        }
+        out.push_str("\n![Latency by percentile at a fixed rate](bench/latency.svg)\n");
+    }
+
+    let measured: Vec<(usize, Case)> = r
+        .running
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.measured)
+        .map(|(slot, t)| (slot, t.case))
+        .collect();
+    if !measured.is_empty() {
+        out.push_str("\nEach round, CPU µs per request / requests per second:\n\n| target |");
+        for round in 1..=rounds {
+            let _ = write!(out, " round {round} |");
+        }
+        out.push_str("\n| --- |");
+        out.push_str(&" --- |".repeat(rounds));
+        out.push('\n');
+        for (slot, case) in measured {
+            let _ = write!(out, "| {} |", case.label());
+            for sample in r.samples.get(slot).into_iter().flatten() {
+                let _ = write!(out, " {:.1} / {:.1}k |", sample.cpu_us, sample.rps / 1000.0);
+            }
+            out.push('\n');
+        }
+    }
+    let errors: u64 = r.samples.iter().flatten().map(|s| s.socket_errors).sum();
     if errors > 0 {
         let _ = writeln!(
             out,
@@ -1077,12 +1618,107 @@ fn report(machine: &Machine, seconds: u64, rounds: usize, samples: &[Vec<Sample>
         );
     }
     out.push_str(
-        "\nNot yet measured by `cargo xtask bench`: Pingora, HTTP/2 (h2load), TLS termination, \
-         fixed-rate latency runs (added latency per hop below saturation), p99.9, micro figures \
-         (callback round trip, VM instantiation, memory per VM, bytes copied per request) and \
-         plots.\n",
+        "\nNot measured by `cargo xtask bench`: the runtime's micro figures (callback round \
+         trip, VM instantiation, memory per VM, bytes copied per request).\n",
     );
     out
+}
+
+/// A row of a throughput table: with wrk's percentiles (`percentiles`)
+/// or h2load's mean.
+fn throughput_row(
+    out: &mut String,
+    r: &Results,
+    slot: usize,
+    case: Case,
+    base: Option<usize>,
+    percentiles: bool,
+) {
+    let latency = if percentiles {
+        format!(
+            "{} | {} | {}",
+            ms(r.median(slot, |s| s.p50_us)),
+            ms(r.median(slot, |s| s.p99_us)),
+            ms(r.median(slot, |s| s.p999_us))
+        )
+    } else {
+        ms(r.median(slot, |s| s.mean_us))
+    };
+    let _ = writeln!(
+        out,
+        "| {} | {:.0} | {:.1} | {latency} | {} | {} | {} |",
+        case.label(),
+        r.median(slot, |s| s.rps),
+        r.median(slot, |s| s.cpu_us),
+        mib(r.median(slot, |s| s.rss_kib as f64) as u64),
+        times(r.ratio(slot, base, |s| s.rps)),
+        times(r.ratio(slot, base, |s| s.cpu_us)),
+    );
+}
+
+/// docs/bench/throughput.svg and docs/bench/latency.svg.
+fn write_plots(r: &Results) -> Result<()> {
+    std::fs::create_dir_all(PLOTS).with_context(|| format!("cannot create {PLOTS}"))?;
+    let group = |proto: Proto, heading: &str| {
+        let bars: Vec<Bar> = r
+            .of(proto)
+            .into_iter()
+            .map(|(slot, case)| {
+                let rps = r.median(slot, |s| s.rps);
+                Bar {
+                    label: case.label().replace('`', ""),
+                    value: rps,
+                    note: format!(
+                        "{:.1}k req/s · {:.1} µs CPU/req",
+                        rps / 1000.0,
+                        r.median(slot, |s| s.cpu_us)
+                    ),
+                }
+            })
+            .collect();
+        (heading.to_string(), bars)
+    };
+    let groups: Vec<(String, Vec<Bar>)> = [
+        group(Proto::H1, &format!("HTTP/1.1 — wrk -t1 -c{CONNECTIONS}")),
+        group(
+            Proto::H2c,
+            &format!("HTTP/2 h2c — h2load -t1 -c{CONNECTIONS} -m{STREAMS}"),
+        ),
+        group(
+            Proto::Tls,
+            &format!("TLS, HTTP/1.1 — wrk -t1 -c{CONNECTIONS} https"),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, bars)| !bars.is_empty())
+    .collect();
+    let title = format!(
+        "Requests per second, one worker on one CPU (median of {} round(s), {})",
+        r.rounds, r.machine.date
+    );
+    write(
+        &Path::new(PLOTS).join("throughput.svg"),
+        &bars(&title, "requests per second", &groups),
+    )?;
+    if !r.hops.is_empty() {
+        let series: Vec<Series<'_>> = r
+            .hops
+            .iter()
+            .map(|(label, sorted)| Series {
+                name: label.replace('`', ""),
+                sorted_ns: sorted,
+            })
+            .collect();
+        let title = format!(
+            "Latency at {} requests/s over {LATENCY_CONNECTIONS} connections ({} round(s) pooled, {})",
+            r.rate, r.rounds, r.machine.date
+        );
+        write(
+            &Path::new(PLOTS).join("latency.svg"),
+            &percentiles(&title, &series),
+        )?;
+    }
+    Ok(())
 }
 
 /// Replaces what is between the markers in docs/benchmarks.md.
@@ -1118,21 +1754,36 @@ mod tests {
   Socket errors: connect 0, read 2, write 0, timeout 1
 Requests/sec:  51840.00
 Transfer/sec:      6.00MB
+p99.9 2345.000000
+";
+
+    const H2LOAD_OUTPUT: &str = "starting benchmark...
+spawning thread #0: 32 total client(s). Timing-based test with 0s of warm-up time and 2s of main duration for measurements.
+Warm-up phase is over for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 2.00s, 45000.50 req/s, 1.29MB/s
+requests: 90001 total, 90321 started, 90001 done, 90001 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 90001 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 2.58MB (2700030) total, 1.03MB (1080012) headers (space savings 85.00%), 175.79KB (180002) data
+                     min         max         mean         sd        +/- sd
+time for request:      195us     12.30ms      6.89ms      1.20ms    70.00%
+time for connect:      120us      1.10ms       600us       300us    60.00%
+time to 1st byte:      1.20ms      3.00ms      2.00ms       500us    50.00%
+req/s           :    1400.00     1420.00     1410.00        5.00    60.00%
 ";
 
     #[test]
     fn wrk_output_is_read() -> Result<()> {
         let wrk = parse_wrk(WRK_OUTPUT)?;
-        assert_eq!(
-            wrk,
-            Wrk {
-                requests: 103_680,
-                rps: 51_840.0,
-                p50_us: 598.0,
-                p99_us: 1_200.0,
-                socket_errors: 3,
-            }
-        );
+        assert_eq!(wrk.requests, 103_680);
+        assert_eq!(wrk.rps, 51_840.0);
+        assert_eq!(wrk.p50_us, 598.0);
+        assert_eq!(wrk.p99_us, 1_200.0);
+        assert_eq!(wrk.p999_us, 2_345.0);
+        assert!(wrk.mean_us.is_nan());
+        assert_eq!(wrk.socket_errors, 3);
         Ok(())
     }
 
@@ -1146,9 +1797,34 @@ Transfer/sec:      6.00MB
     }
 
     #[test]
+    fn h2load_output_is_read() -> Result<()> {
+        let h2 = parse_h2load(H2LOAD_OUTPUT)?;
+        assert_eq!(h2.requests, 90_001);
+        assert_eq!(h2.rps, 45_000.5);
+        assert_eq!(h2.mean_us, 6_890.0);
+        assert!(
+            parse_h2load(&H2LOAD_OUTPUT.replace("0 4xx", "3 4xx")).is_err(),
+            "4xx answers fail the run"
+        );
+        assert!(
+            parse_h2load(&H2LOAD_OUTPUT.replace("0 errored", "2 errored")).is_err(),
+            "errors fail the run"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn medians() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn every_case_has_its_own_slug() {
+        let mut slugs: Vec<&str> = CASES.iter().map(|c| c.slug()).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), CASES.len());
     }
 }

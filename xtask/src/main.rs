@@ -6,12 +6,16 @@
 //!   with the example filter, show traffic going through it.
 //! - `cargo xtask build-filters`: set up and build every wasm32 crate.
 //! - `cargo xtask setup`: install what is missing (the wasm toolchain).
-//! - `cargo xtask bench [--seconds N] [--rounds N]`: weft, nginx and haproxy
-//!   side by side on this machine; writes docs/benchmarks.md. By hand, not CI.
+//! - `cargo xtask bench [--seconds N] [--rounds N] [--rate N] [--only ...]`:
+//!   weft, nginx, haproxy and Pingora side by side on this machine; writes
+//!   docs/benchmarks.md and docs/bench/*.svg. By hand, not CI.
 //!
 //! Every step says what it does; installing is idempotent.
 
 mod bench;
+mod bench_load;
+mod bench_procs;
+mod bench_svg;
 mod demo;
 mod languages;
 mod setup;
@@ -50,16 +54,10 @@ enum Task {
         #[arg(long)]
         once: bool,
     },
-    /// Benchmark weft against nginx and haproxy on loopback (installing
-    /// them and wrk when missing) and write docs/benchmarks.md.
-    Bench {
-        /// Seconds of each wrk run.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Interleaved rounds over all targets.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
+    /// Benchmark weft against nginx, haproxy and Pingora on loopback
+    /// (HTTP/1.1, h2c, TLS, fixed-rate latency; installing what is
+    /// missing) and write docs/benchmarks.md and docs/bench/*.svg.
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -113,7 +111,7 @@ fn run_task(task: Task) -> Result<()> {
                 .env("UPDATE_EXPECT", "1"))
         }
         Task::Demo { once } => demo::run(once),
-        Task::Bench { seconds, rounds } => bench::run(seconds, rounds),
+        Task::Bench(args) => bench::run(args),
     }
 }
 
