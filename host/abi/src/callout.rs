@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::abi::{BufferType, MapType, Status};
-use crate::stream::{HttpStream, LocalResponse};
+use crate::stream::HttpStream;
 
 /// A header list: (name, value) pairs.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -243,26 +243,6 @@ impl HttpStream for Answer {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.as_slice()))
-    }
-
-    fn add_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn replace_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn remove_map_value(&mut self, _: MapType, _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn set_map_pairs(&mut self, _: MapType, _: &[(&[u8], &[u8])]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn send_local_response(&mut self, _: LocalResponse) -> Result<(), Status> {
-        Err(Status::BadArgument)
     }
 
     fn buffer(&self, buffer: BufferType) -> Result<&[u8], Status> {

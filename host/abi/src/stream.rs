@@ -28,28 +28,53 @@ pub struct LocalResponse {
 ///
 /// The trait extends `Any` so that the embedder can take its own type back
 /// out of the `Box<dyn HttpStream>` it lent to the VM.
+///
+/// Every method has a default for a stream without that part (a TCP
+/// connection has no header maps, a read-only answer takes no writes):
+/// reads answer NOT_FOUND, writes BAD_ARGUMENT.
 pub trait HttpStream: std::any::Any {
     /// Calls `visit` with every pair of `map`, in order.
-    fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status>;
+    fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
+        let _ = (map, visit);
+        Err(Status::NotFound)
+    }
 
     /// The first value of `key` in `map`, if any.
-    fn map_value(&self, map: MapType, key: &[u8]) -> Result<Option<&[u8]>, Status>;
+    fn map_value(&self, map: MapType, key: &[u8]) -> Result<Option<&[u8]>, Status> {
+        let _ = (map, key);
+        Err(Status::NotFound)
+    }
 
     /// Appends a value for `key`, keeping existing ones.
-    fn add_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status>;
+    fn add_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
+        let _ = (map, key, value);
+        Err(Status::BadArgument)
+    }
 
     /// Sets `key` to exactly `value`, replacing existing values (or adding it).
-    fn replace_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status>;
+    fn replace_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
+        let _ = (map, key, value);
+        Err(Status::BadArgument)
+    }
 
     /// Removes every value of `key`; removing an absent key is not an error.
-    fn remove_map_value(&mut self, map: MapType, key: &[u8]) -> Result<(), Status>;
+    fn remove_map_value(&mut self, map: MapType, key: &[u8]) -> Result<(), Status> {
+        let _ = (map, key);
+        Err(Status::BadArgument)
+    }
 
     /// Replaces the whole map with `pairs`.
-    fn set_map_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Result<(), Status>;
+    fn set_map_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Result<(), Status> {
+        let _ = (map, pairs);
+        Err(Status::BadArgument)
+    }
 
     /// Records a local response; the embedder sends it instead of (or in
     /// place of) the upstream's once the current callback returns.
-    fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status>;
+    fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status> {
+        let _ = response;
+        Err(Status::BadArgument)
+    }
 
     /// Appends the value of the property at `path` (its segments, e.g.
     /// `["request", "path"]`) to `out`. Values are encoded as proxy-wasm
@@ -95,26 +120,4 @@ pub trait HttpStream: std::any::Any {
 /// allocates nothing.
 pub struct NoStream;
 
-impl HttpStream for NoStream {
-    fn visit_map(&self, _: MapType, _: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
-        Err(Status::NotFound)
-    }
-    fn map_value(&self, _: MapType, _: &[u8]) -> Result<Option<&[u8]>, Status> {
-        Err(Status::NotFound)
-    }
-    fn add_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-    fn replace_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-    fn remove_map_value(&mut self, _: MapType, _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-    fn set_map_pairs(&mut self, _: MapType, _: &[(&[u8], &[u8])]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-    fn send_local_response(&mut self, _: LocalResponse) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-}
+impl HttpStream for NoStream {}

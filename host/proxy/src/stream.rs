@@ -53,7 +53,7 @@ pub(crate) struct ProxyStream {
     request_body: BytesMut,
     response_body: BytesMut,
     /// Values plugins stored with `proxy_set_property`, by dotted path.
-    properties: Vec<(Vec<u8>, Vec<u8>)>,
+    properties: StoredProperties,
 }
 
 /// The downstream connection a stream arrived on.
@@ -442,15 +442,8 @@ impl HttpStream for ProxyStream {
             [b"route_name"] | [b"xds", b"route_name"] => {
                 out.extend_from_slice(self.route.as_ref().ok_or(Status::NotFound)?.name.as_bytes())
             }
-            _ => {
-                let key = path.join(&b'.');
-                let (_, value) = self
-                    .properties
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .ok_or(Status::NotFound)?;
-                out.extend_from_slice(value);
-            }
+            _ if stored_property(&self.properties, path, out) => {}
+            _ => return Err(Status::NotFound),
         }
         Ok(())
     }
@@ -480,11 +473,7 @@ impl HttpStream for ProxyStream {
     }
 
     fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Result<(), Status> {
-        let key = path.join(&b'.');
-        match self.properties.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, stored)) => *stored = value.to_vec(),
-            None => self.properties.push((key, value.to_vec())),
-        }
+        store_property(&mut self.properties, path, value);
         Ok(())
     }
 
@@ -496,6 +485,34 @@ impl HttpStream for ProxyStream {
         }
         self.local_response = Some(response);
         Ok(())
+    }
+}
+
+/// Properties plugins stored with `proxy_set_property`, by dotted path.
+pub(crate) type StoredProperties = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// `proxy_set_property`: keeps `value` at `path` for later reads.
+pub(crate) fn store_property(stored: &mut StoredProperties, path: &[&[u8]], value: &[u8]) {
+    let key = path.join(&b'.');
+    match stored.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, old)) => *old = value.to_vec(),
+        None => stored.push((key, value.to_vec())),
+    }
+}
+
+/// Appends the value stored at `path` to `out`; false if none is.
+pub(crate) fn stored_property(
+    stored: &StoredProperties,
+    path: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> bool {
+    let key = path.join(&b'.');
+    match stored.iter().find(|(k, _)| *k == key) {
+        Some((_, value)) => {
+            out.extend_from_slice(value);
+            true
+        }
+        None => false,
     }
 }
 

@@ -28,12 +28,12 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use weft_abi::{BufferType, HttpStream, LocalResponse, MapType, PeerType, Status};
+use weft_abi::{BufferType, HttpStream, PeerType, Status};
 
 use crate::chain::{SharedFilters, Stop, StreamFilters, TcpEvent};
 use crate::cluster::Pick;
 use crate::router::{Action, ListenerRoutes};
-use crate::stream::{ConnectionInfo, splice};
+use crate::stream::{ConnectionInfo, StoredProperties, splice, store_property, stored_property};
 use crate::worker::Worker;
 
 /// What a TCP connection's plugins see: its two data buffers and its
@@ -47,7 +47,7 @@ pub(crate) struct TcpState {
     /// Data from upstream not yet sent downstream (UPSTREAM_DATA).
     upstream_data: BytesMut,
     /// Values plugins stored with `proxy_set_property`, by dotted path.
-    properties: Vec<(Vec<u8>, Vec<u8>)>,
+    properties: StoredProperties,
 }
 
 impl TcpState {
@@ -60,36 +60,9 @@ impl TcpState {
     }
 }
 
-/// A TCP connection has no header maps and no local responses.
+/// A TCP connection has no header maps and no local responses (the
+/// trait's defaults).
 impl HttpStream for TcpState {
-    fn visit_map(&self, _: MapType, _: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
-        Err(Status::NotFound)
-    }
-
-    fn map_value(&self, _: MapType, _: &[u8]) -> Result<Option<&[u8]>, Status> {
-        Err(Status::NotFound)
-    }
-
-    fn add_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn replace_map_value(&mut self, _: MapType, _: &[u8], _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn remove_map_value(&mut self, _: MapType, _: &[u8]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn set_map_pairs(&mut self, _: MapType, _: &[(&[u8], &[u8])]) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
-    fn send_local_response(&mut self, _: LocalResponse) -> Result<(), Status> {
-        Err(Status::BadArgument)
-    }
-
     fn buffer(&self, buffer: BufferType) -> Result<&[u8], Status> {
         match buffer {
             BufferType::DownstreamData => Ok(&self.downstream_data),
@@ -115,9 +88,7 @@ impl HttpStream for TcpState {
     }
 
     fn property(&self, path: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Status> {
-        let key = path.join(&b'.');
-        if let Some((_, value)) = self.properties.iter().find(|(k, _)| *k == key) {
-            out.extend_from_slice(value);
+        if stored_property(&self.properties, path, out) {
             return Ok(());
         }
         let int = |out: &mut Vec<u8>, n: i64| out.extend_from_slice(&n.to_le_bytes());
@@ -147,11 +118,7 @@ impl HttpStream for TcpState {
     }
 
     fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Result<(), Status> {
-        let key = path.join(&b'.');
-        match self.properties.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, stored)) => *stored = value.to_vec(),
-            None => self.properties.push((key, value.to_vec())),
-        }
+        store_property(&mut self.properties, path, value);
         Ok(())
     }
 }

@@ -733,11 +733,7 @@ impl Filter {
             request_headers: request_pairs(&request),
             request_body: request.body.clone(),
             request_trailers: pairs(&request.trailers),
-            properties: request
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            properties: request.properties.clone().into_iter().collect(),
             ..MockStream::default()
         });
         let context = self.vm.create_stream_context()?;
@@ -1026,11 +1022,7 @@ impl Filter {
         let mut mocks = request.callouts.clone();
         let mut stream: Box<dyn HttpStream> = Box::new(MockStream {
             tcp: true,
-            properties: request
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            properties: request.properties.clone().into_iter().collect(),
             ..MockStream::default()
         });
         let context = self.vm.create_stream_context()?;
