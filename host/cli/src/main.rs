@@ -15,6 +15,12 @@ use clap::{Parser, Subcommand};
 use weft_abi::Runtime;
 use weft_proxy::Proxy;
 
+/// mimalloc: per request, a proxy allocates and frees many small blocks
+/// (header maps, buffers, futures); glibc's allocator costs about a
+/// microsecond more per request here (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weft",

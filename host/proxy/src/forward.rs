@@ -360,7 +360,9 @@ impl Exchange {
         replayable: bool,
         hash: Option<u64>,
     ) -> Result<Upstream, TryFailure> {
-        let deadline = forward.timeout.map(|t| tokio::time::Instant::now() + t);
+        // One clock read per try: the deadlines and the try's start.
+        let mut now = tokio::time::Instant::now();
+        let deadline = forward.timeout.map(|t| now + t);
         let mut next = Some(first);
         let mut retries = 0;
         // Held while a retry is in flight (`max_retries`).
@@ -375,27 +377,23 @@ impl Exchange {
                 random: self.worker.random(),
             };
             // This try ends at its own limit or the route's, whichever is first.
-            let per_try = forward
-                .per_try_timeout
-                .map(|t| tokio::time::Instant::now() + t);
+            let per_try = forward.per_try_timeout.map(|t| now + t);
             let until = match (per_try, deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let sent_at = std::time::Instant::now();
+            let sent_at = now;
             let attempt = pool.send(request, pick);
             let sent = match until {
                 Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
                 None => Some(attempt.await),
             };
-            let out_of_time = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            now = tokio::time::Instant::now();
+            let out_of_time = deadline.is_some_and(|d| now >= d);
             let policy: Option<&Retry> = forward.retry.as_ref().filter(|r| retries < r.attempts);
             let (outcome, retriable) = match sent {
                 Some(Ok(upstream)) => {
-                    pool.shared
-                        .stats
-                        .upstream_durations
-                        .record(sent_at.elapsed());
+                    pool.shared.stats.upstream_durations.record(now - sent_at);
                     let status = upstream.response.status();
                     pool.shared
                         .report(&upstream.endpoint.shared, !status.is_server_error());

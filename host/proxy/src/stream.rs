@@ -47,7 +47,8 @@ pub(crate) struct ProxyStream {
     /// Response body bytes sent to the client.
     pub(crate) bytes_sent: Cell<u64>,
     version: Version,
-    start: SystemTime,
+    /// When the request arrived (the wall-clock time is derived from it
+    /// when asked for: one clock read per request instead of two).
     started: Instant,
     /// The request and response body as the running body callback sees it.
     request_body: BytesMut,
@@ -124,7 +125,7 @@ impl ProxyStream {
 
     /// When the request arrived.
     pub(crate) fn started_at(&self) -> SystemTime {
-        self.start
+        SystemTime::now() - self.started.elapsed()
     }
 
     /// Time since the request arrived.
@@ -342,12 +343,12 @@ impl HttpStream for ProxyStream {
             [b"request", b"time"] => int(
                 out,
                 nanos(
-                    self.start
+                    self.started_at()
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .unwrap_or_default(),
                 ),
             ),
-            [b"request", b"duration"] => int(out, nanos(self.start.elapsed().unwrap_or_default())),
+            [b"request", b"duration"] => int(out, nanos(self.started.elapsed())),
             [b"request", b"size"] => int(out, self.bytes_received.get() as i64),
             [b"response", b"size"] => int(out, self.bytes_sent.get() as i64),
             [b"request", b"headers"] => self.map_property(MapType::HttpRequestHeaders, out)?,
@@ -568,7 +569,6 @@ impl ProxyStream {
             bytes_received: Rc::default(),
             bytes_sent: Cell::new(0),
             version,
-            start: SystemTime::now(),
             started: Instant::now(),
             request_body: BytesMut::new(),
             response_body: BytesMut::new(),
