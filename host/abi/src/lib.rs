@@ -51,5 +51,6 @@ pub use shared::{
 };
 pub use stream::{HttpStream, LocalResponse, NoStream};
 pub use vm::{
-    CallbackObserver, ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError, VmHooks,
+    CALLBACK_SAMPLE, CallbackObserver, ContextId, FailurePolicy, Plugin, PluginLimits, Vm, VmError,
+    VmHooks,
 };

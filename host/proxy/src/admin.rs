@@ -302,7 +302,8 @@ fn render_host_metrics(plugins: &[(String, Arc<PluginStats>)]) -> String {
     let name = "weft_plugin_callback_duration_seconds";
     let _ = writeln!(
         out,
-        "# HELP {name} How long each guest callback ran.\n# TYPE {name} histogram"
+        "# HELP {name} How long guest callbacks ran (a sample: one callback in {}).\n# TYPE {name} histogram",
+        weft_abi::CALLBACK_SAMPLE
     );
     for (plugin, stats) in plugins {
         let labels = format!("plugin=\"{}\"", label(plugin));
