@@ -191,22 +191,16 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<(Linker<HostState>, Re
             status(grpc_send(&mut c, token as u32, (mp, ml), end != 0))
         },
     )?;
-    reg.define(
-        l,
-        env,
-        "proxy_grpc_cancel",
-        |mut c: Caller<'_, HostState>, token: i32| {
-            status(grpc_end(c.data_mut(), token as u32, true))
-        },
-    )?;
-    reg.define(
-        l,
-        env,
-        "proxy_grpc_close",
-        |mut c: Caller<'_, HostState>, token: i32| {
-            status(grpc_end(c.data_mut(), token as u32, false))
-        },
-    )?;
+    for (name, cancel) in [("proxy_grpc_cancel", true), ("proxy_grpc_close", false)] {
+        reg.define(
+            l,
+            env,
+            name,
+            move |mut c: Caller<'_, HostState>, token: i32| {
+                status(grpc_end(c.data_mut(), token as u32, cancel))
+            },
+        )?;
+    }
     reg.define(
         l,
         env,

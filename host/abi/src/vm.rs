@@ -869,18 +869,7 @@ impl Vm {
         stream: &mut Box<dyn HttpStream>,
         f: impl FnOnce(&mut Vm) -> Result<R, VmError>,
     ) -> Result<(R, Vec<StreamAction>), VmError> {
-        let state = self.store.data_mut();
-        std::mem::swap(&mut state.stream, stream);
-        state.current_context = context;
-        let result = f(self);
-        let state = self.store.data_mut();
-        state.current_context = ROOT_CONTEXT;
-        std::mem::swap(&mut state.stream, stream);
-        let actions = std::mem::take(&mut state.stream_actions)
-            .into_iter()
-            .filter(|(c, _)| *c == context)
-            .map(|(_, action)| action)
-            .collect();
+        let (result, actions) = self.in_context(context, stream, f);
         result.map(|r| (r, actions))
     }
 
@@ -1103,6 +1092,20 @@ impl Vm {
         stream: &mut Box<dyn HttpStream>,
         f: impl FnOnce(&mut Vm) -> R,
     ) -> R {
+        // Resuming HTTP streams from their own callbacks is not supported
+        // yet: only what root callbacks ask is acted on.
+        self.in_context(context, stream, f).0
+    }
+
+    /// Runs `f` as stream context `context`, with `stream` visible to the
+    /// host functions; also returns what the plugin asked of that
+    /// context (`proxy_continue_stream`, `proxy_close_stream`) meanwhile.
+    fn in_context<R>(
+        &mut self,
+        context: ContextId,
+        stream: &mut Box<dyn HttpStream>,
+        f: impl FnOnce(&mut Vm) -> R,
+    ) -> (R, Vec<StreamAction>) {
         let state = self.store.data_mut();
         std::mem::swap(&mut state.stream, stream);
         state.current_context = context;
@@ -1110,10 +1113,12 @@ impl Vm {
         let state = self.store.data_mut();
         state.current_context = ROOT_CONTEXT;
         std::mem::swap(&mut state.stream, stream);
-        // Resuming streams from stream callbacks is not supported yet: only
-        // what root callbacks ask is acted on.
-        state.stream_actions.clear();
-        result
+        let actions = std::mem::take(&mut state.stream_actions)
+            .into_iter()
+            .filter(|(c, _)| *c == context)
+            .map(|(_, action)| action)
+            .collect();
+        (result, actions)
     }
 
     /// Lends the streams of paused contexts to the VM, so that a root

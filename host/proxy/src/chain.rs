@@ -221,37 +221,40 @@ impl PluginSlot {
 
     /// Sets the current VM aside while streams are open on it.
     fn retire_current(&mut self) {
+        self.set_aside(true);
+        self.report_memory();
+    }
+
+    /// Moves the current VM to `retired` while streams are open on it
+    /// (`counted` in `retired_vms`: a VM of an earlier version); a failed
+    /// one is dropped. True if it had failed.
+    fn set_aside(&mut self, counted: bool) -> bool {
+        let failed = self.vm.as_ref().is_some_and(Vm::is_failed);
         if let Some(vm) = self.vm.take()
             && self.live > 0
-            && !vm.is_failed()
+            && !failed
         {
             self.retired.push(Retired {
                 vm,
                 generation: self.generation,
                 live: self.live,
-                counted: true,
+                counted,
             });
-            self.stats.retired_vms.fetch_add(1, Ordering::Relaxed);
+            if counted {
+                self.stats.retired_vms.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.live = 0;
-        self.report_memory();
+        failed
     }
 
     /// `isolation: request`: the VM of the last stream is set aside (kept
     /// until that stream ends), so that the next [`PluginSlot::vm`] starts
     /// a fresh one for the new stream.
     fn fresh_vm(&mut self) {
-        match self.vm.take() {
-            Some(vm) if vm.is_failed() => self.wake_paused_of_failed(),
-            Some(vm) if self.live > 0 => self.retired.push(Retired {
-                vm,
-                generation: self.generation,
-                live: self.live,
-                counted: false,
-            }),
-            _ => {}
+        if self.set_aside(false) {
+            self.wake_paused_of_failed();
         }
-        self.live = 0;
     }
 
     /// Brings the plugin's memory gauge up to date with this slot's VMs.
@@ -496,10 +499,7 @@ impl PluginSlot {
         if generation == self.generation && self.per_request {
             // Only its own request is hurt; the next one starts afresh
             // (start failures still back off, in `vm`).
-            self.vm = None;
-            self.live = 0;
-            self.report_memory();
-            self.wake_paused_of_failed();
+            self.drop_failed_vm();
             return;
         }
         if generation == self.generation {
@@ -523,14 +523,19 @@ impl PluginSlot {
     /// Drops a failed VM and schedules its replacement. Streams it had
     /// paused learn that it failed.
     fn retire_failed_vm(&mut self) {
-        self.vm = None;
-        self.live = 0;
-        self.report_memory();
-        self.wake_paused_of_failed();
+        self.drop_failed_vm();
         if self.started.is_some_and(|at| at.elapsed() >= HEALTHY_RUN) {
             self.backoff = MIN_BACKOFF;
         }
         self.schedule_retry();
+    }
+
+    /// Drops the current VM, which failed; streams paused on it fail too.
+    fn drop_failed_vm(&mut self) {
+        self.vm = None;
+        self.live = 0;
+        self.report_memory();
+        self.wake_paused_of_failed();
     }
 
     /// Streams paused on the current VM, which failed, fail too.
@@ -1351,23 +1356,15 @@ fn call(
         slot.live += 1;
         return action;
     }
-    let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
+    let Some((vm, context)) = context_vm(slot, active, plugin)? else {
         return Ok(Action::Continue);
     };
-    // The VM this stream started on: the current one, or one of an earlier
-    // version finishing its streams. If it failed (and was replaced), the
-    // plugin's failure policy decides.
-    let Some(vm) = slot.vm_of(ctx.generation) else {
-        return Err(VmError::Failed {
-            plugin: slot.plugin.name.clone(),
-        });
-    };
     match phase {
-        Phase::ResponseHeaders => vm.on_response_headers(ctx.context, stream, size, end_of_stream),
+        Phase::ResponseHeaders => vm.on_response_headers(context, stream, size, end_of_stream),
         Phase::RequestTrailers | Phase::ResponseTrailers => {
-            vm.on_trailers(phase.is_request(), ctx.context, stream, size)
+            vm.on_trailers(phase.is_request(), context, stream, size)
         }
-        _ => vm.on_body(phase.is_request(), ctx.context, stream, size, end_of_stream),
+        _ => vm.on_body(phase.is_request(), context, stream, size, end_of_stream),
     }
 }
 
@@ -1474,6 +1471,28 @@ impl StreamFilters {
     }
 }
 
+/// The VM and context of `plugin`'s stream context: `None` if it has
+/// none (it failed fail-open earlier). The VM is the one the stream
+/// started on: the current one, or one of an earlier version finishing
+/// its streams; if that one failed (and was replaced), the error lets the
+/// plugin's failure policy decide.
+fn context_vm<'a>(
+    slot: &'a mut PluginSlot,
+    active: &[ActiveContext],
+    plugin: usize,
+) -> Result<Option<(&'a mut Vm, ContextId)>, VmError> {
+    let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
+        return Ok(None);
+    };
+    // Looked at first: the name is only needed (cloned) on failure.
+    if slot.vm_ref(ctx.generation).is_none() {
+        return Err(VmError::Failed {
+            plugin: slot.plugin.name.clone(),
+        });
+    }
+    Ok(slot.vm_of(ctx.generation).map(|vm| (vm, ctx.context)))
+}
+
 /// One TCP callback of one plugin, with what it asked of its connection.
 fn tcp_call(
     slot: &mut PluginSlot,
@@ -1503,13 +1522,8 @@ fn tcp_call(
             end_of_stream,
         } => (downstream, end_of_stream),
     };
-    let Some(ctx) = active.iter().find(|a| a.plugin == plugin) else {
+    let Some((vm, context)) = context_vm(slot, active, plugin)? else {
         return Ok((Action::Continue, Vec::new()));
-    };
-    let Some(vm) = slot.vm_of(ctx.generation) else {
-        return Err(VmError::Failed {
-            plugin: slot.plugin.name.clone(),
-        });
     };
     let buffer = if downstream {
         BufferType::DownstreamData
@@ -1517,5 +1531,5 @@ fn tcp_call(
         BufferType::UpstreamData
     };
     let size = stream.buffer(buffer).map_or(0, <[u8]>::len);
-    vm.on_tcp_data(downstream, ctx.context, stream, size, end_of_stream)
+    vm.on_tcp_data(downstream, context, stream, size, end_of_stream)
 }
