@@ -34,6 +34,10 @@ impl Context for HelloRoot {}
 
 impl RootContext for HelloRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Log at the host's level: lines it would drop are not even formatted.
+        if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let config = match serde_json::from_slice::<Config>(&bytes) {
             Ok(config) if !config.header.is_empty() => config,

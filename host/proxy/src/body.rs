@@ -442,7 +442,9 @@ pub struct RequestBody {
     copy: Option<TeeReceiver>,
     /// Where this body is copied to for a mirror.
     tee: Option<TeeSender>,
-    filters: Option<BodyFilters>,
+    /// Boxed, as most bodies have none and the request is moved
+    /// through several futures on its way upstream.
+    filters: Option<Box<BodyFilters>>,
     /// Tells the request handler why the body stopped (a plugin stopped
     /// it, or it is too long), so that it can answer the client (a local
     /// response, 503, 413...).
@@ -460,7 +462,7 @@ impl RequestBody {
         RequestBody {
             inner: Some(inner),
             full: None,
-            filters: filters.map(|filters| BodyFilters::new(filters, true)),
+            filters: filters.map(|filters| Box::new(BodyFilters::new(filters, true))),
             stopped: Some(stopped),
             copy: None,
             tee: None,
@@ -577,7 +579,7 @@ pub struct ResponseBody {
 }
 
 enum Kind {
-    Upstream(Source, Option<BodyFilters>),
+    Upstream(Source, Option<Box<BodyFilters>>),
     Full(Option<Bytes>),
 }
 
@@ -592,7 +594,7 @@ impl ResponseBody {
         filters: SharedFilters,
         run_callbacks: bool,
     ) -> Self {
-        let callbacks = run_callbacks.then(|| BodyFilters::new(filters.clone(), false));
+        let callbacks = run_callbacks.then(|| Box::new(BodyFilters::new(filters.clone(), false)));
         ResponseBody {
             kind: Kind::Upstream(body, callbacks),
             upstream: Some(upstream),

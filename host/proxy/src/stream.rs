@@ -606,28 +606,64 @@ impl ProxyStream {
 
 /// Headers that describe one connection, not the message: never forwarded.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.remove(header::CONNECTION) {
-        // Headers named in Connection are hop-by-hop too.
-        if let Ok(names) = connection.to_str() {
-            for name in names.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                    headers.remove(name);
-                }
-            }
+    // One pass over the names (standard ones compare as small integers)
+    // finds which are present: most messages carry none, or only
+    // `connection: keep-alive`, and each removal is a hashed lookup.
+    let mut present = [false; 6];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
+    if present[0] {
+        // Headers named in Connection are hop-by-hop too (`close` names
+        // none, and `keep-alive` is one of the list).
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|token| {
+                !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive")
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        headers.remove(header::CONNECTION);
+        for name in named {
+            headers.remove(name);
         }
     }
     // `te: trailers` is the one TE value that means something end to end
     // (gRPC needs it); anything else is about this hop.
-    let trailers_only = headers
-        .get(header::TE)
-        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !trailers_only {
+    if present[1]
+        && !headers
+            .get(header::TE)
+            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
         headers.remove(header::TE);
     }
-    for name in ["keep-alive", "proxy-connection", "trailer", "upgrade"] {
-        headers.remove(name);
+    for (name, present) in HOP_BY_HOP.iter().zip(present).skip(2) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
+
+/// The headers that describe one connection, not the message: never
+/// forwarded as they are. `connection` and `te` first, as
+/// `strip_hop_by_hop` treats them apart.
+static HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRAILER,
+    header::UPGRADE,
+];
 
 #[cfg(test)]
 mod tests {
@@ -671,6 +707,43 @@ mod tests {
         let segments: Vec<&[u8]> = path.split('.').map(str::as_bytes).collect();
         let mut out = Vec::new();
         s.property(&segments, &mut out).map(|()| out)
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        headers.keys().map(HeaderName::as_str).collect()
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-private"),
+            ("connection", "close, X-Other"),
+            ("x-private", "1"),
+            ("x-other", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("trailer", "x-checksum"),
+            ("upgrade", "websocket"),
+            ("x-kept", "1"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["x-kept"]);
+
+        // `te: trailers` is end to end; a map without hop-by-hop headers
+        // is left as it is.
+        let mut headers = HeaderMap::new();
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["te", "x-a"]);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["x-a"]);
     }
 
     #[test]
