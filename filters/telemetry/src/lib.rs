@@ -51,8 +51,19 @@ fn yes() -> bool {
     true
 }
 
-/// Metric ids by full name, defined on first use.
-type Metrics = Rc<RefCell<HashMap<String, u32>>>;
+/// Metric ids by label set (route and cluster), defined on first use:
+/// a request whose labels were seen before formats no name.
+type Metrics = Rc<RefCell<HashMap<Vec<u8>, Series>>>;
+
+/// The ids of one route and cluster's metrics.
+#[derive(Default)]
+struct Series {
+    /// `requests`, by status class (hundreds of the status, if any).
+    requests: Vec<(Option<i64>, u32)>,
+    duration: Option<u32>,
+    request_bytes: Option<u32>,
+    response_bytes: Option<u32>,
+}
 
 #[derive(Default)]
 struct Telemetry {
@@ -64,6 +75,11 @@ impl Context for Telemetry {}
 
 impl RootContext for Telemetry {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Log at the host's level: an access-log line it would drop is not
+        // even built.
+        if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let config = if bytes.is_empty() {
             Config::default()
@@ -116,7 +132,7 @@ impl HttpContext for Observe {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
             let (a, b, c) = (mix(seed), mix(seed ^ 1), mix(seed ^ 2).max(1));
-            let value = format!("00-{a:016x}{b:016x}-{c:016x}-01");
+            let value = traceparent(a, b, c);
             self.set_http_request_header("traceparent", Some(&value));
         }
         Action::Continue
@@ -133,10 +149,14 @@ impl HttpContext for Observe {
                     .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
             })
         };
-        let route = text(vec!["xds", "route_name"]).unwrap_or_else(|| "none".into());
-        let cluster = text(vec!["xds", "cluster_name"]).unwrap_or_else(|| "none".into());
+        let route = self
+            .get_property(vec!["xds", "route_name"])
+            .unwrap_or_else(|| b"none".to_vec());
+        let cluster = self
+            .get_property(vec!["xds", "cluster_name"])
+            .unwrap_or_else(|| b"none".to_vec());
         let status = int(vec!["response", "code"]);
-        let class = status.map_or("none".to_string(), |s| format!("{}xx", s / 100));
+        let class = status.map(|s| s / 100);
         let duration_ms = self.start.and_then(|start| {
             self.get_current_time()
                 .duration_since(start)
@@ -146,32 +166,52 @@ impl HttpContext for Observe {
         let request_bytes = int(vec!["request", "size"]).unwrap_or(0).max(0) as u64;
         let response_bytes = int(vec!["response", "size"]).unwrap_or(0).max(0) as u64;
 
-        let labels = format!(";route={route};cluster={cluster}");
-        let prefix = &self.config.prefix;
-        self.add(
-            MetricType::Counter,
-            &format!("{prefix}.requests{labels};class={class}"),
-            1,
-        );
+        let mut key = route.clone();
+        key.push(0);
+        key.extend_from_slice(&cluster);
+        let mut metrics = self.metrics.borrow_mut();
+        let series = metrics.entry(key).or_default();
+        let names = Names {
+            prefix: &self.config.prefix,
+            route: &String::from_utf8_lossy(&route),
+            cluster: &String::from_utf8_lossy(&cluster),
+        };
+        let requests = match series.requests.iter().find(|(c, _)| *c == class) {
+            Some((_, id)) => Some(*id),
+            None => {
+                let class_label = class.map_or("none".to_string(), |c| format!("{c}xx"));
+                let id = define(
+                    MetricType::Counter,
+                    &names.of(&format!("requests{{}};class={class_label}")),
+                );
+                if let Some(id) = id {
+                    series.requests.push((class, id));
+                }
+                id
+            }
+        };
+        increment(requests, 1);
         if let Some(ms) = duration_ms {
-            self.add(
-                MetricType::Histogram,
-                &format!("{prefix}.request_duration_ms{labels}"),
-                ms,
-            );
+            let id = *series.duration.get_or_insert_with(|| {
+                define(MetricType::Histogram, &names.of("request_duration_ms{}")).unwrap_or(0)
+            });
+            if id != 0 {
+                let _ = proxy_wasm::hostcalls::record_metric(id, ms);
+            }
         }
-        self.add(
-            MetricType::Counter,
-            &format!("{prefix}.request_bytes{labels}"),
-            request_bytes,
-        );
-        self.add(
-            MetricType::Counter,
-            &format!("{prefix}.response_bytes{labels}"),
-            response_bytes,
-        );
+        let id = *series.request_bytes.get_or_insert_with(|| {
+            define(MetricType::Counter, &names.of("request_bytes{}")).unwrap_or(0)
+        });
+        increment((id != 0).then_some(id), request_bytes);
+        let id = *series.response_bytes.get_or_insert_with(|| {
+            define(MetricType::Counter, &names.of("response_bytes{}")).unwrap_or(0)
+        });
+        increment((id != 0).then_some(id), response_bytes);
+        drop(metrics);
 
         if self.config.access_log {
+            let route = String::from_utf8_lossy(&route);
+            let cluster = String::from_utf8_lossy(&cluster);
             let line = serde_json::json!({
                 "source": text(vec!["source", "address"]),
                 "destination": text(vec!["destination", "address"]),
@@ -194,29 +234,54 @@ impl HttpContext for Observe {
     }
 }
 
-impl Observe {
-    /// Adds `value` to the metric `name` (a counter is incremented, a
-    /// histogram records it), defining it on first use.
-    fn add(&self, kind: MetricType, name: &str, value: u64) {
-        let known = self.metrics.borrow().get(name).copied();
-        let id = match known {
-            Some(id) => id,
-            None => match proxy_wasm::hostcalls::define_metric(kind, name) {
-                Ok(id) => {
-                    self.metrics.borrow_mut().insert(name.to_string(), id);
-                    id
-                }
-                Err(status) => {
-                    log::warn!("telemetry: cannot define metric {name}: {status:?}");
-                    return;
-                }
-            },
-        };
-        let _ = match kind {
-            MetricType::Histogram => proxy_wasm::hostcalls::record_metric(id, value),
-            _ => proxy_wasm::hostcalls::increment_metric(id, value as i64),
-        };
+/// How the metric names of one label set are spelled.
+struct Names<'a> {
+    prefix: &'a str,
+    route: &'a str,
+    cluster: &'a str,
+}
+
+impl Names<'_> {
+    /// `{prefix}.{name}` with the labels where `name` has `{}`.
+    fn of(&self, name: &str) -> String {
+        let labels = format!(";route={};cluster={}", self.route, self.cluster);
+        format!("{}.{}", self.prefix, name.replacen("{}", &labels, 1))
     }
+}
+
+/// Defines a metric; `None` (logged) if the host refuses it.
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match proxy_wasm::hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::warn!("telemetry: cannot define metric {name}: {status:?}");
+            None
+        }
+    }
+}
+
+fn increment(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = proxy_wasm::hostcalls::increment_metric(id, value as i64);
+    }
+}
+
+/// A W3C `traceparent` (version 00, sampled) with trace id `a b` and
+/// parent id `c`, written without the formatting machinery.
+fn traceparent(a: u64, b: u64, c: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    for (i, word) in [a, b, c].into_iter().enumerate() {
+        if i == 2 {
+            out.push('-');
+        }
+        for shift in (0..16).rev() {
+            out.push(HEX[((word >> (shift * 4)) & 0xf) as usize] as char);
+        }
+    }
+    out.push_str("-01");
+    out
 }
 
 fn mix(mut z: u64) -> u64 {
