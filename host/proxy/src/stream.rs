@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use weft_abi::{BufferType, HttpStream, LocalResponse, MapType, Status};
 
@@ -55,6 +56,11 @@ pub(crate) struct ProxyStream {
     response_body: BytesMut,
     /// Values plugins stored with `proxy_set_property`, by dotted path.
     properties: StoredProperties,
+    /// The request target and Host as received: sent upstream as they
+    /// are unless `path` or `authority` changed, which saves parsing and
+    /// validating them again.
+    received_path: Option<PathAndQuery>,
+    received_host: Option<HeaderValue>,
 }
 
 /// The downstream connection a stream arrived on.
@@ -541,9 +547,16 @@ impl ProxyStream {
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_string())
-            .or_else(|| host.and_then(|h| h.to_str().ok().map(str::to_string)))
+            .or_else(|| {
+                host.as_ref()
+                    .and_then(|h| h.to_str().ok().map(str::to_string))
+            })
             .unwrap_or_default();
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let received_path = uri.path_and_query().cloned();
+        let path = received_path
+            .as_ref()
+            .map_or("/", |p| p.as_str())
+            .to_string();
         strip_hop_by_hop(&mut headers);
         let scheme = if connection.tls.is_some() {
             "https"
@@ -573,6 +586,8 @@ impl ProxyStream {
             request_body: BytesMut::new(),
             response_body: BytesMut::new(),
             properties: Vec::new(),
+            received_path,
+            received_host: host,
         }
     }
 
@@ -583,10 +598,13 @@ impl ProxyStream {
         body: B,
         keep: bool,
     ) -> Result<Request<B>, &'static str> {
-        let uri: Uri = self
-            .path
-            .parse()
-            .map_err(|_| "filters produced an invalid :path")?;
+        let uri: Uri = match &self.received_path {
+            Some(received) if received.as_str() == self.path => Uri::from(received.clone()),
+            _ => self
+                .path
+                .parse()
+                .map_err(|_| "filters produced an invalid :path")?,
+        };
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = uri;
@@ -597,7 +615,12 @@ impl ProxyStream {
             std::mem::take(&mut self.request_headers)
         };
         if !self.authority.is_empty() {
-            let host = HeaderValue::from_str(&self.authority).map_err(|_| "invalid :authority")?;
+            let host = match &self.received_host {
+                Some(received) if received.as_bytes() == self.authority.as_bytes() => {
+                    received.clone()
+                }
+                _ => HeaderValue::from_str(&self.authority).map_err(|_| "invalid :authority")?,
+            };
             request.headers_mut().insert(header::HOST, host);
         }
         Ok(request)
@@ -618,21 +641,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !present.contains(&true) {
         return;
     }
-    if present[0] {
-        // Headers named in Connection are hop-by-hop too (`close` names
-        // none, and `keep-alive` is one of the list).
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|token| {
-                !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive")
-            })
-            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-            .collect();
-        headers.remove(header::CONNECTION);
+    if present[0]
+        && let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION)
+    {
+        // One lookup takes every `connection` value out. Headers named in
+        // it are hop-by-hop too (`close` names none, and `keep-alive` is
+        // one of the list).
+        let mut named = Vec::new();
+        for value in entry.remove_entry_mult().1 {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if !token.eq_ignore_ascii_case("close")
+                    && !token.eq_ignore_ascii_case("keep-alive")
+                    && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                {
+                    named.push(name);
+                }
+            }
+        }
         for name in named {
             headers.remove(name);
         }
