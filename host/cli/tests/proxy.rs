@@ -114,6 +114,47 @@ fn unreachable_upstream_is_a_502_with_a_reason() {
 }
 
 #[test]
+fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    use std::io::{Read, Write};
+    let upstream = Upstream::start();
+    // A drain this long would outlast `wait_exit` below if the idle
+    // connection were not told to close.
+    let config = format!(
+        "drain_timeout_ms: 60000\n{}",
+        hello_config(upstream.addr, 1)
+    );
+    let mut weft = Weft::proxy(&config);
+    let mut client = std::net::TcpStream::connect(weft.addr).unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The connection is idle and kept alive; weft is asked to stop.
+    weft.terminate();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    client
+        .read_to_end(&mut rest)
+        .expect("weft closes the idle connection");
+    let status = weft
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("weft exits without waiting out the drain timeout");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn sigterm_drains_in_flight_requests_and_stops_accepting() {
     let upstream = Upstream::start();
     let mut weft = Weft::proxy(&hello_config(upstream.addr, 1));

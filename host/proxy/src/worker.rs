@@ -61,7 +61,8 @@ pub(crate) struct Worker {
     /// Downstream connections open now, and a wake-up when one closes.
     open: Cell<usize>,
     closed: tokio::sync::Notify,
-    shutdown: watch::Receiver<bool>,
+    /// Set once the worker stops accepting: open connections finish.
+    draining: Draining,
     call_tokens: Cell<u32>,
     /// State of the worker's random numbers (splitmix64).
     random: Cell<u64>,
@@ -214,7 +215,7 @@ pub(crate) fn run(
             connections: Cell::new(0),
             open: Cell::new(0),
             closed: tokio::sync::Notify::new(),
-            shutdown: shutdown.clone(),
+            draining: Draining::default(),
             call_tokens: Cell::new(0),
             random: Cell::new(seed(init.index)),
             access_logs,
@@ -289,6 +290,7 @@ pub(crate) fn run(
         for task in accepting {
             let _ = task.await;
         }
+        worker.draining.start();
         let drained = tokio::time::timeout(drain, async {
             while worker.open.get() > 0 {
                 worker.closed.notified().await;
@@ -406,7 +408,9 @@ where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let limits = route.limits;
-    let shutdown = worker.shutdown.clone();
+    let id = info.id;
+    let owner = worker.clone();
+    let draining = &owner.draining;
     // TLS chose the protocol by ALPN; a plain listener with HTTP/2 must
     // look at the first bytes (hyper-util's auto), which costs a little on
     // every read, so HTTP/1.1-only listeners skip it.
@@ -441,14 +445,14 @@ where
                 .max_buf_size(limits.max_request_headers_kb as usize * 1024)
                 .serve_connection(io, service)
                 .with_upgrades();
-            drain(connection, shutdown).await.map_err(Into::into)
+            drain(connection, draining, id).await.map_err(Into::into)
         }
         Protocol::Http2 => {
             let connection = hyper::server::conn::http2::Builder::new(LocalExec)
                 .timer(TokioTimer::new())
                 .max_header_list_size(limits.max_request_headers_kb * 1024)
                 .serve_connection(io, service);
-            drain(connection, shutdown).await.map_err(Into::into)
+            drain(connection, draining, id).await.map_err(Into::into)
         }
         Protocol::Detect => {
             let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
@@ -462,7 +466,7 @@ where
                 .timer(TokioTimer::new())
                 .max_header_list_size(limits.max_request_headers_kb * 1024);
             let connection = builder.serve_connection_with_upgrades(io, service);
-            drain(connection, shutdown).await
+            drain(connection, draining, id).await
         }
     }
 }
@@ -524,17 +528,61 @@ where
     }
 }
 
-/// Runs `connection` until it closes; on shutdown, lets its requests in
-/// flight finish first.
-async fn drain<C: Graceful>(connection: C, mut shutdown: watch::Receiver<bool>) -> C::Output {
-    tokio::pin!(connection);
-    tokio::select! {
-        result = &mut connection => result,
-        _ = shutdown.wait_for(|stop| *stop) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+/// The worker's drain signal as its connections see it: a flag read at
+/// each poll, and the waker of each connection task, registered once per
+/// connection (a watch receiver in a `select!` would be polled, and its
+/// waker registered, at every wake of every connection).
+#[derive(Default)]
+struct Draining {
+    started: Cell<bool>,
+    /// By connection id.
+    waiting: RefCell<std::collections::HashMap<u64, std::task::Waker>>,
+}
+
+impl Draining {
+    /// Tells every open connection to finish.
+    fn start(&self) {
+        self.started.set(true);
+        for (_, waker) in self.waiting.take() {
+            waker.wake();
         }
     }
+}
+
+/// Takes a connection's waker out of [`Draining`] when it ends.
+struct Registered<'a> {
+    draining: &'a Draining,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.draining.waiting.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Runs `connection` (connection `id`) until it closes; once the worker
+/// drains, lets its requests in flight finish first.
+async fn drain<C: Graceful>(connection: C, draining: &Draining, id: u64) -> C::Output {
+    tokio::pin!(connection);
+    let _registered = Registered { draining, id };
+    let mut registered = false;
+    let mut told = false;
+    std::future::poll_fn(|cx| {
+        if !told {
+            if draining.started.get() {
+                connection.as_mut().graceful_shutdown();
+                told = true;
+            } else if !registered {
+                // A connection is polled by its own task only: its waker
+                // stays the same.
+                draining.waiting.borrow_mut().insert(id, cx.waker().clone());
+                registered = true;
+            }
+        }
+        connection.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// The stream's own type, back out of the box it was lent to VMs in.
