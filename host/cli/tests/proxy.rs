@@ -114,6 +114,55 @@ fn unreachable_upstream_is_a_502_with_a_reason() {
 }
 
 #[test]
+fn a_request_head_not_complete_within_the_header_timeout_closes_the_connection() {
+    use std::io::{Read, Write};
+    let upstream = Upstream::start();
+    // Both kinds of plain listener: HTTP/1.1 only, and HTTP/2 detection.
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: 1
+listeners:
+  - name: h1
+    address: 127.0.0.1:0
+    cluster: backend
+    http2: false
+    limits: {{request_header_timeout_ms: 300}}
+  - name: detect
+    address: 127.0.0.1:0
+    cluster: backend
+    limits: {{request_header_timeout_ms: 300}}
+clusters:
+  - name: backend
+    endpoints: ["{}"]
+"#,
+        upstream.addr
+    ));
+    for listener in ["h1", "detect"] {
+        let addr = weft.listeners[listener];
+        // A whole request is served.
+        assert_eq!(send(addr, "GET", "/", &[], "").status, 200);
+        // A head that never ends is cut off: the read ends instead of
+        // waiting out its own 20 s timeout.
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
+            .unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = Vec::new();
+        client
+            .read_to_end(&mut answer)
+            .unwrap_or_else(|err| panic!("{listener}: the slow client was not cut off: {err}"));
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+            "{listener}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}
+
+#[test]
 fn sigterm_closes_idle_keep_alive_connections_at_once() {
     use std::io::{Read, Write};
     let upstream = Upstream::start();

@@ -12,6 +12,7 @@ mod bundles;
 mod callout;
 mod chain;
 mod cluster;
+mod coarse;
 mod control;
 mod dns;
 mod filewatch;

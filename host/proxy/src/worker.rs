@@ -63,6 +63,8 @@ pub(crate) struct Worker {
     closed: tokio::sync::Notify,
     /// Set once the worker stops accepting: open connections finish.
     draining: Draining,
+    /// The HTTP/1 header-read deadline's timer, ticked by the worker.
+    header_timer: crate::coarse::CoarseTimer,
     call_tokens: Cell<u32>,
     /// State of the worker's random numbers (splitmix64).
     random: Cell<u64>,
@@ -216,6 +218,7 @@ pub(crate) fn run(
             open: Cell::new(0),
             closed: tokio::sync::Notify::new(),
             draining: Draining::default(),
+            header_timer: crate::coarse::CoarseTimer::new(),
             call_tokens: Cell::new(0),
             random: Cell::new(seed(init.index)),
             access_logs,
@@ -245,6 +248,17 @@ pub(crate) fn run(
                             .borrow_mut()
                             .foreign_function(function_id, &arguments);
                     }
+                }
+            });
+        }
+        {
+            let timer = worker.header_timer.clone();
+            tokio::task::spawn_local(async move {
+                let mut ticks = tokio::time::interval(crate::coarse::TICK);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    timer.tick();
                 }
             });
         }
@@ -440,7 +454,7 @@ where
     match protocol {
         Protocol::Http1 => {
             let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(owner.header_timer.clone())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(limits.max_request_headers_kb as usize * 1024)
                 .serve_connection(io, service)
@@ -458,7 +472,7 @@ where
             let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
             builder
                 .http1()
-                .timer(TokioTimer::new())
+                .timer(owner.header_timer.clone())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(limits.max_request_headers_kb as usize * 1024);
             builder

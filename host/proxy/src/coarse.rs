@@ -1,0 +1,212 @@
+//! A coarse timer for hyper's HTTP/1 header-read deadline, one per
+//! worker.
+//!
+//! hyper arms that deadline for every request head it waits for: with
+//! tokio's timer, each one is a clock read, a timer-wheel registration and
+//! a deregistration when the head arrives (~1,900 instructions per request
+//! here). This timer keeps its clock to the tick: [`CoarseTimer::tick`],
+//! which the worker calls every [`TICK`], reads the real clock once and
+//! wakes the sleeps that are due. A sleep costs a box and, only if hyper
+//! has to wait for the head, one map entry. Deadlines are kept to within
+//! two ticks, which is plenty for a slow-client defence measured in
+//! seconds.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often the clock advances and due sleeps are woken.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// hyper's [`hyper::rt::Timer`] on a clock that advances by ticks.
+#[derive(Clone)]
+pub(crate) struct CoarseTimer(Arc<Shared>);
+
+struct Shared {
+    base: Instant,
+    /// Nanoseconds from `base` to the last tick.
+    now: AtomicU64,
+    waiting: Mutex<Waiting>,
+}
+
+/// The sleeps a task waits on, by id.
+#[derive(Default)]
+struct Waiting {
+    next_id: u64,
+    sleeps: HashMap<u64, (Instant, Waker)>,
+}
+
+impl CoarseTimer {
+    pub(crate) fn new() -> CoarseTimer {
+        CoarseTimer(Arc::new(Shared {
+            base: Instant::now(),
+            now: AtomicU64::new(0),
+            waiting: Mutex::new(Waiting::default()),
+        }))
+    }
+
+    /// The time at the last tick.
+    fn now(&self) -> Instant {
+        self.0.base + Duration::from_nanos(self.0.now.load(Ordering::Relaxed))
+    }
+
+    /// Advances the clock to now and wakes the sleeps that are due.
+    pub(crate) fn tick(&self) {
+        let now = Instant::now();
+        let nanos = u64::try_from(now.duration_since(self.0.base).as_nanos()).unwrap_or(u64::MAX);
+        self.0.now.store(nanos, Ordering::Relaxed);
+        self.waiting().sleeps.retain(|_, (deadline, waker)| {
+            let due = *deadline <= now;
+            if due {
+                waker.wake_by_ref();
+            }
+            !due
+        });
+    }
+
+    /// The sleeps waiting now (for tests).
+    #[cfg(test)]
+    fn waiting_count(&self) -> usize {
+        self.waiting().sleeps.len()
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // Nothing panics while holding the lock; a poisoned one is still
+        // consistent.
+        self.0
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl hyper::rt::Timer for CoarseTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(CoarseSleep {
+            timer: self.clone(),
+            deadline,
+            id: None,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        CoarseTimer::now(self)
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: Instant) {
+        if let Some(mut sleep) = sleep.as_mut().downcast_mut_pin::<CoarseSleep>() {
+            sleep.deadline = new_deadline;
+            sleep.unregister();
+        }
+    }
+}
+
+/// One deadline; registered with its task's waker only once polled
+/// before it is due.
+struct CoarseSleep {
+    timer: CoarseTimer,
+    deadline: Instant,
+    id: Option<u64>,
+}
+
+impl CoarseSleep {
+    fn unregister(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.timer.waiting().sleeps.remove(&id);
+        }
+    }
+}
+
+impl Future for CoarseSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.timer.now() >= this.deadline {
+            this.unregister();
+            return Poll::Ready(());
+        }
+        let mut waiting = this.timer.waiting();
+        let entry = this.id.and_then(|id| waiting.sleeps.get_mut(&id));
+        match entry {
+            Some((_, waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    *waker = cx.waker().clone();
+                }
+            }
+            // Not registered yet, or woken by a tick and polled again with
+            // a deadline moved on.
+            None => {
+                let id = waiting.next_id;
+                waiting.next_id += 1;
+                waiting
+                    .sleeps
+                    .insert(id, (this.deadline, cx.waker().clone()));
+                this.id = Some(id);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for CoarseSleep {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+impl hyper::rt::Sleep for CoarseSleep {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::rt::Timer;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_sleep_is_woken_by_the_first_tick_after_its_deadline() {
+        let timer = CoarseTimer::new();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        let mut sleep = timer.sleep(Duration::from_millis(30));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(timer.waiting_count(), 1);
+        // A tick before the deadline wakes nothing.
+        timer.tick();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        std::thread::sleep(Duration::from_millis(40));
+        timer.tick();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(timer.waiting_count(), 0);
+        assert!(sleep.as_mut().poll(&mut cx).is_ready());
+
+        // Reset to a later deadline, it waits again.
+        timer.reset(&mut sleep, timer.now() + Duration::from_secs(60));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(timer.waiting_count(), 1);
+        timer.tick();
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        // Dropped, it leaves nothing behind.
+        drop(sleep);
+        assert_eq!(timer.waiting_count(), 0);
+    }
+}
