@@ -42,13 +42,14 @@ impl Upgrade {
     /// `Upgrade` header), if any.
     pub(crate) fn of<B>(request: &mut Request<B>) -> Option<Upgrade> {
         let headers = request.headers();
+        // `Upgrade` first: most requests have none, and one lookup says so.
+        let protocol = headers.get(header::UPGRADE)?.clone();
         let asked = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-        let protocol = headers.get(header::UPGRADE)?.clone();
         if !asked || request.version() != http::Version::HTTP_11 {
             return None;
         }
@@ -229,7 +230,10 @@ impl Exchange {
             // would keep two copies of its (large) state.
             let tries = self.tries(forward, pool, first, replayable, hash);
             tokio::pin!(tries);
-            let mut stop_closed = false;
+            // A request without a body never reports a stop (its body is
+            // not read, so neither limits nor body callbacks apply): the
+            // branch is left out instead of polled at every wake.
+            let mut stop_closed = request_ended;
             loop {
                 tokio::select! {
                     // A stopped body also fails the upstream request; the stop
