@@ -11,7 +11,6 @@
 //! two ticks, which is plenty for a slow-client defence measured in
 //! seconds.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +32,71 @@ struct Shared {
     waiting: Mutex<Waiting>,
 }
 
-/// The sleeps a task waits on, by id.
+/// The sleeps a task waits on, in slots reused as they free up (an id is
+/// a slot and the generation it was taken in, so a stale id never touches
+/// a slot's next sleep).
 #[derive(Default)]
 struct Waiting {
-    next_id: u64,
-    sleeps: HashMap<u64, (Instant, Waker)>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    generation: u64,
+    /// Slots holding a sleep.
+    used: usize,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u64,
+    sleep: Option<(Instant, Waker)>,
+}
+
+/// Where a registered sleep is.
+#[derive(Clone, Copy)]
+struct Id {
+    slot: usize,
+    generation: u64,
+}
+
+impl Waiting {
+    fn insert(&mut self, deadline: Instant, waker: Waker) -> Id {
+        self.generation += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot::default());
+                self.slots.len() - 1
+            }
+        };
+        self.slots[slot] = Slot {
+            generation: self.generation,
+            sleep: Some((deadline, waker)),
+        };
+        self.used += 1;
+        Id {
+            slot,
+            generation: self.generation,
+        }
+    }
+
+    /// The sleep `id` names, if it is still waiting.
+    fn get_mut(&mut self, id: Id) -> Option<&mut (Instant, Waker)> {
+        self.slots
+            .get_mut(id.slot)
+            .filter(|slot| slot.generation == id.generation)
+            .and_then(|slot| slot.sleep.as_mut())
+    }
+
+    fn remove(&mut self, id: Id) {
+        if self.get_mut(id).is_some() {
+            self.free_slot(id.slot);
+        }
+    }
+
+    fn free_slot(&mut self, slot: usize) {
+        self.slots[slot].sleep = None;
+        self.free.push(slot);
+        self.used -= 1;
+    }
 }
 
 impl CoarseTimer {
@@ -59,19 +118,25 @@ impl CoarseTimer {
         let now = Instant::now();
         let nanos = u64::try_from(now.duration_since(self.0.base).as_nanos()).unwrap_or(u64::MAX);
         self.0.now.store(nanos, Ordering::Relaxed);
-        self.waiting().sleeps.retain(|_, (deadline, waker)| {
-            let due = *deadline <= now;
+        let mut waiting = self.waiting();
+        for slot in 0..waiting.slots.len() {
+            let due = waiting.slots[slot]
+                .sleep
+                .as_ref()
+                .is_some_and(|(deadline, _)| *deadline <= now);
             if due {
-                waker.wake_by_ref();
+                if let Some((_, waker)) = waiting.slots[slot].sleep.take() {
+                    waker.wake();
+                }
+                waiting.free_slot(slot);
             }
-            !due
-        });
+        }
     }
 
     /// The sleeps waiting now (for tests).
     #[cfg(test)]
     fn waiting_count(&self) -> usize {
-        self.waiting().sleeps.len()
+        self.waiting().used
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
@@ -114,13 +179,13 @@ impl hyper::rt::Timer for CoarseTimer {
 struct CoarseSleep {
     timer: CoarseTimer,
     deadline: Instant,
-    id: Option<u64>,
+    id: Option<Id>,
 }
 
 impl CoarseSleep {
     fn unregister(&mut self) {
         if let Some(id) = self.id.take() {
-            self.timer.waiting().sleeps.remove(&id);
+            self.timer.waiting().remove(id);
         }
     }
 }
@@ -135,7 +200,7 @@ impl Future for CoarseSleep {
             return Poll::Ready(());
         }
         let mut waiting = this.timer.waiting();
-        let entry = this.id.and_then(|id| waiting.sleeps.get_mut(&id));
+        let entry = this.id.and_then(|id| waiting.get_mut(id));
         match entry {
             Some((_, waker)) => {
                 if !waker.will_wake(cx.waker()) {
@@ -144,14 +209,7 @@ impl Future for CoarseSleep {
             }
             // Not registered yet, or woken by a tick and polled again with
             // a deadline moved on.
-            None => {
-                let id = waiting.next_id;
-                waiting.next_id += 1;
-                waiting
-                    .sleeps
-                    .insert(id, (this.deadline, cx.waker().clone()));
-                this.id = Some(id);
-            }
+            None => this.id = Some(waiting.insert(this.deadline, cx.waker().clone())),
         }
         Poll::Pending
     }
@@ -207,6 +265,25 @@ mod tests {
         assert!(sleep.as_mut().poll(&mut cx).is_pending());
         // Dropped, it leaves nothing behind.
         drop(sleep);
+        assert_eq!(timer.waiting_count(), 0);
+    }
+
+    #[test]
+    fn a_sleep_woken_and_dropped_late_leaves_its_slots_next_sleep_alone() {
+        let timer = CoarseTimer::new();
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut early = timer.sleep(Duration::from_millis(1));
+        assert!(early.as_mut().poll(&mut cx).is_pending());
+        std::thread::sleep(Duration::from_millis(5));
+        timer.tick();
+        // Its slot is free again and taken by the next sleep...
+        let mut late = timer.sleep(Duration::from_secs(60));
+        assert!(late.as_mut().poll(&mut cx).is_pending());
+        // ...which the first one's drop does not unregister.
+        drop(early);
+        assert_eq!(timer.waiting_count(), 1);
+        drop(late);
         assert_eq!(timer.waiting_count(), 0);
     }
 }

@@ -266,12 +266,14 @@ pub(crate) fn run(
         // connection is accepted.
         worker.apply(&init.published.current());
         tokio::task::spawn_local(apply_swaps(worker.clone(), init.published));
-        let mut accepting = Vec::new();
+        let accepting = Rc::new(Accepting::default());
         for (route, socket) in init.listeners {
             let listener = tokio::net::TcpListener::from_std(socket)?;
             let worker = worker.clone();
             let mut shutdown = shutdown.clone();
-            accepting.push(tokio::task::spawn_local(async move {
+            let done = accepting.open();
+            tokio::task::spawn_local(async move {
+                let _done = done;
                 loop {
                     tokio::select! {
                         accepted = listener.accept() => match accepted {
@@ -289,7 +291,7 @@ pub(crate) fn run(
                         _ = shutdown.wait_for(|stop| *stop) => break,
                     }
                 }
-            }));
+            });
         }
         if worker.access_logs.iter().any(Option::is_some) {
             let worker = worker.clone();
@@ -301,9 +303,7 @@ pub(crate) fn run(
             });
         }
         tracing::debug!(worker = init.index, "worker running");
-        for task in accepting {
-            let _ = task.await;
-        }
+        accepting.all_closed().await;
         worker.draining.start();
         let drained = tokio::time::timeout(drain, async {
             while worker.open.get() > 0 {
@@ -539,6 +539,51 @@ where
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper_util::server::conn::auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// The worker's accept loops still running. The worker's main future waits
+/// for them to end, and the `LocalSet` polls that future at each of its
+/// wakes: a flag read, not a join handle per listener polled each time.
+#[derive(Default)]
+struct Accepting {
+    open: Cell<usize>,
+    waker: RefCell<Option<std::task::Waker>>,
+}
+
+/// Held by an accept loop; its drop counts it closed.
+struct AcceptLoop(Rc<Accepting>);
+
+impl Accepting {
+    fn open(self: &Rc<Self>) -> AcceptLoop {
+        self.open.set(self.open.get() + 1);
+        AcceptLoop(self.clone())
+    }
+
+    async fn all_closed(&self) {
+        std::future::poll_fn(|cx| {
+            if self.open.get() == 0 {
+                return std::task::Poll::Ready(());
+            }
+            let mut waker = self.waker.borrow_mut();
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+    }
+}
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        let accepting = &self.0;
+        accepting.open.set(accepting.open.get() - 1);
+        if accepting.open.get() == 0
+            && let Some(waker) = accepting.waker.borrow_mut().take()
+        {
+            waker.wake();
+        }
     }
 }
 
