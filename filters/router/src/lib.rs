@@ -214,8 +214,23 @@ impl Context for Split {}
 impl HttpContext for Split {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let config = self.config.clone();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let cookies = self.get_http_request_header("cookie").unwrap_or_default();
+        // Only what some rule looks at is read from the host.
+        let rules = &config.rules;
+        let path = if rules
+            .iter()
+            .any(|r| r.matches.path_prefix.is_some() || !r.matches.query.is_empty())
+        {
+            self.get_http_request_header(":path").unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let cookies = if rules.iter().any(|r| {
+            !r.matches.cookies.is_empty() || r.sticky.as_ref().is_some_and(|s| s.cookie.is_some())
+        }) {
+            self.get_http_request_header("cookie").unwrap_or_default()
+        } else {
+            String::new()
+        };
         let Some((r, rule)) = config
             .rules
             .iter()
