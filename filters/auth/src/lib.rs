@@ -353,11 +353,20 @@ impl Check {
 
     /// The rules' verdict on an authenticated request.
     fn authorize(&self, identity: Identity) -> Action {
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let peer = self
-            .get_property(vec!["connection", "uri_san_peer_certificate"])
-            .map(|p| String::from_utf8_lossy(&p).into_owned());
+        // Read from the host only when a rule looks at them, once.
+        let method = std::cell::OnceCell::new();
+        let method =
+            || method.get_or_init(|| self.get_http_request_header(":method").unwrap_or_default());
+        let path = std::cell::OnceCell::new();
+        let path =
+            || path.get_or_init(|| self.get_http_request_header(":path").unwrap_or_default());
+        let peer = std::cell::OnceCell::new();
+        let peer = || {
+            peer.get_or_init(|| {
+                self.get_property(vec!["connection", "uri_san_peer_certificate"])
+                    .map(|p| String::from_utf8_lossy(&p).into_owned())
+            })
+        };
         let decision = self
             .config
             .rules
@@ -373,13 +382,16 @@ impl Check {
                             other => other.to_string() == *want,
                         })
                     && (rule.peers.is_empty()
-                        || peer.as_ref().map_or(false, |p| rule.peers.contains(p)))
+                        || peer().as_ref().map_or(false, |p| rule.peers.contains(p)))
                     && (rule.methods.is_empty()
-                        || rule.methods.iter().any(|m| m.eq_ignore_ascii_case(&method)))
+                        || rule
+                            .methods
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case(method())))
                     && rule
                         .path_prefix
                         .as_ref()
-                        .map_or(true, |p| path.starts_with(p.as_str()))
+                        .map_or(true, |p| path().starts_with(p.as_str()))
             })
             .map_or(self.config.default, |rule| {
                 if rule.allow {
