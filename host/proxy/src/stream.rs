@@ -222,9 +222,34 @@ impl ProxyStream {
 }
 
 fn header(key: &[u8], value: &[u8]) -> Result<(HeaderName, HeaderValue), Status> {
-    let name = HeaderName::from_bytes(key).map_err(|_| Status::BadArgument)?;
+    let name = header_name(key).ok_or(Status::BadArgument)?;
     let value = HeaderValue::from_bytes(value).map_err(|_| Status::BadArgument)?;
     Ok((name, value))
+}
+
+/// How many header names plugins set that each worker keeps parsed.
+const NAME_CACHE: usize = 32;
+
+thread_local! {
+    /// Header names plugins set, parsed: filters set the same few names on
+    /// every request, and parsing one allocates it.
+    static NAMES: std::cell::RefCell<Vec<HeaderName>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `key` as a header name, from the worker's cache when it was seen.
+fn header_name(key: &[u8]) -> Option<HeaderName> {
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(name) = names.iter().find(|n| n.as_str().as_bytes() == key) {
+            return Some(name.clone());
+        }
+        let name = HeaderName::from_bytes(key).ok()?;
+        if names.len() == NAME_CACHE {
+            names.remove(0);
+        }
+        names.push(name.clone());
+        Some(name)
+    })
 }
 
 impl HttpStream for ProxyStream {
@@ -265,7 +290,8 @@ impl HttpStream for ProxyStream {
             return Ok(pseudo);
         }
         let headers = self.headers(map)?;
-        let Ok(name) = HeaderName::from_bytes(key) else {
+        // Looked up by `&str`: parsed on the stack, no name allocated.
+        let Ok(name) = std::str::from_utf8(key) else {
             return Ok(None);
         };
         Ok(headers.get(name).map(HeaderValue::as_bytes))
@@ -292,7 +318,7 @@ impl HttpStream for ProxyStream {
     fn remove_map_value(&mut self, map: MapType, key: &[u8]) -> Result<(), Status> {
         let headers = self.headers_mut(map)?;
         // Pseudo-headers cannot be removed; asking is not an error.
-        if let Ok(name) = HeaderName::from_bytes(key) {
+        if let Ok(name) = std::str::from_utf8(key) {
             headers.remove(name);
         }
         Ok(())
@@ -737,6 +763,19 @@ mod tests {
 
     fn names(headers: &HeaderMap) -> Vec<&str> {
         headers.keys().map(HeaderName::as_str).collect()
+    }
+
+    #[test]
+    fn header_names_come_from_the_cache_as_parsed() {
+        assert_eq!(header_name(b"X-Cached").unwrap(), "x-cached");
+        assert_eq!(header_name(b"x-cached").unwrap(), "x-cached");
+        assert!(header_name(b"bad name").is_none());
+        // The cache stays bounded; every name still parses.
+        for i in 0..2 * NAME_CACHE {
+            let name = format!("x-name-{i}");
+            assert_eq!(header_name(name.as_bytes()).unwrap(), name.as_str());
+        }
+        NAMES.with(|names| assert_eq!(names.borrow().len(), NAME_CACHE));
     }
 
     #[test]
