@@ -36,13 +36,55 @@ fn request_and_response_bodies_are_rewritten() {
     );
     assert_eq!(got.status, 200);
     assert_eq!(got.body, "upstream says hi (filtered)");
-    assert!(
-        got.headers.get("content-length").is_none(),
-        "the filtered body is re-framed, not sent with the upstream's length"
-    );
+    // The short response was whole in the upstream's first frame: it went
+    // through the body callback before the head, which carries its new
+    // length (not the upstream's, not chunked framing).
+    assert_eq!(got.headers["content-length"], "27");
+    assert!(got.headers.get("transfer-encoding").is_none());
     let seen = upstream.seen.lock().unwrap();
     assert_eq!(seen[0].body, "MAKE ME LOUD");
     assert_eq!(seen[0].headers["content-type"], "text/plain");
+}
+
+#[test]
+fn a_response_streamed_in_pieces_is_rewritten_and_re_framed() {
+    use std::io::{Read, Write};
+    // An upstream that sends its head, then the body in two chunks a
+    // moment apart: the body callbacks see it as it streams.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let mut tcp = tcp.unwrap();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tcp.read(&mut byte).unwrap() == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                tcp.write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+                )
+                .unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                tcp.write_all(b"6\r\n+later\r\n0\r\n\r\n").unwrap();
+            });
+        }
+    });
+    let weft = Weft::proxy(&format!(
+        "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [rewriter]\nclusters:\n  - name: c\n    endpoints: [\"{addr}\"]\nplugins:\n  - name: rewriter\n    module: {}\n",
+        filter("body_rewriter.wasm").display()
+    ));
+    let got = send(weft.addr, "GET", "/", &[], "");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "first+later (filtered)");
+    assert!(
+        got.headers.get("content-length").is_none(),
+        "a body still streaming when the head goes out is re-framed"
+    );
 }
 
 #[test]

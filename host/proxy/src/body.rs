@@ -47,6 +47,9 @@ pub(crate) struct Source {
     /// Where the count is kept for the access log.
     counter: Option<Rc<std::cell::Cell<u64>>>,
     idle: Option<Idle>,
+    /// What a read ahead got, given back ([`Source::push_back`]): it
+    /// comes out first, already counted.
+    pushed: Option<Box<Result<Frame<Bytes>, BodyError>>>,
 }
 
 /// The longest wait for the next frame. The timer is made the first time
@@ -70,7 +73,14 @@ impl Source {
             limit,
             counter,
             idle: None,
+            pushed: None,
         }
+    }
+
+    /// Gives back what a poll of this body returned: the next poll
+    /// returns it again.
+    pub(crate) fn push_back(&mut self, polled: Result<Frame<Bytes>, BodyError>) {
+        self.pushed = Some(Box::new(polled));
     }
 
     /// Fails the body when no frame comes for `after`.
@@ -91,6 +101,9 @@ impl Body for Source {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(polled) = self.pushed.take() {
+            return Poll::Ready(Some(*polled));
+        }
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 if let Some(idle) = &mut self.idle {
@@ -132,11 +145,26 @@ impl Body for Source {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.pushed.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.pushed {
+            None => self.inner.size_hint(),
+            Some(polled) => {
+                let pushed = match &**polled {
+                    Ok(frame) => frame.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => 0,
+                };
+                let inner = self.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + pushed);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + pushed);
+                }
+                hint
+            }
+        }
     }
 }
 
@@ -597,6 +625,25 @@ impl ResponseBody {
         let callbacks = run_callbacks.then(|| Box::new(BodyFilters::new(filters.clone(), false)));
         ResponseBody {
             kind: Kind::Upstream(body, callbacks),
+            upstream: Some(upstream),
+            filters: Some(filters),
+            in_flight: Some(in_flight),
+            sent: 0,
+        }
+    }
+
+    /// An upstream body read whole before the response head went out (and
+    /// through the body callbacks): `data` is what the client gets; the
+    /// connection and the request counts are released when it has been
+    /// sent, as for a streamed body.
+    pub(crate) fn whole(
+        data: Bytes,
+        upstream: (Rc<Endpoint>, Conn),
+        in_flight: (Load, Admitted),
+        filters: SharedFilters,
+    ) -> Self {
+        ResponseBody {
+            kind: Kind::Full((!data.is_empty()).then_some(data)),
             upstream: Some(upstream),
             filters: Some(filters),
             in_flight: Some(in_flight),

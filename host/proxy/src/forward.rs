@@ -2,18 +2,20 @@
 //! choice, rewrites, circuit breakers, tries with retries and timeouts,
 //! mirroring, then the response through the response filters.
 
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Body;
+use hyper::body::{Body, Frame};
 use tokio::sync::oneshot;
 
 use crate::body::{RequestBody, ResponseBody, Source};
-use crate::chain::{Phase, SharedFilters, run_headers_phase};
+use crate::chain::{Phase, SharedFilters, Stop, run_headers_phase};
 use crate::cluster::{ClusterPool, Pick, SendError, Upstream, UpstreamError, hash_of};
 use crate::router::{Forward, Retry, Route};
 use crate::stream::{ResponseHead, strip_hop_by_hop};
@@ -298,6 +300,7 @@ impl Exchange {
         strip_hop_by_hop(&mut parts.headers);
         self.route.response_headers.apply(&mut parts.headers);
         let mut response_callbacks = false;
+        let mut body_callbacks = false;
         if self.filtered {
             let response_ended = body.is_end_stream();
             if let Some(state) = self.filters.borrow_mut().state() {
@@ -323,7 +326,7 @@ impl Exchange {
                 parts.status = head.status;
                 parts.headers = head.headers.clone();
             }
-            let body_callbacks = !response_ended && f.has_body_callbacks(false);
+            body_callbacks = !response_ended && f.has_body_callbacks(false);
             if body_callbacks {
                 // Plugins may change the body's length: it is re-framed.
                 parts.headers.remove(header::CONTENT_LENGTH);
@@ -345,6 +348,23 @@ impl Exchange {
         }
         let mut body = Source::new(body, None, None);
         body.idle_after(idle_timeout);
+        if body_callbacks {
+            match self.whole_body(&mut body).await {
+                Ok(Some(data)) => {
+                    // Sent with its final length (hyper writes it from the
+                    // body's exact size), not re-framed.
+                    let body = ResponseBody::whole(
+                        data,
+                        (endpoint, sender),
+                        (load, admitted),
+                        self.filters,
+                    );
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Ok(None) => {}
+                Err(stop) => return stopped(stop, self.filters),
+            }
+        }
         let body = ResponseBody::upstream(
             body,
             (endpoint, sender),
@@ -353,6 +373,55 @@ impl Exchange {
             response_callbacks,
         );
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// The response body through the body callbacks, if the upstream's
+    /// first frame is all of it and already here (a short response):
+    /// then the head goes out after the callbacks, with the body's final
+    /// length. `None` when it streams (what was read is given back).
+    async fn whole_body(&self, body: &mut Source) -> Result<Option<Bytes>, Stop> {
+        let polled =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+        let data = match polled {
+            Poll::Pending => return Ok(None),
+            Poll::Ready(None) => Bytes::new(),
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if body.is_end_stream() => data,
+                Ok(data) => {
+                    body.push_back(Ok(Frame::data(data)));
+                    return Ok(None);
+                }
+                Err(frame) => {
+                    body.push_back(Ok(frame));
+                    return Ok(None);
+                }
+            },
+            Poll::Ready(Some(Err(err))) => {
+                body.push_back(Err(err));
+                return Ok(None);
+            }
+        };
+        let mut run = self.filters.borrow_mut().run_body(false, data, true);
+        loop {
+            match run {
+                Ok(data) => return Ok(Some(data)),
+                // A plugin paused at the end of the body: the head waits
+                // with it until the plugin continues.
+                Err(Stop::Paused {
+                    plugin,
+                    resume: Some(resume),
+                }) => {
+                    crate::chain::wait_for_plugin(&self.worker, &self.filters, plugin, resume)
+                        .await?;
+                    let resumed = crate::body::Resumed {
+                        start: resume.step + 1,
+                        ended: true,
+                    };
+                    run = self.filters.borrow_mut().resume_body(false, resumed);
+                }
+                Err(stop) => return Err(stop),
+            }
+        }
     }
 
     /// Sends the request, and again as the route's retry policy allows.
