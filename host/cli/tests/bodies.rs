@@ -48,31 +48,14 @@ fn request_and_response_bodies_are_rewritten() {
 
 #[test]
 fn a_response_streamed_in_pieces_is_rewritten_and_re_framed() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     // An upstream that sends its head, then the body in two chunks a
     // moment apart: the body callbacks see it as it streams.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let mut tcp = tcp.unwrap();
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if tcp.read(&mut byte).unwrap() == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                tcp.write_all(
-                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n",
-                )
-                .unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                tcp.write_all(b"6\r\n+later\r\n0\r\n\r\n").unwrap();
-            });
-        }
+    let addr = support::raw_upstream(|tcp, _| {
+        tcp.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        tcp.write_all(b"6\r\n+later\r\n0\r\n\r\n").unwrap();
     });
     let weft = Weft::proxy(&format!(
         "workers: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    cluster: c\n    filters: [rewriter]\nclusters:\n  - name: c\n    endpoints: [\"{addr}\"]\nplugins:\n  - name: rewriter\n    module: {}\n",

@@ -177,12 +177,7 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
     client
         .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
         .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        client.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
+    let head = support::read_head(&mut client).expect("a response head");
     assert!(
         head.starts_with(b"HTTP/1.1 200"),
         "{}",

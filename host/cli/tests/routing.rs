@@ -212,36 +212,21 @@ clusters:
 /// answers 101 and then sends back whatever it receives.
 fn echo_upgrade_upstream() -> std::net::SocketAddr {
     use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let mut tcp = tcp.unwrap();
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if tcp.read(&mut byte).unwrap() == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_lowercase();
-                assert!(head.contains("upgrade: echo"), "{head}");
-                assert!(head.contains("connection: upgrade"), "{head}");
-                tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
-                    .unwrap();
-                let mut buf = [0u8; 1024];
-                loop {
-                    let n = tcp.read(&mut buf).unwrap_or(0);
-                    if n == 0 || tcp.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+    support::raw_upstream(|tcp, head| {
+        assert!(head.contains("upgrade: echo"), "{head}");
+        assert!(head.contains("connection: upgrade"), "{head}");
+        tcp.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+        )
+        .unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = tcp.read(&mut buf).unwrap_or(0);
+            if n == 0 || tcp.write_all(&buf[..n]).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 #[test]

@@ -395,6 +395,43 @@ pub fn send_raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Reads an HTTP/1.1 head from `stream`, byte by byte up to its blank
+/// line; `None` if the peer closes first.
+pub fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
+/// An upstream written by hand on 127.0.0.1: on each connection (its own
+/// thread) the request head is read, then `answer` gets the connection and
+/// the head (lower-cased) and writes what it likes.
+pub fn raw_upstream(
+    answer: impl Fn(&mut std::net::TcpStream, String) + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let mut tcp = tcp.unwrap();
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                if let Some(head) = read_head(&mut tcp) {
+                    answer(&mut tcp, String::from_utf8_lossy(&head).to_lowercase());
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// Sends `count` GET requests for `path` on one keep-alive connection.
 pub fn send_many(addr: SocketAddr, count: usize, path: &str, headers: &[(&str, &str)]) -> Vec<Got> {
     let rt = tokio::runtime::Builder::new_current_thread()
