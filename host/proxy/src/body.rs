@@ -205,9 +205,9 @@ struct BodyFilters {
     waiting: Option<Waiting>,
 }
 
-/// The wait for a plugin that paused a body at its end, and where the body
-/// callbacks go on.
-type Waiting = Pin<Box<dyn Future<Output = (Result<(), Stop>, Resumed)>>>;
+/// The body callbacks going on once a plugin that paused a body at its
+/// end continued: what to send on.
+type Waiting = Pin<Box<dyn Future<Output = Result<Bytes, Stop>>>>;
 
 /// Where the body callbacks go on once a waiting plugin continued: from
 /// this step (an index in the stream's contexts), with the body the
@@ -227,7 +227,7 @@ impl BodyFilters {
             .then(|| filters.borrow_mut().take_held_request())
             .flatten();
         let mut body = BodyFilters {
-            filters,
+            filters: filters.clone(),
             request,
             ended: false,
             trailers: None,
@@ -240,7 +240,9 @@ impl BodyFilters {
                 start: held.start,
                 ended: held.ended,
             };
-            body.waiting = Some(Box::pin(std::future::ready((Ok(()), resumed))));
+            body.waiting = Some(Box::pin(async move {
+                filters.borrow_mut().resume_body(true, resumed)
+            }));
         }
         body
     }
@@ -251,12 +253,9 @@ impl BodyFilters {
         loop {
             let out = match &mut self.waiting {
                 Some(waiting) => {
-                    let (waited, resumed) = ready!(waiting.as_mut().poll(cx));
+                    let out = ready!(waiting.as_mut().poll(cx));
                     self.waiting = None;
-                    match waited {
-                        Ok(()) => self.filters.borrow_mut().resume_body(self.request, resumed),
-                        Err(stop) => return Poll::Ready(Pulled::Stopped(stop)),
-                    }
+                    out
                 }
                 None => match ready!(self.pull(inner, cx)) {
                     Ok(out) => out,
@@ -270,17 +269,14 @@ impl BodyFilters {
                     plugin,
                     resume: Some(resume),
                 }) => {
-                    let filters = self.filters.clone();
-                    let worker = filters.borrow().worker();
-                    self.waiting = Some(Box::pin(async move {
-                        let waited =
-                            crate::chain::wait_for_plugin(&worker, &filters, plugin, resume).await;
-                        let resumed = Resumed {
-                            start: resume.step + 1,
-                            ended: true,
-                        };
-                        (waited, resumed)
-                    }));
+                    let worker = self.filters.borrow().worker();
+                    self.waiting = Some(Box::pin(crate::chain::continue_body(
+                        worker,
+                        self.filters.clone(),
+                        self.request,
+                        plugin,
+                        resume,
+                    )));
                     continue;
                 }
                 out => out,

@@ -1268,6 +1268,24 @@ pub(crate) async fn wait_for_plugin(
     }
 }
 
+/// Waits until `plugin`, which paused at the end of the request
+/// (`request`) or response body, continues it, then runs the body
+/// callbacks of the plugins after it: what to send on.
+pub(crate) async fn continue_body(
+    worker: Rc<Worker>,
+    filters: SharedFilters,
+    request: bool,
+    plugin: String,
+    resume: Resumable,
+) -> Result<Bytes, Stop> {
+    wait_for_plugin(&worker, &filters, plugin, resume).await?;
+    let resumed = crate::body::Resumed {
+        start: resume.step + 1,
+        ended: true,
+    };
+    filters.borrow_mut().resume_body(request, resumed)
+}
+
 /// [`wait_for_plugin`], unless `other` is ready first: then the stream
 /// is no longer waited for and `other`'s output is the `Err`.
 pub(crate) async fn wait_for_plugin_or<T>(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::{Body, Frame};
+use hyper::body::Body;
 use tokio::sync::oneshot;
 
 use crate::body::{RequestBody, ResponseBody, Source};
@@ -385,42 +385,28 @@ impl Exchange {
         let data = match polled {
             Poll::Pending => return Ok(None),
             Poll::Ready(None) => Bytes::new(),
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) if body.is_end_stream() => data,
-                Ok(data) => {
-                    body.push_back(Ok(Frame::data(data)));
-                    return Ok(None);
-                }
-                Err(frame) => {
-                    body.push_back(Ok(frame));
-                    return Ok(None);
-                }
-            },
-            Poll::Ready(Some(Err(err))) => {
-                body.push_back(Err(err));
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
+                frame.into_data().unwrap_or_default()
+            }
+            Poll::Ready(Some(polled)) => {
+                body.push_back(polled);
                 return Ok(None);
             }
         };
         let mut run = self.filters.borrow_mut().run_body(false, data, true);
         loop {
-            match run {
-                Ok(data) => return Ok(Some(data)),
+            run = match run {
                 // A plugin paused at the end of the body: the head waits
                 // with it until the plugin continues.
                 Err(Stop::Paused {
                     plugin,
                     resume: Some(resume),
                 }) => {
-                    crate::chain::wait_for_plugin(&self.worker, &self.filters, plugin, resume)
-                        .await?;
-                    let resumed = crate::body::Resumed {
-                        start: resume.step + 1,
-                        ended: true,
-                    };
-                    run = self.filters.borrow_mut().resume_body(false, resumed);
+                    let (worker, filters) = (self.worker.clone(), self.filters.clone());
+                    crate::chain::continue_body(worker, filters, false, plugin, resume).await
                 }
-                Err(stop) => return Err(stop),
-            }
+                run => return run.map(Some),
+            };
         }
     }
 
