@@ -40,8 +40,6 @@ struct Waiting {
     slots: Vec<Slot>,
     free: Vec<usize>,
     generation: u64,
-    /// Slots holding a sleep.
-    used: usize,
 }
 
 #[derive(Default)]
@@ -71,7 +69,6 @@ impl Waiting {
             generation: self.generation,
             sleep: Some((deadline, waker)),
         };
-        self.used += 1;
         Id {
             slot,
             generation: self.generation,
@@ -95,7 +92,6 @@ impl Waiting {
     fn free_slot(&mut self, slot: usize) {
         self.slots[slot].sleep = None;
         self.free.push(slot);
-        self.used -= 1;
     }
 }
 
@@ -136,7 +132,8 @@ impl CoarseTimer {
     /// The sleeps waiting now (for tests).
     #[cfg(test)]
     fn waiting_count(&self) -> usize {
-        self.waiting().used
+        let waiting = self.waiting();
+        waiting.slots.iter().filter(|s| s.sleep.is_some()).count()
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
