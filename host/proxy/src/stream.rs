@@ -658,7 +658,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names (standard ones compare as small integers)
     // finds which are present: most messages carry none, or only
     // `connection: keep-alive`, and each removal is a hashed lookup.
-    let mut present = [false; 6];
+    let mut present = [false; HOPS];
     for name in headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
             present[i] = true;
@@ -708,7 +708,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The headers that describe one connection, not the message: never
 /// forwarded as they are. `connection` and `te` first, as
 /// `strip_hop_by_hop` treats them apart.
-static HOP_BY_HOP: [HeaderName; 6] = [
+const HOPS: usize = 6;
+static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     header::TE,
     HeaderName::from_static("keep-alive"),
