@@ -180,10 +180,8 @@ impl HttpContext for Observe {
             Some((_, id)) => Some(*id),
             None => {
                 let class_label = class.map_or("none".to_string(), |c| format!("{c}xx"));
-                let id = define(
-                    MetricType::Counter,
-                    &names.of(&format!("requests{{}};class={class_label}")),
-                );
+                let name = format!("{};class={class_label}", names.of("requests"));
+                let id = define(MetricType::Counter, &name);
                 if let Some(id) = id {
                     series.requests.push((class, id));
                 }
@@ -192,21 +190,21 @@ impl HttpContext for Observe {
         };
         increment(requests, 1);
         if let Some(ms) = duration_ms {
-            let id = *series.duration.get_or_insert_with(|| {
-                define(MetricType::Histogram, &names.of("request_duration_ms{}")).unwrap_or(0)
+            let id = defined(&mut series.duration, MetricType::Histogram, || {
+                names.of("request_duration_ms")
             });
-            if id != 0 {
+            if let Some(id) = id {
                 let _ = proxy_wasm::hostcalls::record_metric(id, ms);
             }
         }
-        let id = *series.request_bytes.get_or_insert_with(|| {
-            define(MetricType::Counter, &names.of("request_bytes{}")).unwrap_or(0)
+        let id = defined(&mut series.request_bytes, MetricType::Counter, || {
+            names.of("request_bytes")
         });
-        increment((id != 0).then_some(id), request_bytes);
-        let id = *series.response_bytes.get_or_insert_with(|| {
-            define(MetricType::Counter, &names.of("response_bytes{}")).unwrap_or(0)
+        increment(id, request_bytes);
+        let id = defined(&mut series.response_bytes, MetricType::Counter, || {
+            names.of("response_bytes")
         });
-        increment((id != 0).then_some(id), response_bytes);
+        increment(id, response_bytes);
         drop(metrics);
 
         if self.config.access_log {
@@ -242,10 +240,12 @@ struct Names<'a> {
 }
 
 impl Names<'_> {
-    /// `{prefix}.{name}` with the labels where `name` has `{}`.
+    /// `{prefix}.{name}` with the route and cluster labels.
     fn of(&self, name: &str) -> String {
-        let labels = format!(";route={};cluster={}", self.route, self.cluster);
-        format!("{}.{}", self.prefix, name.replacen("{}", &labels, 1))
+        format!(
+            "{}.{name};route={};cluster={}",
+            self.prefix, self.route, self.cluster
+        )
     }
 }
 
@@ -258,6 +258,15 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
             None
         }
     }
+}
+
+/// The metric id kept in `id`, defining the metric `name` on first use.
+/// A refusal is not kept: the next request asks again (and logs again).
+fn defined(id: &mut Option<u32>, kind: MetricType, name: impl FnOnce() -> String) -> Option<u32> {
+    if id.is_none() {
+        *id = define(kind, &name());
+    }
+    *id
 }
 
 fn increment(id: Option<u32>, value: u64) {
