@@ -6,6 +6,8 @@
 //! (`hello: METHOD PATH`) and counted (`hello_requests_total`); `GET
 //! /hello-local` is answered by the filter itself.
 
+use std::rc::Rc;
+
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use serde::Deserialize;
@@ -25,7 +27,8 @@ proxy_wasm::main! {{
 }}
 
 struct HelloRoot {
-    config: Option<Config>,
+    /// Shared by every stream's context: nothing is copied per request.
+    config: Option<Rc<Config>>,
     /// The `hello_requests_total` counter.
     requests: u32,
 }
@@ -60,7 +63,7 @@ impl RootContext for HelloRoot {
             }
         }
         log::info!("hello: adding {}: {}", config.header, config.value);
-        self.config = Some(config);
+        self.config = Some(Rc::new(config));
         true
     }
 
@@ -78,7 +81,7 @@ impl RootContext for HelloRoot {
 }
 
 struct Hello {
-    config: Config,
+    config: Rc<Config>,
     requests: u32,
 }
 
@@ -86,10 +89,16 @@ impl Context for Hello {}
 
 impl HttpContext for Hello {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        log::info!("hello: {method} {path}");
         let _ = proxy_wasm::hostcalls::increment_metric(self.requests, 1);
+        // Each header read is a host call and a copy into the guest: the
+        // method is read only when it is used (the INFO line, the local path).
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let logged = log::log_enabled!(log::Level::Info);
+        if !logged && path != "/hello-local" {
+            return Action::Continue;
+        }
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        log::info!("hello: {method} {path}");
         if method == "GET" && path == "/hello-local" {
             self.send_http_response(
                 200,
