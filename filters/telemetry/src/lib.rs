@@ -7,8 +7,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
@@ -53,16 +54,47 @@ fn yes() -> bool {
 
 /// Metric ids by label set (route and cluster), defined on first use:
 /// a request whose labels were seen before formats no name.
-type Metrics = Rc<RefCell<HashMap<Vec<u8>, Series>>>;
+type Metrics = Rc<RefCell<Series>>;
+
+/// The series seen so far, by `route NUL cluster`, and a buffer the key of
+/// the request at hand is built in (no allocation unless the labels are new).
+#[derive(Default)]
+struct Series {
+    by_labels: HashMap<Vec<u8>, Ids, BuildHasherDefault<Fnv>>,
+    key: Vec<u8>,
+}
 
 /// The ids of one route and cluster's metrics.
 #[derive(Default)]
-struct Series {
+struct Ids {
     /// `requests`, by status class (hundreds of the status, if any).
     requests: Vec<(Option<i64>, u32)>,
     duration: Option<u32>,
     request_bytes: Option<u32>,
     response_bytes: Option<u32>,
+}
+
+/// FNV-1a: the keys are route and cluster names from the proxy's own
+/// configuration, short and not chosen by clients, so a keyed hash buys
+/// nothing here and costs more than the lookup.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -110,7 +142,6 @@ impl RootContext for Telemetry {
         Some(Box::new(Observe {
             config: self.config.clone(),
             metrics: self.metrics.clone(),
-            start: None,
         }))
     }
 }
@@ -118,17 +149,15 @@ impl RootContext for Telemetry {
 struct Observe {
     config: Rc<Config>,
     metrics: Metrics,
-    start: Option<SystemTime>,
 }
 
 impl Context for Observe {}
 
 impl HttpContext for Observe {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let now = self.get_current_time();
-        self.start = Some(now);
         if self.config.traceparent && self.get_http_request_header("traceparent").is_none() {
-            let seed = now
+            let seed = self
+                .get_current_time()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
             let (a, b, c) = (mix(seed), mix(seed ^ 1), mix(seed ^ 2).max(1));
@@ -139,104 +168,129 @@ impl HttpContext for Observe {
     }
 
     fn on_log(&mut self) {
-        let text = |path: Vec<&str>| {
-            self.get_property(path)
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-        };
-        let int = |path: Vec<&str>| {
-            self.get_property(path).and_then(|v| {
-                v.get(..8)
-                    .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-            })
-        };
-        let route = self
-            .get_property(vec!["xds", "route_name"])
-            .unwrap_or_else(|| b"none".to_vec());
-        let cluster = self
-            .get_property(vec!["xds", "cluster_name"])
-            .unwrap_or_else(|| b"none".to_vec());
-        let status = int(vec!["response", "code"]);
+        let route = property(b"xds\0route_name");
+        let cluster = property(b"xds\0cluster_name");
+        let (route, cluster) = (
+            route.as_deref().unwrap_or(b"none"),
+            cluster.as_deref().unwrap_or(b"none"),
+        );
+        let status = int_property(b"response\0code");
         let class = status.map(|s| s / 100);
-        let duration_ms = self.start.and_then(|start| {
-            self.get_current_time()
-                .duration_since(start)
-                .ok()
-                .map(|d| d.as_millis() as u64)
-        });
-        let request_bytes = int(vec!["request", "size"]).unwrap_or(0).max(0) as u64;
-        let response_bytes = int(vec!["response", "size"]).unwrap_or(0).max(0) as u64;
+        // The host's own measure, from the request's arrival: no clock
+        // read at each end.
+        let duration_ms = int_property(b"request\0duration").map(|ns| ns.max(0) as u64 / 1_000_000);
+        let request_bytes = int_property(b"request\0size").unwrap_or(0).max(0) as u64;
+        let response_bytes = int_property(b"response\0size").unwrap_or(0).max(0) as u64;
 
-        let mut key = route.clone();
-        key.push(0);
-        key.extend_from_slice(&cluster);
         let mut metrics = self.metrics.borrow_mut();
-        let series = metrics.entry(key).or_default();
+        let Series { by_labels, key } = &mut *metrics;
+        key.clear();
+        key.extend_from_slice(route);
+        key.push(0);
+        key.extend_from_slice(cluster);
+        if !by_labels.contains_key(key.as_slice()) {
+            by_labels.insert(key.clone(), Ids::default());
+        }
+        let Some(ids) = by_labels.get_mut(key.as_slice()) else {
+            return;
+        };
         let names = Names {
             prefix: &self.config.prefix,
-            route: &String::from_utf8_lossy(&route),
-            cluster: &String::from_utf8_lossy(&cluster),
+            route,
+            cluster,
         };
-        let requests = match series.requests.iter().find(|(c, _)| *c == class) {
+        let requests = match ids.requests.iter().find(|(c, _)| *c == class) {
             Some((_, id)) => Some(*id),
             None => {
                 let class_label = class.map_or("none".to_string(), |c| format!("{c}xx"));
                 let name = format!("{};class={class_label}", names.of("requests"));
                 let id = define(MetricType::Counter, &name);
                 if let Some(id) = id {
-                    series.requests.push((class, id));
+                    ids.requests.push((class, id));
                 }
                 id
             }
         };
         increment(requests, 1);
         if let Some(ms) = duration_ms {
-            let id = defined(&mut series.duration, MetricType::Histogram, || {
+            let id = defined(&mut ids.duration, MetricType::Histogram, || {
                 names.of("request_duration_ms")
             });
             if let Some(id) = id {
                 let _ = proxy_wasm::hostcalls::record_metric(id, ms);
             }
         }
-        let id = defined(&mut series.request_bytes, MetricType::Counter, || {
+        let id = defined(&mut ids.request_bytes, MetricType::Counter, || {
             names.of("request_bytes")
         });
         increment(id, request_bytes);
-        let id = defined(&mut series.response_bytes, MetricType::Counter, || {
+        let id = defined(&mut ids.response_bytes, MetricType::Counter, || {
             names.of("response_bytes")
         });
         increment(id, response_bytes);
         drop(metrics);
 
         if self.config.access_log {
-            let route = String::from_utf8_lossy(&route);
-            let cluster = String::from_utf8_lossy(&cluster);
+            let text =
+                |path: &[u8]| property(path).map(|v| String::from_utf8_lossy(&v).into_owned());
             let line = serde_json::json!({
-                "source": text(vec!["source", "address"]),
-                "destination": text(vec!["destination", "address"]),
-                "protocol": text(vec!["request", "protocol"]),
-                "method": text(vec!["request", "method"]),
-                "host": text(vec!["request", "host"]),
-                "path": text(vec!["request", "path"]),
+                "source": text(b"source\0address"),
+                "destination": text(b"destination\0address"),
+                "protocol": text(b"request\0protocol"),
+                "method": text(b"request\0method"),
+                "host": text(b"request\0host"),
+                "path": text(b"request\0path"),
                 "status": status,
                 "duration_ms": duration_ms,
                 "request_bytes": request_bytes,
                 "response_bytes": response_bytes,
-                "route": route,
-                "cluster": cluster,
-                "request_id": text(vec!["request", "id"]),
+                "route": String::from_utf8_lossy(route),
+                "cluster": String::from_utf8_lossy(cluster),
+                "request_id": text(b"request\0id"),
                 "traceparent": self.get_http_request_header("traceparent"),
-                "peer": text(vec!["connection", "uri_san_peer_certificate"]),
+                "peer": text(b"connection\0uri_san_peer_certificate"),
             });
             log::info!("{line}");
         }
     }
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+}
+
+/// A property, by its path already in the ABI's form (segments separated
+/// by NUL): the SDK's `get_property` builds that form in two allocations
+/// per read, and this filter reads six properties per request.
+fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through this module's
+    // `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`) and its
+    // size; it is taken back as that `Vec` exactly once.
+    unsafe {
+        let status = proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size);
+        (status == 0 && !data.is_null()).then(|| Vec::from_raw_parts(data, size, size))
+    }
+}
+
+/// An integer property (8 bytes, little-endian).
+fn int_property(path: &[u8]) -> Option<i64> {
+    let bytes = property(path)?;
+    Some(i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 /// How the metric names of one label set are spelled.
 struct Names<'a> {
     prefix: &'a str,
-    route: &'a str,
-    cluster: &'a str,
+    route: &'a [u8],
+    cluster: &'a [u8],
 }
 
 impl Names<'_> {
@@ -244,7 +298,9 @@ impl Names<'_> {
     fn of(&self, name: &str) -> String {
         format!(
             "{}.{name};route={};cluster={}",
-            self.prefix, self.route, self.cluster
+            self.prefix,
+            String::from_utf8_lossy(self.route),
+            String::from_utf8_lossy(self.cluster)
         )
     }
 }

@@ -1085,9 +1085,38 @@ fn send_local_response(
 
 /// Splits a serialised property path into its segments. SDKs end every
 /// segment with a NUL (Rust) or only separate them (Go); both are accepted.
-fn property_path(path: &[u8]) -> Vec<&[u8]> {
+fn property_path(path: &[u8]) -> Segments<'_> {
     let path = path.strip_suffix(&[0]).unwrap_or(path);
-    path.split(|&b| b == 0).collect()
+    let mut few = [&[][..]; FEW_SEGMENTS];
+    let mut count = 0;
+    for segment in path.split(|&b| b == 0) {
+        if count == FEW_SEGMENTS {
+            return Segments::Many(path.split(|&b| b == 0).collect());
+        }
+        few[count] = segment;
+        count += 1;
+    }
+    Segments::Few(few, count)
+}
+
+/// Property paths have a few segments (`xds.route_name`): they are split
+/// on the stack, not into a vector per read.
+const FEW_SEGMENTS: usize = 6;
+
+enum Segments<'a> {
+    Few([&'a [u8]; FEW_SEGMENTS], usize),
+    Many(Vec<&'a [u8]>),
+}
+
+impl<'a> std::ops::Deref for Segments<'a> {
+    type Target = [&'a [u8]];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Segments::Few(few, count) => &few[..*count],
+            Segments::Many(many) => many,
+        }
+    }
 }
 
 fn get_property(
@@ -1102,7 +1131,7 @@ fn get_property(
     let mut value = std::mem::take(&mut state.scratch);
     value.clear();
     let plugin = &state.plugin;
-    let own = match path.as_slice() {
+    let own = match &*path {
         [b"plugin_name"] => Some(&plugin.name),
         [b"plugin_root_id"] => Some(&plugin.root_id),
         [b"plugin_vm_id"] => Some(&plugin.vm_id),
@@ -1291,6 +1320,21 @@ mod tests {
             out.push(0);
         }
         out
+    }
+
+    #[test]
+    fn property_paths_split_with_or_without_a_final_nul_and_at_any_length() {
+        fn split(path: &[u8]) -> Vec<&[u8]> {
+            property_path(path).to_vec()
+        }
+        let route: Vec<&[u8]> = vec![b"xds", b"route_name"];
+        assert_eq!(split(b"xds\0route_name"), route);
+        assert_eq!(split(b"xds\0route_name\0"), route);
+        assert_eq!(split(b"plugin_name"), vec![&b"plugin_name"[..]]);
+        let long: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h"];
+        assert_eq!(split(b"a\0b\0c\0d\0e\0f\0g\0h"), long);
+        assert_eq!(split(&long.join(&0)[..]).len(), 8);
+        assert_eq!(split(b"a\0b\0c\0d\0e\0f").len(), FEW_SEGMENTS);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub(crate) struct MockStream {
     pub(crate) downstream_data: Vec<u8>,
     /// UPSTREAM_DATA: what the upstream sent, not relayed yet.
     pub(crate) upstream_data: Vec<u8>,
+    /// When the request arrived (`request.time`, `request.duration`).
+    pub(crate) started: Option<(std::time::Instant, std::time::SystemTime)>,
 }
 
 impl MockStream {
@@ -93,6 +95,13 @@ impl MockStream {
             "request.id" => text(self.request_header("x-request-id")),
             "request.useragent" => text(self.request_header("user-agent")),
             "request.referer" => text(self.request_header("referer")),
+            "request.time" => self.started.map(|(_, at)| {
+                let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                nanos(since).to_le_bytes().to_vec()
+            }),
+            "request.duration" => self
+                .started
+                .map(|(at, _)| nanos(at.elapsed()).to_le_bytes().to_vec()),
             "response.code" => self
                 .response_headers
                 .as_ref()
@@ -102,6 +111,10 @@ impl MockStream {
             _ => None,
         }
     }
+}
+
+fn nanos(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
 }
 
 fn value(pairs: &Pairs, name: &str) -> Option<String> {
