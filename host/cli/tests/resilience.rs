@@ -105,6 +105,27 @@ fn timeouts_answer_504() {
 }
 
 #[test]
+fn a_timeout_seconds_away_answers_504_when_it_is_due() {
+    // Deadlines this far away run on the worker's coarse timer.
+    let up = Upstream::start();
+    let weft = Weft::proxy(&one_route(
+        "{cluster: app, timeout_ms: 5000}",
+        &format!("  - {{name: app, endpoints: [\"{}\"]}}", up.addr),
+    ));
+    let start = Instant::now();
+    let got = send(weft.addr, "GET", "/delay/20000", &[], "");
+    assert_eq!(got.status, 504);
+    assert_eq!(got.headers["x-weft-error"], "upstream request timed out");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5),
+        "not before it is due: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    assert_eq!(send(weft.addr, "GET", "/delay/10", &[], "").status, 200);
+}
+
+#[test]
 fn per_try_timeouts_are_retried() {
     let up = Upstream::start();
     let weft = Weft::proxy(&one_route(

@@ -1,10 +1,11 @@
-//! A coarse timer for hyper's HTTP/1 header-read deadline, one per
-//! worker.
+//! A coarse timer for deadlines that need no precision, one per worker:
+//! hyper's HTTP/1 header-read deadline, and upstream deadlines seconds
+//! away (`forward::Exchange::tries`).
 //!
-//! hyper arms that deadline for every request head it waits for: with
-//! tokio's timer, each one is a clock read, a timer-wheel registration and
-//! a deregistration when the head arrives (~1,900 instructions per request
-//! here). This timer keeps its clock to the tick: [`CoarseTimer::tick`],
+//! hyper arms the header deadline for every request head it waits for:
+//! with tokio's timer, each one is a clock read, a timer-wheel
+//! registration and a deregistration when the head arrives (~1,900
+//! instructions per request here). This timer keeps its clock to the tick: [`CoarseTimer::tick`],
 //! which the worker calls every [`TICK`], reads the real clock once and
 //! wakes the sleeps that are due. A sleep costs a box and, only if hyper
 //! has to wait for the head, one map entry. Deadlines are kept to within
@@ -152,11 +153,7 @@ impl hyper::rt::Timer for CoarseTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(CoarseSleep {
-            timer: self.clone(),
-            deadline,
-            id: None,
-        })
+        Box::pin(self.sleep_at(deadline))
     }
 
     fn now(&self) -> Instant {
@@ -171,9 +168,20 @@ impl hyper::rt::Timer for CoarseTimer {
     }
 }
 
+impl CoarseTimer {
+    /// A sleep until `deadline`, woken by the first tick after it.
+    pub(crate) fn sleep_at(&self, deadline: Instant) -> CoarseSleep {
+        CoarseSleep {
+            timer: self.clone(),
+            deadline,
+            id: None,
+        }
+    }
+}
+
 /// One deadline; registered with its task's waker only once polled
 /// before it is due.
-struct CoarseSleep {
+pub(crate) struct CoarseSleep {
     timer: CoarseTimer,
     deadline: Instant,
     id: Option<Id>,

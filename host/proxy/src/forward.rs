@@ -85,6 +85,10 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade
 /// its copy is abandoned.
 const MIRROR_LAG_LIMIT: usize = 4 << 20;
 
+/// Upstream deadlines at least this far away run on the worker's coarse
+/// timer (`crate::coarse::TICK` resolution): a few percent at most.
+const COARSE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Why no response came back.
 enum TryFailure {
     Upstream(UpstreamError),
@@ -444,6 +448,16 @@ impl Exchange {
             let sent_at = now;
             let attempt = pool.send(request, pick);
             let sent = match until {
+                // A deadline seconds away is kept to the worker's coarse
+                // clock (a tick late at most): no timer-wheel entry per request.
+                Some(until) if until - now >= COARSE_DEADLINE => {
+                    let expired = self.worker.coarse.sleep_at(until.into_std());
+                    tokio::select! {
+                        biased;
+                        sent = attempt => Some(sent),
+                        () = expired => None,
+                    }
+                }
                 Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
                 None => Some(attempt.await),
             };

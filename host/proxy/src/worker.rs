@@ -63,8 +63,9 @@ pub(crate) struct Worker {
     closed: tokio::sync::Notify,
     /// Set once the worker stops accepting: open connections finish.
     draining: Draining,
-    /// The HTTP/1 header-read deadline's timer, ticked by the worker.
-    header_timer: crate::coarse::CoarseTimer,
+    /// The timer of deadlines that need no precision (HTTP/1 header
+    /// reads, upstream deadlines seconds away), ticked by the worker.
+    pub(crate) coarse: crate::coarse::CoarseTimer,
     call_tokens: Cell<u32>,
     /// State of the worker's random numbers (splitmix64).
     random: Cell<u64>,
@@ -218,7 +219,7 @@ pub(crate) fn run(
             open: Cell::new(0),
             closed: tokio::sync::Notify::new(),
             draining: Draining::default(),
-            header_timer: crate::coarse::CoarseTimer::new(),
+            coarse: crate::coarse::CoarseTimer::new(),
             call_tokens: Cell::new(0),
             random: Cell::new(seed(init.index)),
             access_logs,
@@ -252,7 +253,7 @@ pub(crate) fn run(
             });
         }
         {
-            let timer = worker.header_timer.clone();
+            let timer = worker.coarse.clone();
             tokio::task::spawn_local(async move {
                 let mut ticks = tokio::time::interval(crate::coarse::TICK);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -454,7 +455,7 @@ where
     match protocol {
         Protocol::Http1 => {
             let connection = hyper::server::conn::http1::Builder::new()
-                .timer(owner.header_timer.clone())
+                .timer(owner.coarse.clone())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(limits.max_request_headers_kb as usize * 1024)
                 .serve_connection(io, service)
@@ -472,7 +473,7 @@ where
             let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
             builder
                 .http1()
-                .timer(owner.header_timer.clone())
+                .timer(owner.coarse.clone())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(limits.max_request_headers_kb as usize * 1024);
             builder
