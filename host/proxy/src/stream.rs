@@ -667,26 +667,37 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !present.contains(&true) {
         return;
     }
-    if present[0]
-        && let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION)
-    {
-        // One lookup takes every `connection` value out. Headers named in
-        // it are hop-by-hop too (`close` names none, and `keep-alive` is
-        // one of the list).
-        let mut named = Vec::new();
-        for value in entry.remove_entry_mult().1 {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',').map(str::trim) {
-                if !token.eq_ignore_ascii_case("close")
-                    && !token.eq_ignore_ascii_case("keep-alive")
-                    && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-                {
-                    named.push(name);
+    if present[0] {
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let names_none = match (values.next(), values.next()) {
+            // The usual `keep-alive` or `close` names no other header
+            // (and `keep-alive` is one of the list anyway).
+            (Some(value), None) => {
+                value.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                    || value.as_bytes().eq_ignore_ascii_case(b"close")
+            }
+            _ => false,
+        };
+        if names_none {
+            headers.remove(header::CONNECTION);
+        } else if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
+            // One lookup takes every `connection` value out; the headers
+            // they name are hop-by-hop too.
+            let mut named = Vec::new();
+            for value in entry.remove_entry_mult().1 {
+                let Ok(value) = value.to_str() else { continue };
+                for token in value.split(',').map(str::trim) {
+                    if !token.eq_ignore_ascii_case("close")
+                        && !token.eq_ignore_ascii_case("keep-alive")
+                        && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                    {
+                        named.push(name);
+                    }
                 }
             }
-        }
-        for name in named {
-            headers.remove(name);
+            for name in named {
+                headers.remove(name);
+            }
         }
     }
     // `te: trailers` is the one TE value that means something end to end
@@ -810,6 +821,24 @@ mod tests {
         headers.insert("x-a", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(names(&headers), ["x-a"]);
+
+        // One `connection` value: the usual ones name nothing else, any
+        // other is a header name.
+        for (value, left) in [
+            ("keep-alive", vec!["x-a", "x-b"]),
+            ("Close", vec!["x-a", "x-b"]),
+            ("x-a", vec!["x-b"]),
+            ("keep-alive,x-b", vec!["x-a"]),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("connection", HeaderValue::from_static(value));
+            headers.insert("x-a", HeaderValue::from_static("1"));
+            headers.insert("x-b", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut headers);
+            let mut kept = names(&headers);
+            kept.sort_unstable();
+            assert_eq!(kept, left, "connection: {value}");
+        }
     }
 
     #[test]
