@@ -279,6 +279,10 @@ impl Split {
     /// The backend for this request: the override, else sticky by hash,
     /// else random, in proportion to the weights.
     fn choose(&self, rule: &Rule, cookies: &str) -> usize {
+        // One backend: nothing to choose, nothing to read from the host.
+        if rule.backends.len() == 1 {
+            return 0;
+        }
         let wanted = self.get_http_request_header(&self.config.override_header);
         if let Some(i) = wanted.and_then(|w| rule.backends.iter().position(|b| b.name == w)) {
             return i;
