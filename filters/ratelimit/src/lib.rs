@@ -36,6 +36,12 @@ struct Config {
     /// Add `x-ratelimit-limit` / `x-ratelimit-remaining` to responses.
     #[serde(default = "yes")]
     headers: bool,
+    /// `burst` as the `x-ratelimit-limit` value, and the start of every
+    /// bucket's shared-data key: written once, not per request.
+    #[serde(skip)]
+    limit_text: String,
+    #[serde(skip)]
+    key_prefix: String,
 }
 
 fn default_name() -> String {
@@ -102,7 +108,7 @@ impl Context for Limiter {}
 impl RootContext for Limiter {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        let config: Config = match serde_json::from_slice(&bytes) {
+        let mut config: Config = match serde_json::from_slice(&bytes) {
             Ok(config) => config,
             Err(err) => {
                 log::error!("ratelimit: invalid configuration: {err}");
@@ -124,6 +130,8 @@ impl RootContext for Limiter {
                 return false;
             }
         }
+        config.limit_text = config.burst.to_string();
+        config.key_prefix = format!("weft.ratelimit.{}.", config.name);
         self.config = std::rc::Rc::new(config);
         true
     }
@@ -192,7 +200,10 @@ impl Take {
         } else {
             String::new()
         };
-        format!("weft.ratelimit.{}.{part}", config.name)
+        let mut key = String::with_capacity(config.key_prefix.len() + part.len());
+        key.push_str(&config.key_prefix);
+        key.push_str(&part);
+        key
     }
 
     /// Takes a token from the bucket `key`, retrying when another worker
@@ -259,10 +270,9 @@ impl HttpContext for Take {
                 let _ = proxy_wasm::hostcalls::increment_metric(self.metrics.1, 1);
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 let retry = seconds.to_string();
-                let limit = self.config.burst.to_string();
                 let mut headers = vec![("retry-after", retry.as_str())];
                 if self.config.headers {
-                    headers.push(("x-ratelimit-limit", limit.as_str()));
+                    headers.push(("x-ratelimit-limit", self.config.limit_text.as_str()));
                     headers.push(("x-ratelimit-remaining", "0"));
                 }
                 self.send_http_response(429, headers, Some(b"rate limited\n"));
@@ -273,10 +283,7 @@ impl HttpContext for Take {
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let (true, Some(remaining)) = (self.config.headers, self.remaining) {
-            self.set_http_response_header(
-                "x-ratelimit-limit",
-                Some(&self.config.burst.to_string()),
-            );
+            self.set_http_response_header("x-ratelimit-limit", Some(&self.config.limit_text));
             self.set_http_response_header("x-ratelimit-remaining", Some(&remaining.to_string()));
         }
         Action::Continue
