@@ -438,12 +438,9 @@ where
     let header_timeout = Duration::from_millis(limits.request_header_timeout_ms);
     let connection = Rc::new(info);
     let service = service_fn(move |request| {
-        let handled = Box::pin(handle(
-            worker.clone(),
-            route.clone(),
-            connection.clone(),
-            request,
-        ));
+        // Not boxed: hyper keeps each connection's request future in a
+        // box of its own, made once per connection.
+        let handled = handle(worker.clone(), route.clone(), connection.clone(), request);
         async move {
             let result = handled.await;
             if let Ok(response) = &result {
