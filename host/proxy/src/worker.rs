@@ -439,10 +439,11 @@ where
     let connection = Rc::new(info);
     let service = service_fn(move |request| {
         // Not boxed: hyper keeps each connection's request future in a
-        // box of its own, made once per connection.
-        let handled = handle(worker.clone(), route.clone(), connection.clone(), request);
+        // box of its own, made once per connection. `handle` starts inside
+        // the block, so its (large) state is made in place there.
+        let (worker, route, connection) = (worker.clone(), route.clone(), connection.clone());
         async move {
-            let result = handled.await;
+            let result = handle(worker, route, connection, request).await;
             if let Ok(response) = &result {
                 response.body().note_status(response.status().as_u16());
             }
