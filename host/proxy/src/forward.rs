@@ -446,7 +446,10 @@ impl Exchange {
                 (a, b) => a.or(b),
             };
             let sent_at = now;
+            // Pinned where it is made: the deadlines below borrow it
+            // rather than move its (large) state.
             let attempt = pool.send(request, pick);
+            tokio::pin!(attempt);
             let sent = match until {
                 // A deadline seconds away is kept to the worker's coarse
                 // clock (a tick late at most): no timer-wheel entry per request.
@@ -454,11 +457,11 @@ impl Exchange {
                     let expired = self.worker.coarse.sleep_at(until.into_std());
                     tokio::select! {
                         biased;
-                        sent = attempt => Some(sent),
+                        sent = &mut attempt => Some(sent),
                         () = expired => None,
                     }
                 }
-                Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
+                Some(until) => tokio::time::timeout_at(until, &mut attempt).await.ok(),
                 None => Some(attempt.await),
             };
             now = tokio::time::Instant::now();
