@@ -762,12 +762,12 @@ impl StreamFilters {
         self.worker.clone()
     }
 
-    pub(crate) fn new(worker: Rc<Worker>, chain: Arc<[usize]>, stream: ProxyStream) -> Self {
+    pub(crate) fn new(worker: Rc<Worker>, chain: Arc<[usize]>, stream: Box<ProxyStream>) -> Self {
         let active = Vec::with_capacity(chain.len());
         StreamFilters {
             worker,
             chain,
-            stream: Box::new(stream),
+            stream,
             active,
             held: Default::default(),
             held_request: None,

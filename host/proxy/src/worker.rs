@@ -657,7 +657,9 @@ async fn handle(
 ) -> Result<Response<ResponseBody>, StreamClosed> {
     let upgrade = crate::forward::Upgrade::of(&mut request);
     let (parts, body) = request.into_parts();
-    let mut stream = ProxyStream::from_request(parts, connection);
+    // Boxed from the start (plugins see it as a `Box<dyn HttpStream>`):
+    // it is not moved again on its way there.
+    let mut stream = Box::new(ProxyStream::from_request(parts, connection));
     stream.listener = Some(routes.clone());
     if routes.request_id && !stream.request_headers.contains_key("x-request-id") {
         let id = observe::request_id(worker.random(), worker.random());
