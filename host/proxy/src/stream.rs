@@ -655,14 +655,21 @@ impl ProxyStream {
 
 /// Headers that describe one connection, not the message: never forwarded.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names (standard ones compare as small integers)
-    // finds which are present: most messages carry none, or only
+    // One pass over the names finds which are present (most names differ
+    // from all six by length alone): most messages carry none, or only
     // `connection: keep-alive`, and each removal is a hashed lookup.
     let mut present = [false; HOPS];
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[i] = true;
-        }
+        let i = match name.as_str() {
+            "connection" => 0,
+            "te" => 1,
+            "keep-alive" => 2,
+            "proxy-connection" => 3,
+            "trailer" => 4,
+            "upgrade" => 5,
+            _ => continue,
+        };
+        present[i] = true;
     }
     if !present.contains(&true) {
         return;
@@ -718,7 +725,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The headers that describe one connection, not the message: never
 /// forwarded as they are. `connection` and `te` first, as
-/// `strip_hop_by_hop` treats them apart.
+/// `strip_hop_by_hop` treats them apart; its scan names them in this order.
 const HOPS: usize = 6;
 static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
@@ -821,6 +828,16 @@ mod tests {
         headers.insert("x-a", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(names(&headers), ["x-a"]);
+
+        // Each hop-by-hop header alone is found and removed (`te` other
+        // than `trailers`).
+        for hop in &HOP_BY_HOP {
+            let mut headers = HeaderMap::new();
+            headers.insert(hop.clone(), HeaderValue::from_static("gzip"));
+            headers.insert("x-a", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut headers);
+            assert_eq!(names(&headers), ["x-a"], "{hop}");
+        }
 
         // One `connection` value: the usual ones name nothing else, any
         // other is a header name.
