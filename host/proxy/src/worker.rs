@@ -58,9 +58,8 @@ pub(crate) struct Worker {
     routes: RefCell<Vec<Arc<RouteTable>>>,
     pub(crate) clusters: Vec<ClusterPool>,
     connections: Cell<u64>,
-    /// Downstream connections open now, and a wake-up when one closes.
-    open: Cell<usize>,
-    closed: tokio::sync::Notify,
+    /// Downstream connections open now.
+    open: Rc<Running>,
     /// Set once the worker stops accepting: open connections finish.
     draining: Draining,
     /// The timer of deadlines that need no precision (HTTP/1 header
@@ -216,8 +215,7 @@ pub(crate) fn run(
             plugins: RefCell::new(Vec::new()),
             routes: RefCell::new(Vec::new()),
             connections: Cell::new(0),
-            open: Cell::new(0),
-            closed: tokio::sync::Notify::new(),
+            open: Rc::default(),
             draining: Draining::default(),
             coarse: crate::coarse::CoarseTimer::new(),
             call_tokens: Cell::new(0),
@@ -267,12 +265,12 @@ pub(crate) fn run(
         // connection is accepted.
         worker.apply(&init.published.current());
         tokio::task::spawn_local(apply_swaps(worker.clone(), init.published));
-        let accepting = Rc::new(Accepting::default());
+        let accepting = Rc::new(Running::default());
         for (route, socket) in init.listeners {
             let listener = tokio::net::TcpListener::from_std(socket)?;
             let worker = worker.clone();
             let mut shutdown = shutdown.clone();
-            let done = accepting.open();
+            let done = accepting.start();
             tokio::task::spawn_local(async move {
                 let _done = done;
                 loop {
@@ -304,18 +302,13 @@ pub(crate) fn run(
             });
         }
         tracing::debug!(worker = init.index, "worker running");
-        accepting.all_closed().await;
+        accepting.all_ended().await;
         worker.draining.start();
-        let drained = tokio::time::timeout(drain, async {
-            while worker.open.get() > 0 {
-                worker.closed.notified().await;
-            }
-        })
-        .await;
+        let drained = tokio::time::timeout(drain, worker.open.all_ended()).await;
         if drained.is_err() {
             tracing::warn!(
                 worker = init.index,
-                open = worker.open.get(),
+                open = worker.open.count.get(),
                 "drain deadline passed; closing the remaining connections"
             );
         }
@@ -373,7 +366,7 @@ async fn serve(
 ) {
     let id = worker.connections.get();
     worker.connections.set(id + 1);
-    worker.open.set(worker.open.get() + 1);
+    let _open = worker.open.start();
     let stats = route.stats.clone();
     stats.connections.fetch_add(1, Ordering::Relaxed);
     stats.active_connections.fetch_add(1, Ordering::Relaxed);
@@ -402,8 +395,6 @@ async fn serve(
             }
         }
     };
-    worker.open.set(worker.open.get() - 1);
-    worker.closed.notify_waiters();
     stats.active_connections.fetch_sub(1, Ordering::Relaxed);
     if let Err(err) = result {
         tracing::debug!(%peer, listener = %route.name, "downstream connection ended: {err}");
@@ -541,27 +532,28 @@ where
     }
 }
 
-/// The worker's accept loops still running. The worker's main future waits
-/// for them to end, and the `LocalSet` polls that future at each of its
-/// wakes: a flag read, not a join handle per listener polled each time.
+/// A count of a worker's tasks of one kind still running (accept loops,
+/// downstream connections), and the one waiter for it to reach zero: the
+/// worker's main future, which the `LocalSet` polls at each of its wakes
+/// (a count read, not a join handle per task polled each time).
 #[derive(Default)]
-struct Accepting {
-    open: Cell<usize>,
+struct Running {
+    count: Cell<usize>,
     waker: RefCell<Option<std::task::Waker>>,
 }
 
-/// Held by an accept loop; its drop counts it closed.
-struct AcceptLoop(Rc<Accepting>);
+/// Held by a running task; its drop counts it ended.
+struct Started(Rc<Running>);
 
-impl Accepting {
-    fn open(self: &Rc<Self>) -> AcceptLoop {
-        self.open.set(self.open.get() + 1);
-        AcceptLoop(self.clone())
+impl Running {
+    fn start(self: &Rc<Self>) -> Started {
+        self.count.set(self.count.get() + 1);
+        Started(self.clone())
     }
 
-    async fn all_closed(&self) {
+    async fn all_ended(&self) {
         std::future::poll_fn(|cx| {
-            if self.open.get() == 0 {
+            if self.count.get() == 0 {
                 return std::task::Poll::Ready(());
             }
             let mut waker = self.waker.borrow_mut();
@@ -574,12 +566,12 @@ impl Accepting {
     }
 }
 
-impl Drop for AcceptLoop {
+impl Drop for Started {
     fn drop(&mut self) {
-        let accepting = &self.0;
-        accepting.open.set(accepting.open.get() - 1);
-        if accepting.open.get() == 0
-            && let Some(waker) = accepting.waker.borrow_mut().take()
+        let running = &self.0;
+        running.count.set(running.count.get() - 1);
+        if running.count.get() == 0
+            && let Some(waker) = running.waker.borrow_mut().take()
         {
             waker.wake();
         }
