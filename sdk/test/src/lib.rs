@@ -734,7 +734,6 @@ impl Filter {
             request_body: request.body.clone(),
             request_trailers: pairs(&request.trailers),
             properties: request.properties.clone().into_iter().collect(),
-            started: Some((std::time::Instant::now(), std::time::SystemTime::now())),
             ..MockStream::default()
         });
         let context = self.vm.create_stream_context()?;
@@ -1024,7 +1023,6 @@ impl Filter {
         let mut stream: Box<dyn HttpStream> = Box::new(MockStream {
             tcp: true,
             properties: request.properties.clone().into_iter().collect(),
-            started: Some((std::time::Instant::now(), std::time::SystemTime::now())),
             ..MockStream::default()
         });
         let context = self.vm.create_stream_context()?;

@@ -25,7 +25,17 @@ pub(crate) struct MockStream {
     /// UPSTREAM_DATA: what the upstream sent, not relayed yet.
     pub(crate) upstream_data: Vec<u8>,
     /// When the request arrived (`request.time`, `request.duration`).
-    pub(crate) started: Option<(std::time::Instant, std::time::SystemTime)>,
+    pub(crate) started: Started,
+}
+
+/// When a stream started: made when the stream is.
+#[derive(Debug)]
+pub(crate) struct Started(std::time::Instant, std::time::SystemTime);
+
+impl Default for Started {
+    fn default() -> Self {
+        Started(std::time::Instant::now(), std::time::SystemTime::now())
+    }
 }
 
 impl MockStream {
@@ -95,13 +105,13 @@ impl MockStream {
             "request.id" => text(self.request_header("x-request-id")),
             "request.useragent" => text(self.request_header("user-agent")),
             "request.referer" => text(self.request_header("referer")),
-            "request.time" => self.started.map(|(_, at)| {
-                let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                nanos(since).to_le_bytes().to_vec()
-            }),
-            "request.duration" => self
-                .started
-                .map(|(at, _)| nanos(at.elapsed()).to_le_bytes().to_vec()),
+            "request.time" => {
+                let since = (self.started.1)
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Some(nanos(since).to_le_bytes().to_vec())
+            }
+            "request.duration" => Some(nanos(self.started.0.elapsed()).to_le_bytes().to_vec()),
             "response.code" => self
                 .response_headers
                 .as_ref()
