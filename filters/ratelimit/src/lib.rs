@@ -200,10 +200,7 @@ impl Take {
         } else {
             String::new()
         };
-        let mut key = String::with_capacity(config.key_prefix.len() + part.len());
-        key.push_str(&config.key_prefix);
-        key.push_str(&part);
-        key
+        [config.key_prefix.as_str(), &part].concat()
     }
 
     /// Takes a token from the bucket `key`, retrying when another worker

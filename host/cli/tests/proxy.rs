@@ -115,7 +115,7 @@ fn unreachable_upstream_is_a_502_with_a_reason() {
 
 #[test]
 fn a_request_head_not_complete_within_the_header_timeout_closes_the_connection() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let upstream = Upstream::start();
     // Both kinds of plain listener: HTTP/1.1 only, and HTTP/2 detection.
     let weft = Weft::proxy(&format!(
@@ -147,12 +147,7 @@ clusters:
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
             .unwrap();
-        client
-            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        let mut answer = Vec::new();
-        client
-            .read_to_end(&mut answer)
+        let answer = support::read_until_closed(&mut client)
             .unwrap_or_else(|err| panic!("{listener}: the slow client was not cut off: {err}"));
         assert!(
             answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
@@ -164,7 +159,7 @@ clusters:
 
 #[test]
 fn sigterm_closes_idle_keep_alive_connections_at_once() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let upstream = Upstream::start();
     // A drain this long would outlast `wait_exit` below if the idle
     // connection were not told to close.
@@ -185,13 +180,7 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
     );
     // The connection is idle and kept alive; weft is asked to stop.
     weft.terminate();
-    client
-        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    let mut rest = Vec::new();
-    client
-        .read_to_end(&mut rest)
-        .expect("weft closes the idle connection");
+    support::read_until_closed(&mut client).expect("weft closes the idle connection");
     let status = weft
         .wait_exit(std::time::Duration::from_secs(10))
         .expect("weft exits without waiting out the drain timeout");

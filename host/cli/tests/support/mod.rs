@@ -409,6 +409,15 @@ pub fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
     Some(head)
 }
 
+/// Reads from `stream` until its peer closes it, waiting at most 20 s
+/// for each read: an error if the peer keeps it open.
+pub fn read_until_closed(stream: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got)?;
+    Ok(got)
+}
+
 /// An upstream written by hand on 127.0.0.1: on each connection (its own
 /// thread) the request head is read, then `answer` gets the connection and
 /// the head (lower-cased) and writes what it likes.
