@@ -35,6 +35,13 @@ struct Config {
     version_header: String,
     /// Tried in order; the first that matches decides.
     rules: Vec<Rule>,
+    /// Whether some rule looks at the path (prefix or query), or at
+    /// cookies (a cookie match, a sticky cookie): only what is looked at
+    /// is read from the host. Worked out once, at configure.
+    #[serde(skip)]
+    reads_path: bool,
+    #[serde(skip)]
+    reads_cookies: bool,
 }
 
 fn default_cluster_header() -> String {
@@ -158,7 +165,7 @@ impl Context for Router {}
 impl RootContext for Router {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        let config: Config = match serde_json::from_slice(&bytes) {
+        let mut config: Config = match serde_json::from_slice(&bytes) {
             Ok(config) => config,
             Err(err) => {
                 log::error!("router: invalid configuration: {err}");
@@ -184,6 +191,13 @@ impl RootContext for Router {
             }
             metrics.push(ids);
         }
+        config.reads_path = config
+            .rules
+            .iter()
+            .any(|r| r.matches.path_prefix.is_some() || !r.matches.query.is_empty());
+        config.reads_cookies = config.rules.iter().any(|r| {
+            !r.matches.cookies.is_empty() || r.sticky.as_ref().is_some_and(|s| s.cookie.is_some())
+        });
         log::info!("router: {} rule(s) configured", config.rules.len());
         self.config = Some(std::rc::Rc::new(config));
         self.metrics = std::rc::Rc::new(metrics);
@@ -215,18 +229,12 @@ impl HttpContext for Split {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let config = self.config.clone();
         // Only what some rule looks at is read from the host.
-        let rules = &config.rules;
-        let path = if rules
-            .iter()
-            .any(|r| r.matches.path_prefix.is_some() || !r.matches.query.is_empty())
-        {
+        let path = if config.reads_path {
             self.get_http_request_header(":path").unwrap_or_default()
         } else {
             String::new()
         };
-        let cookies = if rules.iter().any(|r| {
-            !r.matches.cookies.is_empty() || r.sticky.as_ref().is_some_and(|s| s.cookie.is_some())
-        }) {
+        let cookies = if config.reads_cookies {
             self.get_http_request_header("cookie").unwrap_or_default()
         } else {
             String::new()
