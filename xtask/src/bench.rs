@@ -67,6 +67,9 @@ const PINGORA_MANIFEST: &str = "bench/pingora/Cargo.toml";
 const PINGORA_LOCK: &str = "bench/pingora/Cargo.lock";
 const PINGORA_TARGET: &str = "target/bench-pingora";
 const PINGORA: &str = "target/bench-pingora/release/bench-pingora";
+const FLOOR_MANIFEST: &str = "bench/hyper-floor/Cargo.toml";
+const FLOOR_TARGET: &str = "target/bench-hyper-floor";
+const FLOOR: &str = "target/bench-hyper-floor/release/hyper-floor";
 
 /// Where the five-filter chain (its order and modules) comes from.
 const CHAIN_EXAMPLE: &str = "examples/canary-rollout/weft.yaml";
@@ -117,6 +120,8 @@ pub(crate) enum Group {
     H1,
     /// The Pingora proxy over HTTP/1.1.
     Pingora,
+    /// The minimal hyper proxy of `bench/hyper-floor` over HTTP/1.1.
+    Floor,
     /// nginx and weft over HTTP/2 by prior knowledge.
     H2,
     /// nginx and weft terminating TLS.
@@ -125,9 +130,10 @@ pub(crate) enum Group {
     Latency,
 }
 
-const ALL_GROUPS: [Group; 5] = [
+const ALL_GROUPS: [Group; 6] = [
     Group::H1,
     Group::Pingora,
+    Group::Floor,
     Group::H2,
     Group::Tls,
     Group::Latency,
@@ -146,6 +152,8 @@ enum Server {
     Nginx,
     Haproxy,
     Pingora,
+    /// The minimal hyper 1.x proxy: what a hyper-based proxy costs at least.
+    Floor,
     Weft,
     WeftHello,
     WeftChain,
@@ -163,10 +171,11 @@ const fn case_of(proto: Proto, server: Server) -> Case {
 }
 
 /// Every target, in the order of each round and of the tables.
-const CASES: [Case; 10] = [
+const CASES: [Case; 11] = [
     case_of(Proto::H1, Server::Nginx),
     case_of(Proto::H1, Server::Haproxy),
     case_of(Proto::H1, Server::Pingora),
+    case_of(Proto::H1, Server::Floor),
     case_of(Proto::H1, Server::Weft),
     case_of(Proto::H1, Server::WeftHello),
     case_of(Proto::H1, Server::WeftChain),
@@ -182,6 +191,7 @@ impl Case {
             (Proto::H1, Server::Nginx) => "nginx `proxy_pass`",
             (Proto::H1, Server::Haproxy) => "haproxy",
             (Proto::H1, Server::Pingora) => "Pingora `ProxyHttp`",
+            (Proto::H1, Server::Floor) => "minimal hyper proxy",
             (Proto::H1, Server::Weft) => "weft, no filters",
             (Proto::H1, Server::WeftHello) => "weft + hello-rust filter",
             (Proto::H1, Server::WeftChain) => "weft + 5-filter chain",
@@ -198,6 +208,7 @@ impl Case {
             (Proto::H1, Server::Nginx) => "nginx",
             (Proto::H1, Server::Haproxy) => "haproxy",
             (Proto::H1, Server::Pingora) => "pingora",
+            (Proto::H1, Server::Floor) => "hyper-floor",
             (Proto::H1, Server::Weft) => "weft",
             (Proto::H1, Server::WeftHello) => "weft-hello",
             (Proto::H1, Server::WeftChain) => "weft-chain",
@@ -211,6 +222,7 @@ impl Case {
     fn group(self) -> Group {
         match (self.proto, self.server) {
             (Proto::H1, Server::Pingora) => Group::Pingora,
+            (Proto::H1, Server::Floor) => Group::Floor,
             (Proto::H1, _) => Group::H1,
             (Proto::H2c, _) => Group::H2,
             (Proto::Tls, _) => Group::Tls,
@@ -283,28 +295,34 @@ pub(crate) fn run(args: Args) -> Result<()> {
     install(PACKAGES)?;
 
     let root = std::env::current_dir().context("cannot read the current directory")?;
-    // Which targets run: a group's own, nginx `proxy_pass` as Pingora's
-    // base, the HTTP/1.1 ones for the latency runs.
+    // Which targets run: a group's own, nginx `proxy_pass` as the base of
+    // Pingora and the hyper floor, the HTTP/1.1 ones for the latency runs.
     let mut cases: Vec<(Case, bool)> = CASES
         .iter()
         .filter_map(|&case| {
             let measured = wants(case.group())
-                || (case == case_of(Proto::H1, Server::Nginx) && wants(Group::Pingora));
+                || (case == case_of(Proto::H1, Server::Nginx)
+                    && (wants(Group::Pingora) || wants(Group::Floor)));
             let started = measured || (case.group() == Group::H1 && wants(Group::Latency));
             started.then_some((case, measured))
         })
         .collect();
 
-    let mut pingora_skipped = None;
-    if cases.iter().any(|(c, _)| c.server == Server::Pingora) {
-        match build_pingora() {
-            Ok(()) => {}
-            Err(err) => {
-                let reason = format!("{err:#}");
-                println!("    Pingora SKIPPED: {reason}");
-                pingora_skipped = Some(reason);
-                cases.retain(|(c, _)| c.server != Server::Pingora);
-            }
+    // A bench crate that does not build is left out of the run, and the
+    // doc says why.
+    let mut skipped = Vec::new();
+    for (server, build) in [
+        (Server::Pingora, build_pingora as fn() -> Result<()>),
+        (Server::Floor, build_floor),
+    ] {
+        if cases.iter().any(|(c, _)| c.server == server)
+            && let Err(err) = build()
+        {
+            let name = case_of(Proto::H1, server).label();
+            let reason = format!("{err:#}");
+            println!("    {name} SKIPPED: {reason}");
+            skipped.push((name, reason));
+            cases.retain(|(c, _)| c.server != server);
         }
     }
 
@@ -380,11 +398,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     .arg(&conf);
                 command
             }
-            Server::Pingora => {
+            Server::Pingora | Server::Floor => {
+                let binary = if case.server == Server::Pingora {
+                    PINGORA
+                } else {
+                    FLOOR
+                };
                 let mut command = Command::new("taskset");
                 command
                     .args(["-c", TARGET_CPU])
-                    .arg(root.join(PINGORA))
+                    .arg(root.join(binary))
                     .arg(format!("127.0.0.1:{port}"))
                     .arg(format!("127.0.0.1:{upstream_port}"));
                 command
@@ -534,7 +557,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             .map(|(label, _)| label)
             .zip(latencies)
             .collect(),
-        pingora_skipped,
+        skipped,
         tls_info,
     };
     let section = report(&results);
@@ -577,13 +600,34 @@ fn install(packages: &[(&str, &str)]) -> Result<()> {
 /// Builds `bench/pingora` (release) into its own target directory; the
 /// error says why it did not build.
 fn build_pingora() -> Result<()> {
-    step(&format!(
-        "building the Pingora proxy (cargo build --release --manifest-path {PINGORA_MANIFEST} --target-dir {PINGORA_TARGET})"
-    ));
     install(&[CMAKE]).context("cmake (needed by Pingora's build) could not be installed")?;
+    build_bench_crate(
+        "the Pingora proxy",
+        PINGORA_MANIFEST,
+        PINGORA_TARGET,
+        PINGORA,
+    )
+}
+
+/// Builds `bench/hyper-floor` (release) into its own target directory.
+fn build_floor() -> Result<()> {
+    build_bench_crate(
+        "the minimal hyper proxy",
+        FLOOR_MANIFEST,
+        FLOOR_TARGET,
+        FLOOR,
+    )
+}
+
+/// `cargo build --release` of a bench-only crate (its own workspace) into
+/// `target_dir`; the error names the first error lines of the build.
+fn build_bench_crate(what: &str, manifest: &str, target_dir: &str, binary: &str) -> Result<()> {
+    step(&format!(
+        "building {what} (cargo build --release --manifest-path {manifest} --target-dir {target_dir})"
+    ));
     let mut child = cargo()
-        .args(["build", "--release", "--manifest-path", PINGORA_MANIFEST])
-        .args(["--target-dir", PINGORA_TARGET])
+        .args(["build", "--release", "--manifest-path", manifest])
+        .args(["--target-dir", target_dir])
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run cargo")?;
@@ -599,7 +643,7 @@ fn build_pingora() -> Result<()> {
     let status = child.wait()?;
     if !status.success() {
         bail!(
-            "`cargo build` of {PINGORA_MANIFEST} failed ({status}): {}",
+            "`cargo build` of {manifest} failed ({status}): {}",
             if errors.is_empty() {
                 "no error line".to_string()
             } else {
@@ -607,8 +651,8 @@ fn build_pingora() -> Result<()> {
             }
         );
     }
-    if !Path::new(PINGORA).exists() {
-        bail!("{PINGORA} is missing after its build");
+    if !Path::new(binary).exists() {
+        bail!("{binary} is missing after its build");
     }
     Ok(())
 }
@@ -914,6 +958,8 @@ clusters:
 struct Sample {
     rps: f64,
     cpu_us: f64,
+    /// The part of `cpu_us` spent in user space (utime).
+    user_us: f64,
     rss_kib: u64,
     /// wrk's percentiles (µs); NaN from h2load.
     p50_us: f64,
@@ -947,10 +993,13 @@ fn measure(pids: &[u32], clk_tck: f64, load: impl FnOnce() -> Result<Load>) -> R
     if load.requests == 0 {
         bail!("the load generator counted no requests");
     }
-    let cpu_us = (after.saturating_sub(before)) as f64 / clk_tck * 1e6 / load.requests as f64;
+    let per_request = |ticks: u64| ticks as f64 / clk_tck * 1e6 / load.requests as f64;
+    let user = after[0].saturating_sub(before[0]);
+    let system = after[1].saturating_sub(before[1]);
     Ok(Sample {
         rps: load.rps,
-        cpu_us,
+        cpu_us: per_request(user + system),
+        user_us: per_request(user),
         rss_kib: peak_rss_kib(pids)?,
         p50_us: load.p50_us,
         p99_us: load.p99_us,
@@ -1325,7 +1374,8 @@ struct Results {
     samples: Vec<Vec<Sample>>,
     /// The fixed-rate runs: what was measured, its latencies (ns), sorted.
     hops: Vec<(String, Vec<u64>)>,
-    pingora_skipped: Option<String>,
+    /// Targets left out, and why.
+    skipped: Vec<(&'static str, String)>,
     tls_info: Vec<(Case, String)>,
 }
 
@@ -1406,7 +1456,10 @@ fn report(r: &Results) -> String {
   `proxy_pass` (`keepalive 64`, `proxy_http_version 1.1`, empty `Connection`, \
   `keepalive_requests 1000000` on both sides); haproxy (`nbthread 1`, `http-reuse always`); \
   Pingora, the minimal `ProxyHttp` of `bench/pingora` (`threads: 1`, every request to the \
-  upstream through Pingora's keep-alive pool, default allocator); weft (`workers: 1`, \
+  upstream through Pingora's keep-alive pool, default allocator); the minimal hyper proxy of \
+  `bench/hyper-floor` (hyper 1.x server and client connections on one current-thread tokio \
+  runtime, mimalloc, its own pool of upstream connections, the request forwarded as \
+  received: what a proxy built on hyper costs at least, for reference); weft (`workers: 1`, \
   `request_id` and `traceparent` off, one route forwarding with `cluster_header`) without \
   filters, with hello-rust (`{{header: x-hello, value: world}}`), and with the chain of \
   `{CHAIN_EXAMPLE}` (auth, ratelimit, router, fault, telemetry) configured to let every \
@@ -1438,14 +1491,16 @@ fn report(r: &Results) -> String {
   other.
 - The targets interleaved in the order of the tables, {rounds} round(s), after a \
   {WARM_UP_SECONDS} s warm-up each. CPU per request: utime + stime of the target's processes \
-  (`/proc/PID/stat`, {} ticks/s) over the run, divided by the requests counted. Peak RSS: \
+  (`/proc/PID/stat`, {} ticks/s) over the run, divided by the requests counted; \
+  \"of it user space\" is the utime part alone, the rest is the kernel's (loopback TCP). \
+  Peak RSS: \
   `VmHWM` summed over the target's processes. Figures are medians over the rounds; ratios \
   are medians of the ratios taken within each round.\n",
         CONNECTIONS * STREAMS,
         m.clk_tck
     );
-    if let Some(reason) = &r.pingora_skipped {
-        let _ = writeln!(out, "**Pingora: SKIPPED** — {reason}\n");
+    for (name, reason) in &r.skipped {
+        let _ = writeln!(out, "**{name}: SKIPPED** — {reason}\n");
     }
 
     let nginx = r.slot(case_of(Proto::H1, Server::Nginx));
@@ -1453,24 +1508,29 @@ fn report(r: &Results) -> String {
     if !h1.is_empty() {
         out.push_str(
             "### HTTP/1.1\n\n\
-             | target | req/s | CPU µs/req | p50 | p99 | p99.9 | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+             | target | req/s | CPU µs/req | of it user space | p50 | p99 | p99.9 | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for &(slot, case) in &h1 {
             throughput_row(&mut out, r, slot, case, nginx, true);
         }
         out.push_str("\n![Throughput of every target](bench/throughput.svg)\n");
-        if let (Some(weft), Some(pingora)) = (
-            r.slot(case_of(Proto::H1, Server::Weft)),
-            r.slot(case_of(Proto::H1, Server::Pingora)),
-        ) {
-            let _ = writeln!(
-                out,
-                "\nweft without filters against Pingora: {} the requests/s, {} by CPU per request \
-                 (Pingora's ÷ weft's).",
-                times(r.ratio(weft, Some(pingora), |s| s.rps)),
-                times(r.ratio(pingora, Some(weft), |s| s.cpu_us)),
-            );
+        for (name, server) in [
+            ("Pingora", Server::Pingora),
+            ("the minimal hyper proxy", Server::Floor),
+        ] {
+            if let (Some(weft), Some(other)) = (
+                r.slot(case_of(Proto::H1, Server::Weft)),
+                r.slot(case_of(Proto::H1, server)),
+            ) {
+                let _ = writeln!(
+                    out,
+                    "\nweft without filters against {name}: {} the requests/s, {} by CPU per \
+                     request ({name}'s ÷ weft's).",
+                    times(r.ratio(weft, Some(other), |s| s.rps)),
+                    times(r.ratio(other, Some(weft), |s| s.cpu_us)),
+                );
+            }
         }
         let weft = r.slot(case_of(Proto::H1, Server::Weft));
         let goals = [
@@ -1521,8 +1581,8 @@ fn report(r: &Results) -> String {
         let base = r.slot(case_of(Proto::H2c, Server::Nginx));
         out.push_str(
             "\n### HTTP/2 (h2c, prior knowledge)\n\n\
-             | target | req/s | CPU µs/req | mean request time | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
-             | --- | --- | --- | --- | --- | --- | --- |\n",
+             | target | req/s | CPU µs/req | of it user space | mean request time | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for &(slot, case) in &h2 {
             throughput_row(&mut out, r, slot, case, base, false);
@@ -1534,8 +1594,8 @@ fn report(r: &Results) -> String {
         let base = r.slot(case_of(Proto::Tls, Server::Nginx));
         out.push_str(
             "\n### TLS termination (HTTP/1.1, keep-alive)\n\n\
-             | target | req/s | CPU µs/req | p50 | p99 | p99.9 | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+             | target | req/s | CPU µs/req | of it user space | p50 | p99 | p99.9 | peak RSS | req/s vs nginx | CPU/req vs nginx |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for &(slot, case) in &tls {
             throughput_row(&mut out, r, slot, case, base, true);
@@ -1646,10 +1706,11 @@ fn throughput_row(
     };
     let _ = writeln!(
         out,
-        "| {} | {:.0} | {:.1} | {latency} | {} | {} | {} |",
+        "| {} | {:.0} | {:.1} | {:.1} | {latency} | {} | {} | {} |",
         case.label(),
         r.median(slot, |s| s.rps),
         r.median(slot, |s| s.cpu_us),
+        r.median(slot, |s| s.user_us),
         mib(r.median(slot, |s| s.rss_kib as f64) as u64),
         times(r.ratio(slot, base, |s| s.rps)),
         times(r.ratio(slot, base, |s| s.cpu_us)),

@@ -231,13 +231,14 @@ fn stat_fields(pid: u32) -> Result<Vec<String>> {
     Ok(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// utime + stime of `pids`, in clock ticks.
-pub(crate) fn cpu_ticks(pids: &[u32]) -> Result<u64> {
-    let mut ticks = 0;
+/// The CPU time of `pids`, in clock ticks: utime (user space) and
+/// stime (the kernel).
+pub(crate) fn cpu_ticks(pids: &[u32]) -> Result<[u64; 2]> {
+    let mut ticks = [0; 2];
     for &pid in pids {
         let fields = stat_fields(pid)?;
-        for (index, name) in [(11, "utime"), (12, "stime")] {
-            ticks += fields
+        for (sum, (index, name)) in ticks.iter_mut().zip([(11, "utime"), (12, "stime")]) {
+            *sum += fields
                 .get(index)
                 .and_then(|f| f.parse::<u64>().ok())
                 .with_context(|| format!("/proc/{pid}/stat: no {name}"))?;
