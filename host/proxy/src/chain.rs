@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use weft_abi::{
     Action, BufferType, ContextId, FailurePolicy, GrpcCallResponse, GrpcInbound, HttpCallResponse,
     HttpStream, LocalResponse, NoStream, PeerType, Plugin, StreamAction, Vm, VmError, VmHooks,
 };
 
-use crate::stream::ProxyStream;
+use crate::stream::{BodyBuffer, ProxyStream};
 use crate::worker::Worker;
 
 /// Counts of what happened to a plugin's VMs, over all workers; shown on
@@ -714,15 +714,15 @@ impl Phase {
 #[derive(Default)]
 struct Held {
     plugin: Option<usize>,
-    data: BytesMut,
+    data: BodyBuffer,
 }
 
 impl Held {
     /// Puts what is held in front of `data`, and holds nothing.
-    fn release_into(&mut self, data: &mut BytesMut) {
+    fn release_into(&mut self, data: &mut BodyBuffer) {
         self.plugin = None;
         let mut joined = std::mem::take(&mut self.data);
-        joined.extend_from_slice(data);
+        joined.to_mut().extend_from_slice(data.as_slice());
         *data = joined;
     }
 }
@@ -869,7 +869,7 @@ impl StreamFilters {
         chunk: Bytes,
         end_of_stream: bool,
     ) -> Result<Bytes, Stop> {
-        self.run_body_from(request, BytesMut::from(&chunk[..]), end_of_stream, 0)
+        self.run_body_from(request, BodyBuffer::received(chunk), end_of_stream, 0)
     }
 
     /// Goes on after the plugin at `step` of the body callbacks, which
@@ -901,7 +901,7 @@ impl StreamFilters {
             return Ok(Action::Pause);
         };
         let body = state.body_mut(true);
-        body.extend_from_slice(data);
+        body.to_mut().extend_from_slice(data);
         let size = body.len();
         let slot = self.worker.slot(plugin);
         let limit = slot.borrow().buffer_limit();
@@ -951,7 +951,7 @@ impl StreamFilters {
     fn run_body_from(
         &mut self,
         request: bool,
-        mut data: BytesMut,
+        mut data: BodyBuffer,
         end_of_stream: bool,
         start: usize,
     ) -> Result<Bytes, Stop> {

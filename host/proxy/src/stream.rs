@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -52,8 +52,8 @@ pub(crate) struct ProxyStream {
     /// when asked for: one clock read per request instead of two).
     started: Instant,
     /// The request and response body as the running body callback sees it.
-    request_body: BytesMut,
-    response_body: BytesMut,
+    request_body: BodyBuffer,
+    response_body: BodyBuffer,
     /// Values plugins stored with `proxy_set_property`, by dotted path.
     properties: StoredProperties,
     /// The request target and Host as received: sent upstream as they
@@ -140,7 +140,7 @@ impl ProxyStream {
     }
 
     /// The body buffer body callbacks of the request (`true`) or response see.
-    pub(crate) fn body_mut(&mut self, request: bool) -> &mut BytesMut {
+    pub(crate) fn body_mut(&mut self, request: bool) -> &mut BodyBuffer {
         if request {
             &mut self.request_body
         } else {
@@ -483,8 +483,8 @@ impl HttpStream for ProxyStream {
 
     fn buffer(&self, buffer: BufferType) -> Result<&[u8], Status> {
         match buffer {
-            BufferType::HttpRequestBody => Ok(&self.request_body),
-            BufferType::HttpResponseBody => Ok(&self.response_body),
+            BufferType::HttpRequestBody => Ok(self.request_body.as_slice()),
+            BufferType::HttpResponseBody => Ok(self.response_body.as_slice()),
             _ => Err(Status::NotFound),
         }
     }
@@ -501,7 +501,7 @@ impl HttpStream for ProxyStream {
             BufferType::HttpResponseBody => &mut self.response_body,
             _ => return Err(Status::NotFound),
         };
-        splice(body, start, size, data);
+        splice(body.to_mut(), start, size, data);
         Ok(())
     }
 
@@ -551,6 +551,52 @@ pub(crate) fn stored_property(
 
 /// `proxy_set_buffer_bytes` on `buffer`: replaces `size` bytes from
 /// `start` with `data`; a `start` past the end appends.
+/// A body chunk as the body callbacks see it: the bytes as they arrived,
+/// not copied, until a plugin changes them (most only look, or do not
+/// even look: the Rust SDK exports the body callbacks whatever a filter
+/// does with them).
+#[derive(Default)]
+pub(crate) struct BodyBuffer {
+    /// The bytes as they arrived.
+    received: Bytes,
+    /// Set once a plugin changes them.
+    changed: Option<BytesMut>,
+}
+
+impl BodyBuffer {
+    pub(crate) fn received(bytes: Bytes) -> Self {
+        BodyBuffer {
+            received: bytes,
+            changed: None,
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match &self.changed {
+            Some(changed) => changed,
+            None => &self.received,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// The bytes to change in place: copied the first time.
+    pub(crate) fn to_mut(&mut self) -> &mut BytesMut {
+        let received = &self.received;
+        self.changed
+            .get_or_insert_with(|| BytesMut::from(&received[..]))
+    }
+
+    pub(crate) fn freeze(self) -> Bytes {
+        match self.changed {
+            Some(changed) => changed.freeze(),
+            None => self.received,
+        }
+    }
+}
+
 pub(crate) fn splice(buffer: &mut BytesMut, start: usize, size: usize, data: &[u8]) {
     let start = start.min(buffer.len());
     let end = start.saturating_add(size).min(buffer.len());
@@ -609,8 +655,8 @@ impl ProxyStream {
             bytes_sent: Cell::new(0),
             version,
             started: Instant::now(),
-            request_body: BytesMut::new(),
-            response_body: BytesMut::new(),
+            request_body: BodyBuffer::default(),
+            response_body: BodyBuffer::default(),
             properties: Vec::new(),
             received_path,
             received_host: host,
@@ -739,6 +785,24 @@ static HOP_BY_HOP: [HeaderName; HOPS] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_chunk_is_copied_only_when_a_plugin_changes_it() {
+        let chunk = Bytes::from(vec![b'a'; 64]);
+        let looked_at = BodyBuffer::received(chunk.clone());
+        assert_eq!(looked_at.as_slice(), &chunk[..]);
+        assert_eq!(looked_at.len(), 64);
+        // Passed on as it came: the same bytes, not a copy.
+        assert_eq!(looked_at.freeze().as_ptr(), chunk.as_ptr());
+
+        let mut changed = BodyBuffer::received(chunk.clone());
+        splice(changed.to_mut(), 0, 60, b"b");
+        splice(changed.to_mut(), 1, 0, b"c");
+        assert_eq!(changed.as_slice(), b"bcaaaa");
+        assert_eq!(&changed.freeze()[..], b"bcaaaa");
+        // The chunk it came from is left alone.
+        assert_eq!(&chunk[..], &[b'a'; 64][..]);
+    }
 
     fn stream() -> ProxyStream {
         let mut headers = HeaderMap::new();
