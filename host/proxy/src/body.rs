@@ -524,25 +524,33 @@ impl RequestBody {
     }
 }
 
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BodyError;
+/// `Body` for a body type that is a box of one: every call goes to what
+/// it holds.
+macro_rules! boxed_body {
+    ($outer:ty) => {
+        impl Body for $outer {
+            type Data = Bytes;
+            type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut *self.get_mut().0).poll_frame(cx)
-    }
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+                Pin::new(&mut *self.get_mut().0).poll_frame(cx)
+            }
 
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
+            fn is_end_stream(&self) -> bool {
+                self.0.is_end_stream()
+            }
 
-    fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
-    }
+            fn size_hint(&self) -> SizeHint {
+                self.0.size_hint()
+            }
+        }
+    };
 }
+
+boxed_body!(RequestBody);
 
 impl Flow {
     fn report(&mut self, stop: Stop) {
@@ -702,25 +710,7 @@ impl ResponseBody {
     }
 }
 
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut *self.get_mut().0).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
-    }
-}
+boxed_body!(ResponseBody);
 
 impl Reply {
     /// The upstream body has been read to its end: the connection can be
