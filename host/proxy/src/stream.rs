@@ -549,8 +549,6 @@ pub(crate) fn stored_property(
     }
 }
 
-/// `proxy_set_buffer_bytes` on `buffer`: replaces `size` bytes from
-/// `start` with `data`; a `start` past the end appends.
 /// A body chunk as the body callbacks see it: the bytes as they arrived,
 /// not copied, until a plugin changes them (most only look, or do not
 /// even look: the Rust SDK exports the body callbacks whatever a filter
@@ -597,6 +595,8 @@ impl BodyBuffer {
     }
 }
 
+/// `proxy_set_buffer_bytes` on `buffer`: replaces `size` bytes from
+/// `start` with `data`; a `start` past the end appends.
 pub(crate) fn splice(buffer: &mut BytesMut, start: usize, size: usize, data: &[u8]) {
     let start = start.min(buffer.len());
     let end = start.saturating_add(size).min(buffer.len());
