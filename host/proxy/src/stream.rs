@@ -580,11 +580,14 @@ impl BodyBuffer {
         self.as_slice().len()
     }
 
-    /// The bytes to change in place: copied the first time.
+    /// The bytes to change in place: copied the first time (and the
+    /// received ones let go of).
     pub(crate) fn to_mut(&mut self) -> &mut BytesMut {
-        let received = &self.received;
-        self.changed
-            .get_or_insert_with(|| BytesMut::from(&received[..]))
+        if self.changed.is_none() {
+            let received = std::mem::take(&mut self.received);
+            self.changed = Some(BytesMut::from(&received[..]));
+        }
+        self.changed.get_or_insert_with(BytesMut::new)
     }
 
     pub(crate) fn freeze(self) -> Bytes {
