@@ -1,18 +1,20 @@
 //! `cargo xtask bench [--seconds N] [--rounds N] [--rate N] [--only GROUPS]`:
-//! weft side by side with nginx, haproxy and Pingora, in one run on this
-//! machine, written into `docs/benchmarks.md` between `<!-- bench:begin -->`
-//! and `<!-- bench:end -->`, with plots in `docs/bench/`.
+//! weft side by side with nginx, haproxy, Pingora and a minimal hyper
+//! proxy, in one run on this machine, written into `docs/benchmarks.md`
+//! between `<!-- bench:begin -->` and `<!-- bench:end -->`, with plots in
+//! `docs/bench/`.
 //!
 //! 1. Installs nginx, haproxy, wrk, h2load (`nghttp2-client`) and openssl
 //!    from Debian when missing; builds `weft` (release) and the filters,
-//!    and the minimal Pingora proxy of `bench/pingora` (release, its own
-//!    workspace and target directory; `cmake` from Debian). A Pingora that
-//!    does not build is reported as SKIPPED with the reason, and the rest
-//!    runs.
+//!    the minimal Pingora proxy of `bench/pingora` (release, its own
+//!    workspace and target directory; `cmake` from Debian) and the minimal
+//!    hyper proxy of `bench/hyper-floor` (the same way). One that does not
+//!    build is reported as SKIPPED with the reason, and the rest runs.
 //! 2. Starts, on loopback and each on a free port: an upstream nginx
 //!    answering `return 200 "ok"`, and the targets, one worker each and
 //!    pinned to CPU 1 (the load runs on CPU 0):
-//!    - HTTP/1.1: nginx `proxy_pass`, haproxy, Pingora, weft without
+//!    - HTTP/1.1: nginx `proxy_pass`, haproxy, Pingora, the minimal hyper
+//!      proxy, weft without
 //!      filters, with the hello-rust filter, and with the five production
 //!      filters of `examples/canary-rollout`;
 //!    - HTTP/2 by prior knowledge (h2c): nginx `listen … http2` and weft;
@@ -23,7 +25,7 @@
 //!    p99.9), `h2load -t1 -c32 -m10 -DN` for h2c; and records requests/s,
 //!    latency percentiles, CPU time per request (utime + stime of the
 //!    target's processes from `/proc/PID/stat` over the run, divided by
-//!    the requests counted) and peak RSS (`VmHWM`). Then a fixed-rate
+//!    the requests counted; utime alone too) and peak RSS (`VmHWM`). Then a fixed-rate
 //!    latency run (`--rate` requests/s over 16 connections, open loop, see
 //!    `bench_load`) against the upstream directly and through each
 //!    HTTP/1.1 target gives the latency each adds per hop.
