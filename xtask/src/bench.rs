@@ -1681,7 +1681,8 @@ fn report(r: &Results) -> String {
     }
     out.push_str(
         "\nNot measured by `cargo xtask bench`: the runtime's micro figures (callback round \
-         trip, VM instantiation, memory per VM, bytes copied per request).\n",
+         trip, VM instantiation, memory per VM: \"Runtime micro benchmarks\" below) and bytes \
+         copied per request (\"Bytes copied per request\" below).\n",
     );
     out
 }
