@@ -14,9 +14,8 @@
 //!    answering `return 200 "ok"`, and the targets, one worker each and
 //!    pinned to CPU 1 (the load runs on CPU 0):
 //!    - HTTP/1.1: nginx `proxy_pass`, haproxy, Pingora, the minimal hyper
-//!      proxy, weft without
-//!      filters, with the hello-rust filter, and with the five production
-//!      filters of `examples/canary-rollout`;
+//!      proxy, weft without filters, with the hello-rust filter, and with
+//!      the five production filters of `examples/canary-rollout`;
 //!    - HTTP/2 by prior knowledge (h2c): nginx `listen … http2` and weft;
 //!    - TLS (HTTP/1.1): nginx `listen … ssl` and a weft `tls:` listener,
 //!      with a self-signed P-256 certificate made for the run.
@@ -25,10 +24,10 @@
 //!    p99.9), `h2load -t1 -c32 -m10 -DN` for h2c; and records requests/s,
 //!    latency percentiles, CPU time per request (utime + stime of the
 //!    target's processes from `/proc/PID/stat` over the run, divided by
-//!    the requests counted; utime alone too) and peak RSS (`VmHWM`). Then a fixed-rate
-//!    latency run (`--rate` requests/s over 16 connections, open loop, see
-//!    `bench_load`) against the upstream directly and through each
-//!    HTTP/1.1 target gives the latency each adds per hop.
+//!    the requests counted; utime alone too) and peak RSS (`VmHWM`). Then
+//!    a fixed-rate latency run (`--rate` requests/s over 16 connections,
+//!    open loop, see `bench_load`) against the upstream directly and
+//!    through each HTTP/1.1 target gives the latency each adds per hop.
 //! 4. Prints the medians, the ratios to nginx and the issue's targets, and
 //!    writes the same section and the plots into the docs (not with
 //!    `--only`, which is for trying a part).
@@ -65,13 +64,35 @@ const OPENSSL: &str = "/usr/bin/openssl";
 /// What the Pingora build needs besides Rust.
 const CMAKE: (&str, &str) = ("cmake", "/usr/bin/cmake");
 const WEFT: &str = "target/release/weft";
-const PINGORA_MANIFEST: &str = "bench/pingora/Cargo.toml";
 const PINGORA_LOCK: &str = "bench/pingora/Cargo.lock";
-const PINGORA_TARGET: &str = "target/bench-pingora";
-const PINGORA: &str = "target/bench-pingora/release/bench-pingora";
-const FLOOR_MANIFEST: &str = "bench/hyper-floor/Cargo.toml";
-const FLOOR_TARGET: &str = "target/bench-hyper-floor";
-const FLOOR: &str = "target/bench-hyper-floor/release/hyper-floor";
+
+/// A proxy built from a bench-only crate (its own workspace and target
+/// directory), started as `BINARY LISTEN_ADDR UPSTREAM_ADDR`.
+struct BenchCrate {
+    server: Server,
+    manifest: &'static str,
+    target_dir: &'static str,
+    binary: &'static str,
+    /// A Debian package its build needs.
+    needs: Option<(&'static str, &'static str)>,
+}
+
+const BENCH_CRATES: [BenchCrate; 2] = [
+    BenchCrate {
+        server: Server::Pingora,
+        manifest: "bench/pingora/Cargo.toml",
+        target_dir: "target/bench-pingora",
+        binary: "target/bench-pingora/release/bench-pingora",
+        needs: Some(CMAKE),
+    },
+    BenchCrate {
+        server: Server::Floor,
+        manifest: "bench/hyper-floor/Cargo.toml",
+        target_dir: "target/bench-hyper-floor",
+        binary: "target/bench-hyper-floor/release/hyper-floor",
+        needs: None,
+    },
+];
 
 /// Where the five-filter chain (its order and modules) comes from.
 const CHAIN_EXAMPLE: &str = "examples/canary-rollout/weft.yaml";
@@ -313,12 +334,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
     // A bench crate that does not build is left out of the run, and the
     // doc says why.
     let mut skipped = Vec::new();
-    for (server, build) in [
-        (Server::Pingora, build_pingora as fn() -> Result<()>),
-        (Server::Floor, build_floor),
-    ] {
+    for krate in &BENCH_CRATES {
+        let server = krate.server;
         if cases.iter().any(|(c, _)| c.server == server)
-            && let Err(err) = build()
+            && let Err(err) = build_bench_crate(krate)
         {
             let name = case_of(Proto::H1, server).label();
             let reason = format!("{err:#}");
@@ -401,11 +420,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 command
             }
             Server::Pingora | Server::Floor => {
-                let binary = if case.server == Server::Pingora {
-                    PINGORA
-                } else {
-                    FLOOR
-                };
+                let binary = BENCH_CRATES
+                    .iter()
+                    .find(|k| k.server == case.server)
+                    .map(|k| k.binary)
+                    .context("no bench crate for this target")?;
                 let mut command = Command::new("taskset");
                 command
                     .args(["-c", TARGET_CPU])
@@ -599,34 +618,29 @@ fn install(packages: &[(&str, &str)]) -> Result<()> {
     }
 }
 
-/// Builds `bench/pingora` (release) into its own target directory; the
-/// error says why it did not build.
-fn build_pingora() -> Result<()> {
-    install(&[CMAKE]).context("cmake (needed by Pingora's build) could not be installed")?;
-    build_bench_crate(
-        "the Pingora proxy",
-        PINGORA_MANIFEST,
-        PINGORA_TARGET,
-        PINGORA,
-    )
-}
-
-/// Builds `bench/hyper-floor` (release) into its own target directory.
-fn build_floor() -> Result<()> {
-    build_bench_crate(
-        "the minimal hyper proxy",
-        FLOOR_MANIFEST,
-        FLOOR_TARGET,
-        FLOOR,
-    )
-}
-
-/// `cargo build --release` of a bench-only crate (its own workspace) into
-/// `target_dir`; the error names the first error lines of the build.
-fn build_bench_crate(what: &str, manifest: &str, target_dir: &str, binary: &str) -> Result<()> {
+/// `cargo build --release` of a bench-only crate into its own target
+/// directory, after the package it needs; the error says why it did not
+/// build (the first error lines of the build).
+fn build_bench_crate(krate: &BenchCrate) -> Result<()> {
+    let BenchCrate {
+        server,
+        manifest,
+        target_dir,
+        binary,
+        needs,
+    } = krate;
+    let what = case_of(Proto::H1, *server).label();
     step(&format!(
         "building {what} (cargo build --release --manifest-path {manifest} --target-dir {target_dir})"
     ));
+    if let Some(package) = needs {
+        install(&[*package]).with_context(|| {
+            format!(
+                "{} (needed to build {what}) could not be installed",
+                package.0
+            )
+        })?;
+    }
     let mut child = cargo()
         .args(["build", "--release", "--manifest-path", manifest])
         .args(["--target-dir", target_dir])
@@ -996,8 +1010,8 @@ fn measure(pids: &[u32], clk_tck: f64, load: impl FnOnce() -> Result<Load>) -> R
         bail!("the load generator counted no requests");
     }
     let per_request = |ticks: u64| ticks as f64 / clk_tck * 1e6 / load.requests as f64;
-    let user = after[0].saturating_sub(before[0]);
-    let system = after[1].saturating_sub(before[1]);
+    let user = after.user.saturating_sub(before.user);
+    let system = after.system.saturating_sub(before.system);
     Ok(Sample {
         rps: load.rps,
         cpu_us: per_request(user + system),
@@ -1495,8 +1509,7 @@ fn report(r: &Results) -> String {
   {WARM_UP_SECONDS} s warm-up each. CPU per request: utime + stime of the target's processes \
   (`/proc/PID/stat`, {} ticks/s) over the run, divided by the requests counted; \
   \"of it user space\" is the utime part alone, the rest is the kernel's (loopback TCP). \
-  Peak RSS: \
-  `VmHWM` summed over the target's processes. Figures are medians over the rounds; ratios \
+  Peak RSS: `VmHWM` summed over the target's processes. Figures are medians over the rounds; ratios \
   are medians of the ratios taken within each round.\n",
         CONNECTIONS * STREAMS,
         m.clk_tck

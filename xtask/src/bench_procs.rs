@@ -231,18 +231,28 @@ fn stat_fields(pid: u32) -> Result<Vec<String>> {
     Ok(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// The CPU time of `pids`, in clock ticks: utime (user space) and
-/// stime (the kernel).
-pub(crate) fn cpu_ticks(pids: &[u32]) -> Result<[u64; 2]> {
-    let mut ticks = [0; 2];
+/// CPU time of processes, in clock ticks.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CpuTicks {
+    /// utime: in user space.
+    pub(crate) user: u64,
+    /// stime: in the kernel.
+    pub(crate) system: u64,
+}
+
+/// The CPU time of `pids`, summed.
+pub(crate) fn cpu_ticks(pids: &[u32]) -> Result<CpuTicks> {
+    let mut ticks = CpuTicks::default();
     for &pid in pids {
         let fields = stat_fields(pid)?;
-        for (sum, (index, name)) in ticks.iter_mut().zip([(11, "utime"), (12, "stime")]) {
-            *sum += fields
+        let field = |index: usize, name: &str| {
+            fields
                 .get(index)
                 .and_then(|f| f.parse::<u64>().ok())
-                .with_context(|| format!("/proc/{pid}/stat: no {name}"))?;
-        }
+                .with_context(|| format!("/proc/{pid}/stat: no {name}"))
+        };
+        ticks.user += field(11, "utime")?;
+        ticks.system += field(12, "stime")?;
     }
     Ok(ticks)
 }
