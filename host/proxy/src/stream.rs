@@ -583,11 +583,9 @@ impl BodyBuffer {
     /// The bytes to change in place: copied the first time (and the
     /// received ones let go of).
     pub(crate) fn to_mut(&mut self) -> &mut BytesMut {
-        if self.changed.is_none() {
-            let received = std::mem::take(&mut self.received);
-            self.changed = Some(BytesMut::from(&received[..]));
-        }
-        self.changed.get_or_insert_with(BytesMut::new)
+        let received = &mut self.received;
+        self.changed
+            .get_or_insert_with(|| BytesMut::from(&std::mem::take(received)[..]))
     }
 
     pub(crate) fn freeze(self) -> Bytes {
