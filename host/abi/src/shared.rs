@@ -42,10 +42,14 @@ pub const MAX_QUEUE_ITEMS: usize = 10_000;
 
 #[derive(Default)]
 struct SharedData {
-    /// (vm_id, key) → (value, cas).
-    entries: HashMap<(String, Vec<u8>), (Vec<u8>, u32)>,
+    /// By VM id. Nested, so that a lookup borrows the guest's key instead
+    /// of building an owned (vm_id, key) pair.
+    entries: HashMap<String, VmData>,
     next_cas: u32,
 }
+
+/// One VM id's shared data: key → (value, cas).
+type VmData = HashMap<Vec<u8>, (Vec<u8>, u32)>;
 
 impl SharedState {
     /// `proxy_get_shared_data`: the value and its CAS token.
@@ -53,7 +57,8 @@ impl SharedState {
         let data = self.data.lock().map_err(|_| Status::InternalFailure)?;
         let (value, cas) = data
             .entries
-            .get(&(vm_id.to_string(), key.to_vec()))
+            .get(vm_id)
+            .and_then(|entries| entries.get(key))
             .ok_or(Status::NotFound)?;
         out.clear();
         out.extend_from_slice(value);
@@ -72,16 +77,21 @@ impl SharedState {
         let mut data = self.data.lock().map_err(|_| Status::InternalFailure)?;
         data.next_cas = data.next_cas.wrapping_add(1).max(1);
         let next = data.next_cas;
-        match data.entries.get_mut(&(vm_id.to_string(), key.to_vec())) {
+        let entries = match data.entries.get_mut(vm_id) {
+            Some(entries) => entries,
+            None => data.entries.entry(vm_id.to_string()).or_default(),
+        };
+        match entries.get_mut(key) {
             Some(entry) => {
                 if cas != 0 && cas != entry.1 {
                     return Err(Status::CasMismatch);
                 }
-                *entry = (value.to_vec(), next);
+                entry.0.clear();
+                entry.0.extend_from_slice(value);
+                entry.1 = next;
             }
             None => {
-                data.entries
-                    .insert((vm_id.to_string(), key.to_vec()), (value.to_vec(), next));
+                entries.insert(key.to_vec(), (value.to_vec(), next));
             }
         }
         Ok(())
@@ -427,6 +437,11 @@ mod tests {
             Err(Status::NotFound),
             "scoped by VM id"
         );
+        shared.set("other-vm", b"k", b"theirs", 0).unwrap();
+        shared.get("vm", b"k", &mut out).unwrap();
+        assert_eq!(out, b"v2", "another VM id's key of the same name");
+        shared.get("other-vm", b"k", &mut out).unwrap();
+        assert_eq!(out, b"theirs");
     }
 
     #[test]

@@ -1238,9 +1238,16 @@ pub(crate) enum Swapped {
 const MAX_DEFERRED: usize = 1024;
 
 /// Epoch ticks for a deadline, rounded up, plus one because the current tick
-/// may end at any moment.
+/// may end at any moment. In 64-bit nanoseconds (saturating, some 584
+/// years): this runs before every guest call, and `Duration::as_nanos`
+/// would make it a 128-bit division.
 fn ticks(deadline: Duration) -> u64 {
-    (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+    const TICK_NANOS: u64 = EPOCH_TICK.as_nanos() as u64;
+    let nanos = deadline
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(deadline.subsec_nanos()));
+    nanos.div_ceil(TICK_NANOS).max(1) + 1
 }
 
 /// A gRPC stream a plugin opened.
@@ -1249,4 +1256,22 @@ pub(crate) struct OpenGrpcStream {
     pub(crate) sender: GrpcStreamSender,
     /// The plugin sent its last message (or closed it).
     pub(crate) local_closed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_rounded_up_to_whole_ticks_plus_the_current_one() {
+        assert_eq!(ticks(Duration::ZERO), 2);
+        assert_eq!(ticks(Duration::from_nanos(1)), 2);
+        assert_eq!(ticks(EPOCH_TICK), 2);
+        assert_eq!(ticks(EPOCH_TICK + Duration::from_nanos(1)), 3);
+        assert_eq!(ticks(EPOCH_TICK * 20), 21);
+        assert_eq!(ticks(EPOCH_TICK * 300 - Duration::from_nanos(1)), 301);
+        // Saturates instead of wrapping.
+        let tick = EPOCH_TICK.as_nanos() as u64;
+        assert_eq!(ticks(Duration::MAX), u64::MAX.div_ceil(tick) + 1);
+    }
 }
