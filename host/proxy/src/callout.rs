@@ -202,8 +202,8 @@ async fn stream_answers(
                 hash: None,
                 random: owner.random(),
             };
-            let send = owner.clusters[cluster].send(request, pick);
-            send.await
+            let mut request = Some(request);
+            owner.clusters[cluster].send(&mut request, pick).await
         }
         None => return,
     };
@@ -344,7 +344,11 @@ pub(crate) async fn read_whole(
         hash: None,
         random: worker.random(),
     };
-    let upstream = worker.clusters[cluster].send(request, pick).await.ok()?;
+    let mut request = Some(request);
+    let upstream = worker.clusters[cluster]
+        .send(&mut request, pick)
+        .await
+        .ok()?;
     let (parts, body) = upstream.response.into_parts();
     let collected = body.collect().await.ok()?;
     upstream.endpoint.release(upstream.sender);

@@ -16,7 +16,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
@@ -53,6 +53,9 @@ pub(crate) enum UpstreamError {
         cluster: Arc<str>,
         breaker: &'static str,
     },
+    /// A caller's mistake, not the upstream's: there was no request to send.
+    #[error("internal: no request to send")]
+    NoRequest,
 }
 
 impl UpstreamError {
@@ -66,12 +69,6 @@ impl UpstreamError {
                 | UpstreamError::Tls { .. }
         )
     }
-}
-
-/// A failed send, with the request back when it was never sent.
-pub(crate) struct SendError {
-    pub(crate) error: UpstreamError,
-    pub(crate) unsent: Option<Request<RequestBody>>,
 }
 
 /// An endpoint as every worker sees it.
@@ -439,31 +436,23 @@ impl Conn {
             Conn::H2(sender) => sender.ready().await,
         }
     }
+}
 
-    async fn try_send(
-        &mut self,
-        mut request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
-        match self {
-            Conn::H1(sender) => sender.try_send_request(request).await,
-            Conn::H2(sender) => {
-                // HTTP/2 carries scheme and authority as pseudo-headers:
-                // the URI must be absolute.
-                let authority = request
-                    .headers_mut()
-                    .remove(http::header::HOST)
-                    .and_then(|h| h.to_str().ok().map(str::to_string));
-                if let Some(authority) = authority {
-                    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-                    if let Ok(uri) = format!("http://{authority}{path}").parse() {
-                        *request.uri_mut() = uri;
-                    }
-                }
-                *request.version_mut() = http::Version::HTTP_2;
-                sender.try_send_request(request).await
-            }
+/// HTTP/2 carries scheme and authority as pseudo-headers: the URI must be
+/// absolute.
+fn absolute(mut request: Request<RequestBody>) -> Request<RequestBody> {
+    let authority = request
+        .headers_mut()
+        .remove(http::header::HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_string));
+    if let Some(authority) = authority {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = format!("http://{authority}{path}").parse() {
+            *request.uri_mut() = uri;
         }
     }
+    *request.version_mut() = http::Version::HTTP_2;
+    request
 }
 
 /// One upstream address and its idle connections on this worker.
@@ -666,13 +655,15 @@ impl ClusterPool {
         endpoints[chosen].clone()
     }
 
-    /// Sends `request` to an endpoint the policy picks, on a pooled
-    /// connection or a new one.
+    /// Sends the request in `request` to an endpoint the policy picks, on a
+    /// pooled connection or a new one. The request stays there until hyper
+    /// takes it (moved once, not through every future on the way); one that
+    /// was never sent is left there, for a retry.
     pub(crate) async fn send(
         &self,
-        mut request: Request<RequestBody>,
+        request: &mut Option<Request<RequestBody>>,
         pick: Pick,
-    ) -> Result<Upstream, SendError> {
+    ) -> Result<Upstream, UpstreamError> {
         let endpoint = self.pick(pick);
         let addr = endpoint.addr;
         let load = Load::new(endpoint.clone());
@@ -691,24 +682,25 @@ impl ClusterPool {
                         if error.is_connect_failure() {
                             self.shared.report(&endpoint.shared, false);
                         }
-                        return Err(SendError {
-                            error,
-                            unsent: Some(request),
-                        });
+                        return Err(error);
                     }
                 },
             };
             if let Err(source) = sender.ready().await {
                 if fresh {
                     self.shared.report(&endpoint.shared, false);
-                    return Err(SendError {
-                        error: UpstreamError::Handshake { addr, source },
-                        unsent: Some(request),
-                    });
+                    return Err(UpstreamError::Handshake { addr, source });
                 }
                 continue;
             }
-            match sender.try_send(request).await {
+            let Some(next) = request.take() else {
+                return Err(UpstreamError::NoRequest);
+            };
+            let sent = match &mut sender {
+                Conn::H1(h1) => h1.try_send_request(next).await,
+                Conn::H2(h2) => h2.try_send_request(absolute(next)).await,
+            };
+            match sent {
                 Ok(response) => {
                     return Ok(Upstream {
                         response,
@@ -717,19 +709,17 @@ impl ClusterPool {
                         load,
                     });
                 }
-                Err(mut err) => match err.take_message() {
-                    Some(unsent) if !fresh => request = unsent,
-                    unsent => {
-                        self.shared.report(&endpoint.shared, false);
-                        return Err(SendError {
-                            error: UpstreamError::Request {
-                                addr,
-                                source: err.into_error(),
-                            },
-                            unsent,
-                        });
+                Err(mut err) => {
+                    *request = err.take_message();
+                    if request.is_some() && !fresh {
+                        continue;
                     }
-                },
+                    self.shared.report(&endpoint.shared, false);
+                    return Err(UpstreamError::Request {
+                        addr,
+                        source: err.into_error(),
+                    });
+                }
             }
         }
     }

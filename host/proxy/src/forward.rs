@@ -2,7 +2,7 @@
 //! choice, rewrites, circuit breakers, tries with retries and timeouts,
 //! mirroring, then the response through the response filters.
 
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::body::{RequestBody, ResponseBody, Source};
 use crate::chain::{Phase, SharedFilters, Stop, run_headers_phase};
-use crate::cluster::{ClusterPool, Pick, SendError, Upstream, UpstreamError, hash_of};
+use crate::cluster::{ClusterPool, Pick, Upstream, UpstreamError, hash_of};
 use crate::router::{Forward, Retry, Route};
 use crate::stream::{ResponseHead, strip_hop_by_hop};
 use crate::worker::{StreamClosed, Worker, error_response, stopped};
@@ -199,7 +199,8 @@ impl Exchange {
         // mirror.
         let keep =
             self.filtered || logged || mirror.is_some() || (replayable && forward.retry.is_some());
-        let first = {
+        // The request stays here until hyper takes it (`ClusterPool::send`).
+        let mut request = {
             let mut f = self.filters.borrow_mut();
             match f.state().map(|s| s.upstream_request(body, keep)) {
                 Some(Ok(mut request)) => {
@@ -212,7 +213,7 @@ impl Exchange {
                         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                         headers.insert(header::UPGRADE, upgrade.protocol.clone());
                     }
-                    request
+                    Some(request)
                 }
                 Some(Err(reason)) => {
                     drop(f);
@@ -234,8 +235,7 @@ impl Exchange {
         let outcome = {
             // One future, its deadlines inside: wrapping it in a timeout
             // would keep two copies of its (large) state.
-            let tries = self.tries(forward, pool, first, replayable, hash);
-            tokio::pin!(tries);
+            let mut tries = pin!(self.tries(forward, pool, &mut request, replayable, hash));
             // A request without a body never reports a stop (its body is
             // not read, so neither limits nor body callbacks apply): the
             // branch is left out instead of polled at every wake.
@@ -249,7 +249,7 @@ impl Exchange {
                         Ok(reason) => break Err(reason),
                         Err(_) => stop_closed = true,
                     },
-                    outcome = &mut tries => break Ok(outcome),
+                    outcome = tries.as_mut() => break Ok(outcome),
                 }
             }
         };
@@ -414,27 +414,27 @@ impl Exchange {
         }
     }
 
-    /// Sends the request, and again as the route's retry policy allows.
+    /// Sends the request, and again as the route's retry policy allows: a
+    /// request that was never sent is still in `request`; one that was is
+    /// rebuilt for the next try.
     async fn tries(
         &self,
         forward: &Forward,
         pool: &ClusterPool,
-        first: Request<RequestBody>,
+        request: &mut Option<Request<RequestBody>>,
         replayable: bool,
         hash: Option<u64>,
     ) -> Result<Upstream, TryFailure> {
         // One clock read per try: the deadlines and the try's start.
         let mut now = tokio::time::Instant::now();
         let deadline = forward.timeout.map(|t| now + t);
-        let mut next = Some(first);
         let mut retries = 0;
         // Held while a retry is in flight (`max_retries`).
         let mut _retry_slot = None;
         loop {
-            let request = match next.take() {
-                Some(request) => request,
-                None => self.rebuild()?,
-            };
+            if request.is_none() {
+                *request = Some(self.rebuild()?);
+            }
             let pick = Pick {
                 hash,
                 random: self.worker.random(),
@@ -446,23 +446,24 @@ impl Exchange {
                 (a, b) => a.or(b),
             };
             let sent_at = now;
-            // Pinned where it is made: the deadlines below borrow it
-            // rather than move its (large) state.
-            let attempt = pool.send(request, pick);
-            tokio::pin!(attempt);
-            let sent = match until {
-                // A deadline seconds away is kept to the worker's coarse
-                // clock (a tick late at most): no timer-wheel entry per request.
-                Some(until) if until - now >= COARSE_DEADLINE => {
-                    let expired = self.worker.coarse.sleep_at(until.into_std());
-                    tokio::select! {
-                        biased;
-                        sent = &mut attempt => Some(sent),
-                        () = expired => None,
+            let sent = {
+                // Pinned where it is made: the deadlines below borrow it
+                // rather than move its (large) state.
+                let attempt = pin!(pool.send(request, pick));
+                match until {
+                    // A deadline seconds away is kept to the worker's coarse
+                    // clock (a tick late at most): no timer-wheel entry per request.
+                    Some(until) if until - now >= COARSE_DEADLINE => {
+                        let expired = self.worker.coarse.sleep_at(until.into_std());
+                        tokio::select! {
+                            biased;
+                            sent = attempt => Some(sent),
+                            () = expired => None,
+                        }
                     }
+                    Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
+                    None => Some(attempt.await),
                 }
-                Some(until) => tokio::time::timeout_at(until, &mut attempt).await.ok(),
-                None => Some(attempt.await),
             };
             now = tokio::time::Instant::now();
             let out_of_time = deadline.is_some_and(|d| now >= d);
@@ -476,8 +477,8 @@ impl Exchange {
                     let retriable = replayable && policy.is_some_and(|r| r.on_status(status));
                     (Ok(upstream), retriable)
                 }
-                Some(Err(SendError { error, unsent })) => {
-                    let can_resend = unsent.is_some() || replayable;
+                Some(Err(error)) => {
+                    let can_resend = request.is_some() || replayable;
                     let retriable = can_resend
                         && policy.is_some_and(|r| {
                             if error.is_connect_failure() {
@@ -486,7 +487,6 @@ impl Exchange {
                                 matches!(error, UpstreamError::Request { .. }) && r.on_reset()
                             }
                         });
-                    next = unsent;
                     (Err(TryFailure::Upstream(error)), retriable)
                 }
                 None => {
