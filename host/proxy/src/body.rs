@@ -487,13 +487,13 @@ impl RequestBody {
     pub(crate) fn new(
         inner: Source,
         filters: Option<SharedFilters>,
-        stopped: oneshot::Sender<Stop>,
+        stopped: Option<oneshot::Sender<Stop>>,
     ) -> Self {
         RequestBody(Box::new(Flow {
             inner: Some(inner),
             full: None,
             filters: filters.map(|filters| Box::new(BodyFilters::new(filters, true))),
-            stopped: Some(stopped),
+            stopped,
             copy: None,
             tee: None,
         }))

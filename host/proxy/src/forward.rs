@@ -18,7 +18,7 @@ use crate::body::{RequestBody, ResponseBody, Source};
 use crate::chain::{Phase, SharedFilters, Stop, run_headers_phase};
 use crate::cluster::{ClusterPool, Pick, Upstream, UpstreamError, hash_of};
 use crate::router::{Forward, Retry, Route};
-use crate::stream::{ResponseHead, strip_hop_by_hop};
+use crate::stream::{RequestPath, ResponseHead, strip_hop_by_hop};
 use crate::worker::{StreamClosed, Worker, error_response, stopped};
 
 /// One request on its way to a cluster.
@@ -139,7 +139,7 @@ impl Exchange {
             }
             state.cluster = Some(worker.clusters[cluster].name.clone());
             if let Some(prefix) = &forward.prefix_rewrite {
-                state.path = self.route.rewrite_path(&state.path, prefix);
+                state.path = RequestPath::Set(self.route.rewrite_path(&state.path, prefix));
             }
             if let Some(host) = &forward.host_rewrite {
                 state.authority = host.clone();
@@ -170,7 +170,14 @@ impl Exchange {
                 streaming && f.has_trailers_callbacks(true),
             )
         };
-        let (stop_sender, mut stop) = oneshot::channel();
+        // A request without a body never reports a stop (its body is not
+        // read, so neither limits nor body callbacks apply): no channel.
+        let (stop_sender, mut stop) = if request_ended {
+            (None, None)
+        } else {
+            let (sender, receiver) = oneshot::channel();
+            (Some(sender), Some(receiver))
+        };
         let mut body = body;
         body.idle_after(forward.idle_timeout);
         let mut body = RequestBody::new(
@@ -236,18 +243,21 @@ impl Exchange {
             // One future, its deadlines inside: wrapping it in a timeout
             // would keep two copies of its (large) state.
             let mut tries = pin!(self.tries(forward, pool, &mut request, replayable, hash));
-            // A request without a body never reports a stop (its body is
-            // not read, so neither limits nor body callbacks apply): the
-            // branch is left out instead of polled at every wake.
-            let mut stop_closed = request_ended;
             loop {
+                let waiting = stop.is_some();
+                let stopped = async {
+                    match stop.as_mut() {
+                        Some(stop) => stop.await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     // A stopped body also fails the upstream request; the stop
                     // says what the client should hear, so it is looked at first.
                     biased;
-                    reason = &mut stop, if !stop_closed => match reason {
+                    reason = stopped, if waiting => match reason {
                         Ok(reason) => break Err(reason),
-                        Err(_) => stop_closed = true,
+                        Err(_) => stop = None,
                     },
                     outcome = tries.as_mut() => break Ok(outcome),
                 }

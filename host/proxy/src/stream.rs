@@ -24,7 +24,7 @@ pub(crate) struct ProxyStream {
     /// `:authority`: the Host header (HTTP/1.1) or the URI's authority.
     pub(crate) authority: String,
     /// `:path`: path and query, as sent upstream.
-    pub(crate) path: String,
+    pub(crate) path: RequestPath,
     /// Request headers without Host (carried as `:authority`).
     pub(crate) request_headers: HeaderMap,
     pub(crate) response: Option<ResponseHead>,
@@ -56,11 +56,47 @@ pub(crate) struct ProxyStream {
     response_body: BodyBuffer,
     /// Values plugins stored with `proxy_set_property`, by dotted path.
     properties: StoredProperties,
-    /// The request target and Host as received: sent upstream as they
-    /// are unless `path` or `authority` changed, which saves parsing and
-    /// validating them again.
-    received_path: Option<PathAndQuery>,
+    /// The Host as received: sent upstream as it is unless `authority`
+    /// changed, which saves validating it again.
     received_host: Option<HeaderValue>,
+}
+
+/// `:path` (path and query): the request target as it was received, its
+/// bytes shared with the request rather than copied, until a filter or a
+/// rewrite sets another.
+#[derive(Debug, Clone)]
+pub(crate) enum RequestPath {
+    Received(PathAndQuery),
+    Set(String),
+}
+
+impl RequestPath {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            RequestPath::Received(path) => path.as_str(),
+            RequestPath::Set(path) => path,
+        }
+    }
+}
+
+impl std::ops::Deref for RequestPath {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RequestPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RequestPath {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// The downstream connection a stream arrived on.
@@ -207,7 +243,9 @@ impl ProxyStream {
             (MapType::HttpRequestHeaders, b":method") => {
                 self.method = Method::from_bytes(value).map_err(|_| Status::BadArgument)?;
             }
-            (MapType::HttpRequestHeaders, b":path") => self.path = text()?.to_string(),
+            (MapType::HttpRequestHeaders, b":path") => {
+                self.path = RequestPath::Set(text()?.to_string());
+            }
             (MapType::HttpRequestHeaders, b":authority") => self.authority = text()?.to_string(),
             // The scheme follows from the listener; a filter cannot change it.
             (MapType::HttpRequestHeaders, b":scheme") => {}
@@ -625,11 +663,11 @@ impl ProxyStream {
                     .and_then(|h| h.to_str().ok().map(str::to_string))
             })
             .unwrap_or_default();
-        let received_path = uri.path_and_query().cloned();
-        let path = received_path
-            .as_ref()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let path = RequestPath::Received(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         strip_hop_by_hop(&mut headers);
         let scheme = if connection.tls.is_some() {
             "https"
@@ -659,7 +697,6 @@ impl ProxyStream {
             request_body: BodyBuffer::default(),
             response_body: BodyBuffer::default(),
             properties: Vec::new(),
-            received_path,
             received_host: host,
         }
     }
@@ -671,10 +708,9 @@ impl ProxyStream {
         body: B,
         keep: bool,
     ) -> Result<Request<B>, &'static str> {
-        let uri: Uri = match &self.received_path {
-            Some(received) if received.as_str() == self.path => Uri::from(received.clone()),
-            _ => self
-                .path
+        let uri: Uri = match &self.path {
+            RequestPath::Received(path) => Uri::from(path.clone()),
+            RequestPath::Set(path) => path
                 .parse()
                 .map_err(|_| "filters produced an invalid :path")?,
         };
