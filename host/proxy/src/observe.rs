@@ -229,7 +229,7 @@ fn value_of(field: LogField, s: &ProxyStream, listener: &str) -> Option<serde_js
             let ms = s.elapsed().as_secs_f64() * 1000.0;
             Some(Value::from((ms * 1000.0).round() / 1000.0))
         }
-        LogField::BytesReceived => Some(Value::from(s.bytes_received.get())),
+        LogField::BytesReceived => Some(Value::from(s.bytes_received())),
         LogField::BytesSent => Some(Value::from(s.bytes_sent.get())),
         LogField::UpstreamCluster => s.cluster.as_deref().and_then(text),
         LogField::UpstreamHost => s.upstream.map(|a| Value::String(a.to_string())),

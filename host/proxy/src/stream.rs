@@ -43,8 +43,9 @@ pub(crate) struct ProxyStream {
     pub(crate) status: Option<u16>,
     /// The endpoint that answered.
     pub(crate) upstream: Option<SocketAddr>,
-    /// Request body bytes read from the client.
-    pub(crate) bytes_received: Rc<Cell<u64>>,
+    /// Request body bytes read from the client, counted by the body
+    /// (`count_received`); none for a request without one.
+    bytes_received: Option<Rc<Cell<u64>>>,
     /// Response body bytes sent to the client.
     pub(crate) bytes_sent: Cell<u64>,
     version: Version,
@@ -419,14 +420,14 @@ impl HttpStream for ProxyStream {
                 ),
             ),
             [b"request", b"duration"] => int(out, nanos(self.started.elapsed())),
-            [b"request", b"size"] => int(out, self.bytes_received.get() as i64),
+            [b"request", b"size"] => int(out, self.bytes_received() as i64),
             [b"response", b"size"] => int(out, self.bytes_sent.get() as i64),
             [b"request", b"headers"] => self.map_property(MapType::HttpRequestHeaders, out)?,
             [b"response", b"headers"] => self.map_property(MapType::HttpResponseHeaders, out)?,
             [b"response", b"trailers"] => self.map_property(MapType::HttpResponseTrailers, out)?,
             [b"request", b"total_size"] => int(
                 out,
-                (self.map_size(MapType::HttpRequestHeaders) + self.bytes_received.get()) as i64,
+                (self.map_size(MapType::HttpRequestHeaders) + self.bytes_received()) as i64,
             ),
             [b"response", b"total_size"] => {
                 self.response.as_ref().ok_or(Status::NotFound)?;
@@ -690,7 +691,7 @@ impl ProxyStream {
             listener: None,
             status: None,
             upstream: None,
-            bytes_received: Rc::default(),
+            bytes_received: None,
             bytes_sent: Cell::new(0),
             version,
             started: Instant::now(),
@@ -699,6 +700,16 @@ impl ProxyStream {
             properties: Vec::new(),
             received_host: host,
         }
+    }
+
+    /// Request body bytes read from the client so far.
+    pub(crate) fn bytes_received(&self) -> u64 {
+        self.bytes_received.as_ref().map_or(0, |count| count.get())
+    }
+
+    /// The counter the request body adds the bytes it reads to.
+    pub(crate) fn count_received(&mut self) -> Rc<Cell<u64>> {
+        self.bytes_received.get_or_insert_default().clone()
     }
 
     /// The request to send upstream. With `keep`, the headers stay here for

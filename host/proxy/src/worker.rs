@@ -703,14 +703,15 @@ async fn handle(
         cluster = Some(index);
     }
     let filtered = !route.chain.is_empty();
-    let received = stream.bytes_received.clone();
+    let request_ended = body.is_end_stream();
+    // Counted as it is read: a request without a body needs no counter.
+    let received = (!request_ended).then(|| stream.count_received());
     let filters: SharedFilters = Rc::new(RefCell::new(StreamFilters::new(
         worker.clone(),
         route.chain.clone(),
         stream,
     )));
-    let request_ended = body.is_end_stream();
-    let mut source = Source::new(body, body_limit, Some(received));
+    let mut source = Source::new(body, body_limit, received);
 
     if filtered
         && let Err(stop) = run_headers_phase(
