@@ -19,7 +19,8 @@
 //!    - HTTP/2 by prior knowledge (h2c): nginx `listen … http2` and weft;
 //!    - TLS (HTTP/1.1): nginx `listen … ssl` and a weft `tls:` listener,
 //!      with a self-signed P-256 certificate made for the run.
-//! 3. Each round (interleaved, `rounds` times) drives every target:
+//! 3. Each round (interleaved, `rounds` times, each starting one target
+//!    further than the last) drives every target:
 //!    `wrk -t1 -c32 -dNs --latency` (with a `done()` script printing
 //!    p99.9), `h2load -t1 -c32 -m10 -DN` for h2c; and records requests/s,
 //!    latency percentiles, CPU time per request (utime + stime of the
@@ -513,7 +514,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
         step(&format!(
             "round {round} of {rounds}: wrk -t1 -c{CONNECTIONS} -d{seconds}s (h2c: h2load -t1 -c{CONNECTIONS} -m{STREAMS} -D{seconds}) on each target"
         ));
-        for (slot, target) in running.iter().enumerate() {
+        for slot in rotated(running.len(), round) {
+            let target = &running[slot];
             if !target.measured {
                 continue;
             }
@@ -540,7 +542,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
         step(&format!(
             "round {round} of {rounds}: {rate} requests/s over {LATENCY_CONNECTIONS} connections for {seconds} s, directly and through each HTTP/1.1 target"
         ));
-        for ((label, addr), pooled) in hops.iter().zip(latencies.iter_mut()) {
+        for hop in rotated(hops.len(), round) {
+            let (label, addr) = &hops[hop];
+            let pooled = &mut latencies[hop];
             let pinned = Pinned::to(LOAD_CPU)?;
             let run = fixed_rate(
                 *addr,
@@ -1356,6 +1360,14 @@ fn ms(us: f64) -> String {
     }
 }
 
+/// The order round `round` (from 1) runs `n` targets in: the tables'
+/// order, starting one further each round, so that no target always runs
+/// first or last in a round (a drift within rounds would land on it).
+fn rotated(n: usize, round: usize) -> impl Iterator<Item = usize> {
+    let start = if n == 0 { 0 } else { (round - 1) % n };
+    (0..n).map(move |i| (start + i) % n)
+}
+
 /// A latency given in µs: `85 µs` below a millisecond, else `4.16 ms`.
 fn us(us: f64) -> String {
     if !us.is_finite() {
@@ -1505,7 +1517,8 @@ fn report(r: &Results) -> String {
   the same percentile direct. At this rate the targets idle between requests on their own \
   CPU, so each hop also pays for waking it, alike for every proxy: compare them with each \
   other.
-- The targets interleaved in the order of the tables, {rounds} round(s), after a \
+- The targets interleaved in the order of the tables, each round starting one target \
+  further (so that none always runs first or last), {rounds} round(s), after a \
   {WARM_UP_SECONDS} s warm-up each. CPU per request: utime + stime of the target's processes \
   (`/proc/PID/stat`, {} ticks/s) over the run, divided by the requests counted; \
   \"of it user space\" is the utime part alone, the rest is the kernel's (loopback TCP). \
@@ -1816,6 +1829,16 @@ fn write_doc(section: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_round_starts_one_target_further() {
+        let order = |round| rotated(3, round).collect::<Vec<_>>();
+        assert_eq!(order(1), [0, 1, 2]);
+        assert_eq!(order(2), [1, 2, 0]);
+        assert_eq!(order(3), [2, 0, 1]);
+        assert_eq!(order(4), [0, 1, 2]);
+        assert_eq!(rotated(0, 5).count(), 0);
+    }
 
     const WRK_OUTPUT: &str = "Running 2s test @ http://127.0.0.1:40000/
   1 threads and 32 connections
