@@ -1055,7 +1055,7 @@ impl StreamFilters {
         let Some(state) = self.state() else {
             return Ok(trailers);
         };
-        *state.trailers_mut(request) = Some(trailers);
+        *state.trailers_mut(request) = Some(Box::new(trailers));
         let mut contexts = self.active.clone();
         if !request {
             contexts.reverse();
@@ -1063,7 +1063,7 @@ impl StreamFilters {
         for ctx in contexts {
             let size = self
                 .state()
-                .and_then(|s| s.trailers_mut(request).as_ref().map(http::HeaderMap::len))
+                .and_then(|s| s.trailers_mut(request).as_deref().map(http::HeaderMap::len))
                 .unwrap_or(0);
             let outcome = {
                 let slot = self.worker.slot(ctx.plugin);
@@ -1088,7 +1088,7 @@ impl StreamFilters {
         // The filters keep seeing the trailers until on_log.
         Ok(self
             .state()
-            .and_then(|s| s.trailers_mut(request).clone())
+            .and_then(|s| s.trailers_mut(request).as_deref().cloned())
             .unwrap_or_default())
     }
 
@@ -1108,7 +1108,7 @@ impl StreamFilters {
     /// and then pause); a failure is handled by the plugin's policy.
     fn outcome(&mut self, plugin: usize, outcome: Result<Action, VmError>) -> Result<Action, Stop> {
         if let Some(local) = self.state().and_then(|s| s.local_response.take()) {
-            return Err(Stop::Local(local));
+            return Err(Stop::Local(*local));
         }
         let err = match outcome {
             Ok(action) => return Ok(action),
@@ -1158,7 +1158,7 @@ pub(crate) async fn run_headers_phase(
             .state()
             .and_then(|s| s.local_response.take());
         if let Some(local) = local {
-            return Err(Stop::Local(local));
+            return Err(Stop::Local(*local));
         }
         let outcome = filters
             .borrow_mut()

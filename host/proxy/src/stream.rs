@@ -28,10 +28,12 @@ pub(crate) struct ProxyStream {
     /// Request headers without Host (carried as `:authority`).
     pub(crate) request_headers: HeaderMap,
     pub(crate) response: Option<ResponseHead>,
-    pub(crate) local_response: Option<LocalResponse>,
+    /// Boxed, as the trailers below: rare, and the stream is made (and
+    /// written whole) for every request.
+    pub(crate) local_response: Option<Box<LocalResponse>>,
     /// Trailers, once they arrived.
-    request_trailers: Option<HeaderMap>,
-    response_trailers: Option<HeaderMap>,
+    request_trailers: Option<Box<HeaderMap>>,
+    response_trailers: Option<Box<HeaderMap>>,
     connection: Rc<ConnectionInfo>,
     /// The cluster the request goes to, once chosen.
     pub(crate) cluster: Option<Rc<str>>,
@@ -186,7 +188,7 @@ impl ProxyStream {
     }
 
     /// The request (`true`) or response trailers.
-    pub(crate) fn trailers_mut(&mut self, request: bool) -> &mut Option<HeaderMap> {
+    pub(crate) fn trailers_mut(&mut self, request: bool) -> &mut Option<Box<HeaderMap>> {
         if request {
             &mut self.request_trailers
         } else {
@@ -211,9 +213,11 @@ impl ProxyStream {
                 .as_ref()
                 .map(|r| &r.headers)
                 .ok_or(Status::NotFound),
-            MapType::HttpRequestTrailers => self.request_trailers.as_ref().ok_or(Status::NotFound),
+            MapType::HttpRequestTrailers => {
+                self.request_trailers.as_deref().ok_or(Status::NotFound)
+            }
             MapType::HttpResponseTrailers => {
-                self.response_trailers.as_ref().ok_or(Status::NotFound)
+                self.response_trailers.as_deref().ok_or(Status::NotFound)
             }
             _ => Err(Status::NotFound),
         }
@@ -227,12 +231,14 @@ impl ProxyStream {
                 .as_mut()
                 .map(|r| &mut r.headers)
                 .ok_or(Status::BadArgument),
-            MapType::HttpRequestTrailers => {
-                self.request_trailers.as_mut().ok_or(Status::BadArgument)
-            }
-            MapType::HttpResponseTrailers => {
-                self.response_trailers.as_mut().ok_or(Status::BadArgument)
-            }
+            MapType::HttpRequestTrailers => self
+                .request_trailers
+                .as_deref_mut()
+                .ok_or(Status::BadArgument),
+            MapType::HttpResponseTrailers => self
+                .response_trailers
+                .as_deref_mut()
+                .ok_or(Status::BadArgument),
             _ => Err(Status::BadArgument),
         }
     }
@@ -445,7 +451,7 @@ impl HttpStream for ProxyStream {
                         .parse::<i64>()
                         .ok()
                 };
-                let status = grpc_status(self.response_trailers.as_ref())
+                let status = grpc_status(self.response_trailers.as_deref())
                     .or_else(|| grpc_status(self.response.as_ref().map(|r| &r.headers)))
                     .ok_or(Status::NotFound)?;
                 int(out, status);
@@ -555,7 +561,7 @@ impl HttpStream for ProxyStream {
         {
             return Err(Status::BadArgument);
         }
-        self.local_response = Some(response);
+        self.local_response = Some(Box::new(response));
         Ok(())
     }
 }
