@@ -1113,11 +1113,16 @@ impl Vm {
         let state = self.store.data_mut();
         state.current_context = ROOT_CONTEXT;
         std::mem::swap(&mut state.stream, stream);
-        let actions = std::mem::take(&mut state.stream_actions)
-            .into_iter()
-            .filter(|(c, _)| *c == context)
-            .map(|(_, action)| action)
-            .collect();
+        // Usually none: a stream callback rarely continues or closes a stream.
+        let actions = if state.stream_actions.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut state.stream_actions)
+                .into_iter()
+                .filter(|(c, _)| *c == context)
+                .map(|(_, action)| action)
+                .collect()
+        };
         (result, actions)
     }
 
