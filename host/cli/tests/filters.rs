@@ -346,14 +346,14 @@ fn admin_endpoint_exports_plugin_metrics() {
     // One VM per worker. Each worker warms its own as it starts, and a
     // busy machine may still be starting the second while the first
     // serves all three requests: it is waited for, up to 10 s.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, now) = get_text(admin, "/metrics");
         if now.contains("weft_plugin_vm_starts_total{plugin=\"counter\"} 2\n") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{now}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
     assert!(metrics.contains("wat_header_count_sum 15\n"), "{metrics}");
     assert!(
