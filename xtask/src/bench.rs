@@ -10,12 +10,17 @@
 //!    workspace and target directory; `cmake` from Debian) and the minimal
 //!    hyper proxy of `bench/hyper-floor` (the same way). One that does not
 //!    build is reported as SKIPPED with the reason, and the rest runs.
+//!    Unless `--no-pgo`, also an instrumented weft (`xtask/src/pgo.rs`):
+//!    once the upstream runs, it serves a few seconds of each weft
+//!    target's load, and the weft measured is built with that profile
+//!    (Debian's `llvm-19` merges it when no other `llvm-profdata` can).
 //! 2. Starts, on loopback and each on a free port: an upstream nginx
 //!    answering `return 200 "ok"`, and the targets, one worker each and
 //!    pinned to CPU 1 (the load runs on CPU 0):
 //!    - HTTP/1.1: nginx `proxy_pass`, haproxy, Pingora, the minimal hyper
-//!      proxy, weft without filters, with the hello-rust filter, and with
-//!      the five production filters of `examples/canary-rollout`;
+//!      proxy, weft without filters (and, with PGO, the plain build
+//!      without filters too), with the hello-rust filter, and with the
+//!      five production filters of `examples/canary-rollout`;
 //!    - HTTP/2 by prior knowledge (h2c): nginx `listen … http2` and weft;
 //!    - TLS (HTTP/1.1): nginx `listen … ssl` and a weft `tls:` listener,
 //!      with a self-signed P-256 certificate made for the run.
@@ -113,6 +118,8 @@ const STREAMS: u32 = 10;
 const LATENCY_CONNECTIONS: u32 = 16;
 /// Unrecorded run before the rounds, per target.
 const WARM_UP_SECONDS: u64 = 1;
+/// Load through the instrumented weft per weft target, for its profile.
+const TRAINING_SECONDS: u64 = 5;
 /// wrk's `done()` callback: the 99.9th percentile of its histogram (µs).
 const WRK_SCRIPT: &str = "done = function(summary, latency, requests)\n  \
                           io.write(string.format(\"p99.9 %f\\n\", latency:percentile(99.9)))\nend\n";
@@ -135,6 +142,10 @@ pub(crate) struct Args {
     /// `latency`, nginx `proxy_pass` for `pingora`.
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Group>,
+    /// Measure weft as `cargo build --release` builds it, without the
+    /// profile-guided build (and its ~20 minutes of extra building).
+    #[arg(long)]
+    no_pgo: bool,
 }
 
 /// The parts of a run, for `--only`.
@@ -181,6 +192,8 @@ enum Server {
     Weft,
     WeftHello,
     WeftChain,
+    /// weft without filters, from `cargo build --release` (no PGO).
+    WeftPlain,
 }
 
 /// One target: a server, spoken to one way.
@@ -195,12 +208,13 @@ const fn case_of(proto: Proto, server: Server) -> Case {
 }
 
 /// Every target, in the order of each round and of the tables.
-const CASES: [Case; 11] = [
+const CASES: [Case; 12] = [
     case_of(Proto::H1, Server::Nginx),
     case_of(Proto::H1, Server::Haproxy),
     case_of(Proto::H1, Server::Pingora),
     case_of(Proto::H1, Server::Floor),
     case_of(Proto::H1, Server::Weft),
+    case_of(Proto::H1, Server::WeftPlain),
     case_of(Proto::H1, Server::WeftHello),
     case_of(Proto::H1, Server::WeftChain),
     case_of(Proto::H2c, Server::Nginx),
@@ -217,6 +231,7 @@ impl Case {
             (Proto::H1, Server::Pingora) => "Pingora `ProxyHttp`",
             (Proto::H1, Server::Floor) => "minimal hyper proxy",
             (Proto::H1, Server::Weft) => "weft, no filters",
+            (Proto::H1, Server::WeftPlain) => "weft, no filters, built without PGO",
             (Proto::H1, Server::WeftHello) => "weft + hello-rust filter",
             (Proto::H1, Server::WeftChain) => "weft + 5-filter chain",
             (Proto::H2c, Server::Nginx) => "nginx `listen … http2` (h2c)",
@@ -234,6 +249,7 @@ impl Case {
             (Proto::H1, Server::Pingora) => "pingora",
             (Proto::H1, Server::Floor) => "hyper-floor",
             (Proto::H1, Server::Weft) => "weft",
+            (Proto::H1, Server::WeftPlain) => "weft-no-pgo",
             (Proto::H1, Server::WeftHello) => "weft-hello",
             (Proto::H1, Server::WeftChain) => "weft-chain",
             (Proto::H2c, Server::Nginx) => "nginx-h2c",
@@ -265,7 +281,7 @@ impl Case {
     fn is_weft(self) -> bool {
         matches!(
             self.server,
-            Server::Weft | Server::WeftHello | Server::WeftChain
+            Server::Weft | Server::WeftHello | Server::WeftChain | Server::WeftPlain
         )
     }
 }
@@ -292,6 +308,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         rounds,
         rate,
         only,
+        no_pgo,
     } = args;
     if seconds == 0 {
         bail!("--seconds 0: a run needs at least one second");
@@ -328,6 +345,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 || (case == case_of(Proto::H1, Server::Nginx)
                     && (wants(Group::Pingora) || wants(Group::Floor)));
             let started = measured || (case.group() == Group::H1 && wants(Group::Latency));
+            // Without PGO, weft is the plain build already.
+            let started = started && !(no_pgo && case.server == Server::WeftPlain);
             started.then_some((case, measured))
         })
         .collect();
@@ -348,9 +367,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
     }
 
-    let weft = root.join(WEFT);
+    let plain = root.join(WEFT);
     let hello = root.join(FILTERS_DIR).join("hello_rust.wasm");
     let mut chain = Vec::new();
+    let mut instrumented = None;
     if cases.iter().any(|(c, _)| c.is_weft()) {
         step("building weft (cargo build --release -p weft-cli)");
         crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
@@ -361,7 +381,19 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 bail!("{} is missing after the filters build", module.display());
             }
         }
+        if !no_pgo {
+            instrumented = Some(crate::pgo::build_instrumented(&root)?);
+        }
     }
+    let weft_plugins = |server| match server {
+        Server::WeftHello => vec![(
+            "hello".to_string(),
+            hello.clone(),
+            serde_json::json!({"header": "x-hello", "value": "world"}),
+        )],
+        Server::WeftChain => chain.clone(),
+        _ => Vec::new(),
+    };
 
     let clk_tck: f64 = output("getconf", &["CLK_TCK"])?
         .trim()
@@ -396,6 +428,42 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let upstream = processes.spawn("upstream", nginx_command(None, &dir, &conf))?;
     let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream_port));
     processes.wait_answering(upstream, upstream_addr, None)?;
+
+    // The measured weft: built with the profile of a training run through
+    // the instrumented build, or the plain release build.
+    let weft = match &instrumented {
+        Some(binary) => {
+            let weft_cases: Vec<Case> = cases
+                .iter()
+                .map(|&(case, _)| case)
+                .filter(|c| c.is_weft() && c.server != Server::WeftPlain)
+                .collect();
+            step(&format!(
+                "PGO: training: {TRAINING_SECONDS} s of load through the instrumented weft, once per weft target"
+            ));
+            for case in weft_cases {
+                let port = *free_ports(1)?.first().context("no free port")?;
+                let tls = cert.as_ref().filter(|_| case.proto == Proto::Tls);
+                let conf = dir.join(format!("training-{}.yaml", case.slug()));
+                write(
+                    &conf,
+                    &weft_conf(port, upstream_port, &weft_plugins(case.server), tls)?,
+                )?;
+                let process = processes.spawn(
+                    &format!("training-{}", case.slug()),
+                    weft_command(binary, &conf),
+                )?;
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                wait_ready(&mut processes, process, case, addr)?;
+                load(case.proto, addr, TRAINING_SECONDS, &script)
+                    .with_context(|| format!("training on {}", case.label()))?;
+                processes.stop(process)?;
+                println!("    {}: trained", case.label());
+            }
+            crate::pgo::build_optimised(&root)?
+        }
+        None => plain.clone(),
+    };
 
     step(&format!(
         "starting the targets, one worker each, pinned to CPU {TARGET_CPU} (taskset -c {TARGET_CPU})"
@@ -434,44 +502,24 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     .arg(format!("127.0.0.1:{upstream_port}"));
                 command
             }
-            Server::Weft | Server::WeftHello | Server::WeftChain => {
-                let plugins = match case.server {
-                    Server::WeftHello => vec![(
-                        "hello".to_string(),
-                        hello.clone(),
-                        serde_json::json!({"header": "x-hello", "value": "world"}),
-                    )],
-                    Server::WeftChain => chain.clone(),
-                    _ => Vec::new(),
-                };
-                let tls = if case.proto == Proto::Tls {
-                    cert.as_ref()
-                } else {
-                    None
-                };
+            Server::Weft | Server::WeftHello | Server::WeftChain | Server::WeftPlain => {
+                let tls = cert.as_ref().filter(|_| case.proto == Proto::Tls);
                 let conf = dir.join(format!("{}.yaml", case.slug()));
-                write(&conf, &weft_conf(port, upstream_port, &plugins, tls)?)?;
-                let mut command = Command::new("taskset");
-                command
-                    .args(["-c", TARGET_CPU])
-                    .arg(&weft)
-                    // Like the peers, nothing written per request.
-                    .args(["--log", "warn", "proxy", "--config"])
-                    .arg(&conf);
-                command
+                write(
+                    &conf,
+                    &weft_conf(port, upstream_port, &weft_plugins(case.server), tls)?,
+                )?;
+                let binary = if case.server == Server::WeftPlain {
+                    &plain
+                } else {
+                    &weft
+                };
+                weft_command(binary, &conf)
             }
         };
         let process = processes.spawn(case.slug(), command)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        match case.proto {
-            Proto::H1 => processes.wait_answering(process, addr, case.expected_header())?,
-            Proto::H2c => processes.wait_probe(process, "HTTP/2 by prior knowledge", || {
-                h2load_probe(&format!("http://{addr}/"), false)
-            })?,
-            Proto::Tls => processes.wait_probe(process, "HTTPS", || {
-                h2load_probe(&format!("https://{addr}/"), true)
-            })?,
-        }
+        wait_ready(&mut processes, process, case, addr)?;
         println!("    {}: {}", case.label(), url(case.proto, addr));
         running.push(Running {
             case,
@@ -571,6 +619,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
 
     let results = Results {
+        pgo: instrumented.is_some(),
         machine,
         seconds,
         rounds,
@@ -877,6 +926,36 @@ fn nginx_proxy(port: u16, upstream: u16, proto: Proto, cert: Option<&Cert>) -> S
         }}
     }}"
     )
+}
+
+/// `weft --log warn proxy --config CONF`, pinned to the targets' CPU.
+fn weft_command(binary: &Path, conf: &Path) -> Command {
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", TARGET_CPU])
+        .arg(binary)
+        // Like the peers, nothing written per request.
+        .args(["--log", "warn", "proxy", "--config"])
+        .arg(conf);
+    command
+}
+
+/// Waits until a started target answers the way its case is spoken to.
+fn wait_ready(
+    processes: &mut Processes,
+    process: usize,
+    case: Case,
+    addr: SocketAddr,
+) -> Result<()> {
+    match case.proto {
+        Proto::H1 => processes.wait_answering(process, addr, case.expected_header()),
+        Proto::H2c => processes.wait_probe(process, "HTTP/2 by prior knowledge", || {
+            h2load_probe(&format!("http://{addr}/"), false)
+        }),
+        Proto::Tls => processes.wait_probe(process, "HTTPS", || {
+            h2load_probe(&format!("https://{addr}/"), true)
+        }),
+    }
 }
 
 /// `nginx -p DIR -c CONF -e LOG`, pinned to `cpu` if given.
@@ -1393,6 +1472,8 @@ fn times(ratio: f64) -> String {
 
 /// Everything a run measured, for the report and the plots.
 struct Results {
+    /// weft was built with profile-guided optimisation.
+    pgo: bool,
     machine: Machine,
     seconds: u64,
     rounds: usize,
@@ -1462,7 +1543,7 @@ fn report(r: &Results) -> String {
     let _ = writeln!(
         out,
         "`cargo xtask bench --seconds {seconds} --rounds {rounds}` on {} CPUs ({}), {}; \
-         {}, {}, {}, {}, {}, {}; weft at {} (release build). Load average when the run \
+         {}, {}, {}, {}, {}, {}; weft at {} ({}). Load average when the run \
          started: {}.\n",
         m.cpus,
         m.model,
@@ -1474,6 +1555,11 @@ fn report(r: &Results) -> String {
         m.h2load,
         m.openssl,
         m.weft,
+        if r.pgo {
+            "release build with profile-guided optimisation, see below"
+        } else {
+            "release build, `--no-pgo`"
+        },
         m.load
     );
     let _ = writeln!(
@@ -1495,7 +1581,7 @@ fn report(r: &Results) -> String {
   aborts, telemetry without its access-log line. weft runs with `--log warn`, so \
   hello-rust's INFO line per request is filtered out: like nginx and haproxy (`access_log \
   off`, no `log`), nothing is written per request. Every target forwards HTTP/1.1 to the \
-  upstream over kept-alive connections, whatever the downstream protocol.
+  upstream over kept-alive connections, whatever the downstream protocol.{}
 - HTTP/1.1 load: `wrk -t1 -c{CONNECTIONS} -d{seconds}s --latency` pinned to CPU {LOAD_CPU} on \
   loopback, with a `done()` script printing p99.9 from wrk's own histogram. These are \
   closed-loop figures at saturation: the fixed-rate runs below are the latency a client sees.
@@ -1524,6 +1610,20 @@ fn report(r: &Results) -> String {
   \"of it user space\" is the utime part alone, the rest is the kernel's (loopback TCP). \
   Peak RSS: `VmHWM` summed over the target's processes. Figures are medians over the rounds; ratios \
   are medians of the ratios taken within each round.\n",
+        if r.pgo {
+            format!(
+                "\n- weft is built with profile-guided optimisation (`xtask/src/pgo.rs`): an \
+                 instrumented release build (`-Cprofile-generate`) serves {TRAINING_SECONDS} s of \
+                 this bench's own load for each weft target (same configurations, same upstream), \
+                 its counts are merged with `llvm-profdata`, and the measured build uses them \
+                 (`-Cprofile-use`). \"Built without PGO\" is `cargo build --release`, for \
+                 comparison; `--no-pgo` measures that build alone. nginx and haproxy are \
+                 Debian's builds; Pingora and the minimal hyper proxy use the release profile \
+                 weft's plain build uses (fat LTO, one codegen unit), without PGO."
+            )
+        } else {
+            String::new()
+        },
         CONNECTIONS * STREAMS,
         m.clk_tck
     );

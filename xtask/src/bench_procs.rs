@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -142,6 +142,25 @@ impl Processes {
         }
     }
 
+    /// Stops process `index` (SIGTERM, SIGKILL after 5 s); fails unless it
+    /// exited by itself with success.
+    pub(crate) fn stop(&mut self, index: usize) -> Result<()> {
+        let started = self.started.get_mut(index).context("no such process")?;
+        match stop(started) {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => bail!(
+                "{} exited with {status} when stopped (log: {})",
+                started.name,
+                started.log.display()
+            ),
+            None => bail!(
+                "{} did not exit within 5 s of SIGTERM and was killed (log: {})",
+                started.name,
+                started.log.display()
+            ),
+        }
+    }
+
     /// The PIDs of process `index` and of all its descendants (nginx's
     /// master and worker).
     pub(crate) fn family(&self, index: usize) -> Vec<u32> {
@@ -155,7 +174,7 @@ impl Processes {
 impl Drop for Processes {
     fn drop(&mut self) {
         for started in self.started.iter_mut().rev() {
-            stop(started);
+            let _ = stop(started);
         }
         if self.keep {
             println!("    configurations and logs kept in {}", self.dir.display());
@@ -166,10 +185,10 @@ impl Drop for Processes {
 }
 
 /// SIGTERM to the process, SIGKILL after 5 s, then SIGKILL to any
-/// descendant still there.
-fn stop(started: &mut Started) {
-    if matches!(started.child.try_wait(), Ok(Some(_))) {
-        return;
+/// descendant still there. The exit status, unless it had to be killed.
+fn stop(started: &mut Started) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = started.child.try_wait() {
+        return Some(status);
     }
     let pid = started.child.id();
     let family = family(pid);
@@ -177,8 +196,10 @@ fn stop(started: &mut Started) {
         .args(["-TERM", &pid.to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut exited = None;
     while Instant::now() < deadline {
-        if matches!(started.child.try_wait(), Ok(Some(_))) {
+        if let Ok(Some(status)) = started.child.try_wait() {
+            exited = Some(status);
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -192,6 +213,7 @@ fn stop(started: &mut Started) {
                 .status();
         }
     }
+    exited
 }
 
 /// `root` and every process descending from it, from the parent PIDs in

@@ -18,6 +18,7 @@ mod bench_procs;
 mod bench_svg;
 mod demo;
 mod languages;
+mod pgo;
 mod setup;
 
 use std::path::{Path, PathBuf};
