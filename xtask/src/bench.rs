@@ -385,15 +385,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
             instrumented = Some(crate::pgo::build_instrumented(&root)?);
         }
     }
-    let weft_plugins = |server| match server {
-        Server::WeftHello => vec![(
-            "hello".to_string(),
-            hello.clone(),
-            serde_json::json!({"header": "x-hello", "value": "world"}),
-        )],
-        Server::WeftChain => chain.clone(),
-        _ => Vec::new(),
-    };
 
     let clk_tck: f64 = output("getconf", &["CLK_TCK"])?
         .trim()
@@ -409,6 +400,23 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Some(self_signed(&dir)?)
     } else {
         None
+    };
+
+    // A weft target's configuration, written as `DIR/NAME.yaml`.
+    let weft_config = |case: Case, port: u16, upstream: u16, name: &str| -> Result<PathBuf> {
+        let plugins = match case.server {
+            Server::WeftHello => vec![(
+                "hello".to_string(),
+                hello.clone(),
+                serde_json::json!({"header": "x-hello", "value": "world"}),
+            )],
+            Server::WeftChain => chain.clone(),
+            _ => Vec::new(),
+        };
+        let tls = cert.as_ref().filter(|_| case.proto == Proto::Tls);
+        let conf = dir.join(format!("{name}.yaml"));
+        write(&conf, &weft_conf(port, upstream, &plugins, tls)?)?;
+        Ok(conf)
     };
 
     let ports = free_ports(1 + cases.len())?;
@@ -443,16 +451,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             ));
             for case in weft_cases {
                 let port = *free_ports(1)?.first().context("no free port")?;
-                let tls = cert.as_ref().filter(|_| case.proto == Proto::Tls);
-                let conf = dir.join(format!("training-{}.yaml", case.slug()));
-                write(
-                    &conf,
-                    &weft_conf(port, upstream_port, &weft_plugins(case.server), tls)?,
-                )?;
-                let process = processes.spawn(
-                    &format!("training-{}", case.slug()),
-                    weft_command(binary, &conf),
-                )?;
+                let name = format!("training-{}", case.slug());
+                let conf = weft_config(case, port, upstream_port, &name)?;
+                let process = processes.spawn(&name, weft_command(binary, &conf))?;
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 wait_ready(&mut processes, process, case, addr)?;
                 load(case.proto, addr, TRAINING_SECONDS, &script)
@@ -503,12 +504,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 command
             }
             Server::Weft | Server::WeftHello | Server::WeftChain | Server::WeftPlain => {
-                let tls = cert.as_ref().filter(|_| case.proto == Proto::Tls);
-                let conf = dir.join(format!("{}.yaml", case.slug()));
-                write(
-                    &conf,
-                    &weft_conf(port, upstream_port, &weft_plugins(case.server), tls)?,
-                )?;
+                let conf = weft_config(case, port, upstream_port, case.slug())?;
                 let binary = if case.server == Server::WeftPlain {
                     &plain
                 } else {
