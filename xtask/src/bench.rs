@@ -146,6 +146,10 @@ pub(crate) struct Args {
     /// profile-guided build (and its ~20 minutes of extra building).
     #[arg(long)]
     no_pgo: bool,
+    /// Build weft and stop: with PGO (unless `--no-pgo`), trained on the
+    /// load of this bench's weft targets, into target/pgo/release/weft.
+    #[arg(long, conflicts_with = "only")]
+    build_only: bool,
 }
 
 /// The parts of a run, for `--only`.
@@ -309,6 +313,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         rate,
         only,
         no_pgo,
+        build_only,
     } = args;
     if seconds == 0 {
         bail!("--seconds 0: a run needs at least one second");
@@ -319,7 +324,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if rate == 0 {
         bail!("--rate 0: the fixed-rate runs need a rate");
     }
-    let groups: Vec<Group> = if only.is_empty() {
+    let groups: Vec<Group> = if build_only {
+        // The groups with weft targets: what the training runs through.
+        vec![Group::H1, Group::H2, Group::Tls]
+    } else if only.is_empty() {
         ALL_GROUPS.to_vec()
     } else {
         only.clone()
@@ -465,6 +473,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
         None => plain.clone(),
     };
+    if build_only {
+        step("built");
+        println!("    {}", weft.display());
+        processes.keep = false;
+        return Ok(());
+    }
 
     step(&format!(
         "starting the targets, one worker each, pinned to CPU {TARGET_CPU} (taskset -c {TARGET_CPU})"
