@@ -8,9 +8,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Upstream, Weft, header_wat, send, served_by, versioned_wat};
+use support::{Upstream, Weft, eventually, header_wat, send, served_by, versioned_wat};
 
 use support::{output_text as text, weft_cli as weft};
 
@@ -82,18 +82,14 @@ fn bundle_status(weft: &Weft) -> serde_json::Value {
 
 /// Waits until `/bundle` says `field` is `want`.
 fn wait_bundle(weft: &Weft, field: &str, want: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || {
         let status = bundle_status(weft);
         if status[field] == want {
-            return status;
+            Ok(status)
+        } else {
+            Err(format!("{field} never reached {want}: {status:#}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{field} never reached {want}: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    })
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::{Upstream, Weft, send, versioned_wat};
+use support::{Upstream, Weft, eventually, send, versioned_wat};
 
 const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -142,16 +142,15 @@ fn wait_states(
     control: &str,
     want: impl Fn(usize) -> &'static str,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), || {
         let status = status(dir, control);
         let all = (0..5).all(|i| status["proxies"][id(i)]["state"] == want(i));
         if all {
-            return status;
+            Ok(status)
+        } else {
+            Err(format!("{status:#}"))
         }
-        assert!(Instant::now() < deadline, "{status:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]
@@ -234,14 +233,13 @@ fn a_fleet_follows_pushes_promotions_and_rollbacks() {
     assert!(out.status.success(), "{}", text(&out));
     let promotion: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(promotion["canaries"], serde_json::json!(["a4"]));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(dir, &url)["promotions"][0]["stage"] != "failed" {
-        assert!(
-            Instant::now() < deadline,
-            "the staged promotion never failed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(30), || {
+        if status(dir, &url)["promotions"][0]["stage"] == "failed" {
+            Ok(())
+        } else {
+            Err("the staged promotion never failed".to_string())
+        }
+    });
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         proxies[..4].iter().all(|p| served(p) == "b1"),

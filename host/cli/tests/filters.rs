@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{PROPERTY_ECHO, Upstream, Weft, send};
+use support::{PROPERTY_ECHO, Upstream, Weft, eventually, send};
 
 /// A filter that answers 403 itself when the request has `x-deny`, and
 /// traps (`unreachable`) when it has `x-crash`.
@@ -179,8 +179,7 @@ fn timers_tick_on_every_worker() {
         upstream.addr,
         module.display()
     ));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let log = weft.log();
         let ticks = log.matches("tick from the filter").count();
         let workers = ["weft-worker-0", "weft-worker-1"]
@@ -191,14 +190,11 @@ fn timers_tick_on_every_worker() {
             })
             .count();
         if ticks >= 6 && workers == 2 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{ticks} ticks from {workers} workers:\n{log}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{ticks} ticks from {workers} workers:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]
@@ -346,15 +342,14 @@ fn admin_endpoint_exports_plugin_metrics() {
     // One VM per worker. Each worker warms its own as it starts, and a
     // busy machine may still be starting the second while the first
     // serves all three requests: it is waited for, up to 10 s.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let (_, now) = get_text(admin, "/metrics");
         if now.contains("weft_plugin_vm_starts_total{plugin=\"counter\"} 2\n") {
-            break;
+            Ok(())
+        } else {
+            Err(now)
         }
-        assert!(std::time::Instant::now() < deadline, "{now}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     assert!(metrics.contains("wat_header_count_sum 15\n"), "{metrics}");
     assert!(
         metrics.contains("wat_header_count_bucket{le=\"2\"} 0\n"),
@@ -439,19 +434,17 @@ fn shared_queue_items_reach_the_registering_vm() {
     }
     // Whichever worker took each request, every item is dequeued (by the VM
     // that registered the queue last) and logged once.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let log = weft.log();
         let items = log.matches("item from a request").count();
+        // More than 5 is a failure at once: waiting cannot make it fewer.
+        assert!(items <= 5, "{items} items:\n{log}");
         if items == 5 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{items} items:\n{log}"))
         }
-        assert!(
-            items < 5 && std::time::Instant::now() < deadline,
-            "{items} items:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
 }
 
 /// A filter that pauses every request in its headers callback and lets it
@@ -603,15 +596,14 @@ fn isolation_request_gives_every_request_a_fresh_vm() {
     );
     // A finished request's VM is gone (once the proxy is done with its
     // stream): one VM's memory is left.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let (_, metrics) = get_text(weft.listeners["admin"], "/metrics");
         if metrics.contains("weft_plugin_memory_bytes{plugin=\"isolated\"} 65536\n") {
-            break;
+            Ok(())
+        } else {
+            Err(metrics)
         }
-        assert!(std::time::Instant::now() < deadline, "{metrics}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     assert!(
         metrics.contains("weft_plugin_retired_vms{plugin=\"isolated\"} 0\n"),
         "{metrics}"

@@ -5,9 +5,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Weft, send};
+use support::{Weft, eventually, send};
 
 /// Keeps the arguments of its last foreign callback (and the callback's
 /// function id as a decimal digit) and adds them to every request as
@@ -60,25 +60,23 @@ fn an_operator_calls_a_plugins_foreign_callback_on_every_worker() {
 
     // The callback runs on each worker's next turn: once one request saw
     // it, every later one (on either worker) does.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while send(weft.addr, "GET", "/", &[], "").status == 200
-        && up
-            .seen
-            .lock()
-            .unwrap()
-            .last()
-            .unwrap()
-            .headers
-            .get("x-foreign")
-            .is_none()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the callback never ran: {}",
-            weft.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(10), || {
+        let done = send(weft.addr, "GET", "/", &[], "").status != 200
+            || up
+                .seen
+                .lock()
+                .unwrap()
+                .last()
+                .unwrap()
+                .headers
+                .get("x-foreign")
+                .is_some();
+        if done {
+            Ok(())
+        } else {
+            Err(format!("the callback never ran: {}", weft.log()))
+        }
+    });
     std::thread::sleep(Duration::from_millis(100));
     for _ in 0..20 {
         assert_eq!(send(weft.addr, "GET", "/", &[], "").status, 200);

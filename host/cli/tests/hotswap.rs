@@ -12,9 +12,9 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Upstream, Weft, send, send_many};
+use support::{Upstream, Weft, eventually, send, send_many};
 
 /// Replaces `path` in one step (write aside, then rename), as build tools
 /// and editors do.
@@ -100,18 +100,14 @@ fn plugin_state(weft: &Weft) -> serde_json::Value {
 
 /// Waits until `/plugins` shows `field` at `want`.
 fn wait_plugin(weft: &Weft, field: &str, want: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || {
         let state = plugin_state(weft);
         if state[field] == want {
-            return state;
+            Ok(state)
+        } else {
+            Err(format!("{field} never reached {want}: {state:#}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{field} never reached {want}: {state:#}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    })
 }
 
 /// The value of metric `name` (with its labels) on the admin listener.
@@ -182,11 +178,13 @@ fn fifty_bundle_swaps_under_load_drop_nothing() {
     );
     assert_eq!(metric(admin, "weft_bundle_applies_total"), 51);
     // Old VMs go once their last stream has ended.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}") != 0 {
-        assert!(Instant::now() < deadline, "retired VMs were never dropped");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(10), || {
+        if metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}") == 0 {
+            Ok(())
+        } else {
+            Err("retired VMs were never dropped".to_string())
+        }
+    });
 }
 
 #[test]
@@ -206,11 +204,13 @@ fn streams_in_flight_finish_on_the_version_they_started_on() {
     );
     let slow = slow.join().unwrap();
     assert_eq!((slow.status, version_of(&slow).as_str()), (200, "v1"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}") != 0 {
-        assert!(Instant::now() < deadline, "v1's VM was never dropped");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(10), || {
+        if metric(admin, "weft_plugin_retired_vms{plugin=\"versioned\"}") == 0 {
+            Ok(())
+        } else {
+            Err("v1's VM was never dropped".to_string())
+        }
+    });
 }
 
 #[test]
@@ -307,14 +307,13 @@ plugins:
         dir.path().join("v1.wat").display()
     ));
     let wait_applied = |count: u64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while bundles_applied(&weft) < count {
-            assert!(
-                Instant::now() < deadline,
-                "bundle {count} was never applied"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(Duration::from_secs(20), || {
+            if bundles_applied(&weft) >= count {
+                Ok(())
+            } else {
+                Err(format!("bundle {count} was never applied"))
+            }
+        });
     };
     wait_applied(1);
     let addr = weft.addr;

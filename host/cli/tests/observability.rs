@@ -5,28 +5,23 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Upstream, Weft, send};
+use support::{Upstream, Weft, eventually, send};
 
 fn read_lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         if lines.len() >= want {
-            return lines;
+            Ok(lines)
+        } else {
+            Err(format!("only {} access log lines: {text}", lines.len()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {} access log lines: {text}",
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]

@@ -8,9 +8,9 @@ mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Upstream, Weft, send, versioned_wat};
+use support::{Upstream, Weft, eventually, send, versioned_wat};
 
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
@@ -55,17 +55,17 @@ impl Registry {
             addr,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(Duration::from_secs(20), || {
             if let Ok(addr) = registry.addr.parse()
                 && std::net::TcpStream::connect(addr).is_ok()
                 && send(addr, "GET", "/v2/", &[], "").status == 200
             {
-                return registry;
+                Ok(())
+            } else {
+                Err("the registry did not start".to_string())
             }
-            assert!(Instant::now() < deadline, "the registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        });
+        registry
     }
 }
 
@@ -121,19 +121,17 @@ plugins:
 }
 
 fn wait_served(proxy: &Weft, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || {
         let got = send(proxy.addr, "GET", "/", &[], "");
         if got.headers.get("x-version").is_some_and(|v| v == want) {
-            return;
+            Ok(())
+        } else {
+            Err(format!(
+                "never served {want}: {:?}",
+                got.headers.get("x-version")
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "never served {want}: {:?}",
-            got.headers.get("x-version")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
 }
 
 #[test]

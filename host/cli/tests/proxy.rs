@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Upstream, Weft, filter, send};
+use support::{Upstream, Weft, eventually, filter, send};
 
 fn hello_config(upstream: std::net::SocketAddr, workers: usize) -> String {
     format!(
@@ -194,18 +194,17 @@ fn sigterm_drains_in_flight_requests_and_stops_accepting() {
     let addr = weft.addr;
     let slow = std::thread::spawn(move || send(addr, "GET", "/slow", &[], ""));
     // Let the slow request reach the upstream, then ask weft to stop.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while upstream
-        .connections
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow request never reached the upstream"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    eventually(std::time::Duration::from_secs(10), || {
+        if upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != 0
+        {
+            Ok(())
+        } else {
+            Err("the slow request never reached the upstream".to_string())
+        }
+    });
     weft.terminate();
     weft.wait_for_log("shutting down");
     // No new connections while draining...

@@ -9,7 +9,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use support::{Upstream, Weft, send, send_many, send_raw, served_by};
+use support::{Upstream, Weft, eventually, send, send_many, send_raw, served_by};
 
 fn one_route(forward: &str, clusters: &str) -> String {
     format!(
@@ -172,8 +172,7 @@ fn circuit_breaker_overflow_answers_503_saying_which() {
 
 /// Polls `/clusters` until endpoint `addr` of the first cluster is (not) available.
 fn wait_available(weft: &Weft, addr: std::net::SocketAddr, want: bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let body = send(weft.listeners["admin"], "GET", "/clusters", &[], "").body;
         let clusters: serde_json::Value = serde_json::from_str(&body).unwrap();
         let endpoint = clusters[0]["endpoints"]
@@ -184,14 +183,11 @@ fn wait_available(weft: &Weft, addr: std::net::SocketAddr, want: bool) {
             .unwrap()
             .clone();
         if endpoint["available"] == want {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{addr} never became available={want}: {body}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{addr} never became available={want}: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]
@@ -265,11 +261,13 @@ fn mirror_gets_a_copy_and_its_answer_is_ignored() {
     ));
     let got = send(weft.addr, "GET", "/copy-me?x=1", &[("x-trace", "t1")], "");
     assert_eq!((got.status, served_by(&got).as_str()), (200, "main"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while shadow.seen.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the mirror never got its copy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(5), || {
+        if shadow.seen.lock().unwrap().is_empty() {
+            Err("the mirror never got its copy".to_string())
+        } else {
+            Ok(())
+        }
+    });
     let copy = shadow.seen.lock().unwrap()[0].clone();
     assert_eq!(copy.path, "/copy-me?x=1");
     assert_eq!(copy.headers["host"], "test.weft-shadow");
@@ -340,11 +338,13 @@ fn a_retry_budget_caps_retries_by_the_traffic() {
 
 /// Sends requests until one is served by `name`, or fails after 10 s.
 fn wait_served_by(weft: &Weft, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while served_by(&send(weft.addr, "GET", "/", &[], "")) != name {
-        assert!(Instant::now() < deadline, "never served by {name}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(10), || {
+        if served_by(&send(weft.addr, "GET", "/", &[], "")) == name {
+            Ok(())
+        } else {
+            Err(format!("never served by {name}"))
+        }
+    });
 }
 
 #[test]
@@ -380,36 +380,34 @@ fn endpoints_follow_dns_answers() {
     let clusters = send(weft.listeners["admin"], "GET", "/clusters", &[], "").body;
     assert!(clusters.contains(&two_addr.to_string()), "{clusters}");
     assert!(!clusters.contains(&one.addr.to_string()), "{clusters}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !two
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|s| s.path == "/healthz")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "health checks follow the new endpoint"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(10), || {
+        if two
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.path == "/healthz")
+        {
+            Ok(())
+        } else {
+            Err("health checks follow the new endpoint".to_string())
+        }
+    });
 
     // A name that stops resolving keeps the last answer.
     std::fs::write(&hosts, "127.0.0.1 other.test\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let metrics = eventually(Duration::from_secs(10), || {
         let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
-        if !metrics.contains("weft_cluster_dns_failures_total{cluster=\"app\"} 0") {
-            assert!(
-                metrics.contains("weft_cluster_dns_changes_total{cluster=\"app\"} 1"),
-                "{metrics}"
-            );
-            break;
+        if metrics.contains("weft_cluster_dns_failures_total{cluster=\"app\"} 0") {
+            Err("no DNS failure counted".to_string())
+        } else {
+            Ok(metrics)
         }
-        assert!(Instant::now() < deadline, "no DNS failure counted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
+    assert!(
+        metrics.contains("weft_cluster_dns_changes_total{cluster=\"app\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(served_by(&send(weft.addr, "GET", "/", &[], "")), "two");
     weft.wait_for_log("cannot resolve `app.test:");
 }
@@ -481,11 +479,13 @@ fn mirror_gets_a_copy_of_the_body() {
     let got = send(weft.addr, "POST", "/orders", &[("x-trace", "t2")], &body);
     assert_eq!((got.status, served_by(&got).as_str()), (200, "main"));
     assert_eq!(main.seen.lock().unwrap()[0].body, body.as_bytes());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while shadow.seen.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the mirror never got its copy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(5), || {
+        if shadow.seen.lock().unwrap().is_empty() {
+            Err("the mirror never got its copy".to_string())
+        } else {
+            Ok(())
+        }
+    });
     let copy = shadow.seen.lock().unwrap()[0].clone();
     assert_eq!(
         (copy.method.as_str(), copy.path.as_str()),

@@ -8,9 +8,9 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::Weft;
+use support::{Weft, eventually};
 
 /// An echo server: sends back each chunk it reads, half-closes when the
 /// client does; records everything each connection sent.
@@ -65,15 +65,14 @@ fn read_to_end(conn: &mut TcpStream) -> Vec<u8> {
 }
 
 fn wait_for_log(weft: &Weft, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !weft.log().contains(line) {
-        assert!(
-            Instant::now() < deadline,
-            "no log line {line:?}:\n{}",
-            weft.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(10), || {
+        let log = weft.log();
+        if log.contains(line) {
+            Ok(())
+        } else {
+            Err(format!("no log line {line:?}:\n{log}"))
+        }
+    });
 }
 
 #[test]

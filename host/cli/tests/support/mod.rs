@@ -302,18 +302,28 @@ impl Weft {
 
     /// Waits until the log contains `needle`; returns the log.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(Duration::from_secs(10), || {
             let log = self.log();
             if log.contains(needle) {
-                return log;
+                Ok(log)
+            } else {
+                Err(format!("log never showed {needle:?}:\n{log}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "log never showed {needle:?}:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        })
+    }
+}
+
+/// Calls `check` every 20 ms until it gives `Ok`, for up to `timeout`
+/// (what a busy machine may need); then fails the test with the last
+/// `Err`, which says what was seen instead.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) => assert!(Instant::now() < deadline, "{seen}"),
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
