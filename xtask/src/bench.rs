@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--seconds N] [--rounds N] [--rate N] [--only GROUPS]`:
+//! `cargo xtask bench [--seconds N] [--rounds N] [--rate N] [--only GROUPS]
+//! [--no-pgo] [--build-only]`:
 //! weft side by side with nginx, haproxy, Pingora and a minimal hyper
 //! proxy, in one run on this machine, written into `docs/benchmarks.md`
 //! between `<!-- bench:begin -->` and `<!-- bench:end -->`, with plots in
@@ -37,6 +38,9 @@
 //! 4. Prints the medians, the ratios to nginx and the targets, and
 //!    writes the same section and the plots into the docs (not with
 //!    `--only`, which is for trying a part).
+//!
+//! `--build-only` stops after step 1's weft builds (and the training they
+//! need): the profile-guided binary for whoever wants the weft measured.
 //!
 //! Every process it started is stopped when it ends, also on error.
 
