@@ -348,20 +348,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     install(PACKAGES)?;
 
     let root = std::env::current_dir().context("cannot read the current directory")?;
-    // Which targets run: a group's own, nginx `proxy_pass` as the base of
-    // Pingora and the hyper floor, the HTTP/1.1 ones for the latency runs.
-    let mut cases: Vec<(Case, bool)> = CASES
-        .iter()
-        .filter_map(|&case| {
-            let measured = wants(case.group())
-                || (case == case_of(Proto::H1, Server::Nginx)
-                    && (wants(Group::Pingora) || wants(Group::Floor)));
-            let started = measured || (case.group() == Group::H1 && wants(Group::Latency));
-            // Without PGO, weft is the plain build already.
-            let started = started && !(no_pgo && case.server == Server::WeftPlain);
-            started.then_some((case, measured))
-        })
-        .collect();
+    let mut cases = selected(&groups, no_pgo);
 
     // A bench crate that does not build is left out of the run, and the
     // doc says why.
@@ -940,6 +927,26 @@ fn nginx_proxy(port: u16, upstream: u16, proto: Proto, cert: Option<&Cert>) -> S
         }}
     }}"
     )
+}
+
+/// The targets a run starts, and whether each is measured (else it only
+/// serves the latency runs): a group's own, nginx `proxy_pass` as the
+/// base of Pingora and the hyper floor, the HTTP/1.1 ones for the
+/// latency runs; the plain weft build only beside a PGO one.
+fn selected(groups: &[Group], no_pgo: bool) -> Vec<(Case, bool)> {
+    let wants = |group| groups.contains(&group);
+    CASES
+        .iter()
+        .filter_map(|&case| {
+            let measured = wants(case.group())
+                || (case == case_of(Proto::H1, Server::Nginx)
+                    && (wants(Group::Pingora) || wants(Group::Floor)));
+            let started = measured || (case.group() == Group::H1 && wants(Group::Latency));
+            // Without PGO, weft is the plain build already.
+            let started = started && !(no_pgo && case.server == Server::WeftPlain);
+            started.then_some((case, measured))
+        })
+        .collect()
 }
 
 /// `weft --log warn proxy --config CONF`, pinned to the targets' CPU.
@@ -1943,6 +1950,22 @@ fn write_doc(section: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_weft_build_runs_only_beside_the_pgo_one() {
+        let plain = case_of(Proto::H1, Server::WeftPlain);
+        let has = |cases: &[(Case, bool)], case| cases.iter().any(|&(c, _)| c == case);
+        let all = selected(&ALL_GROUPS, false);
+        assert_eq!(all.len(), CASES.len());
+        assert!(all.iter().all(|&(_, measured)| measured));
+        assert!(!has(&selected(&ALL_GROUPS, true), plain));
+        assert!(has(&selected(&[Group::H1], false), plain));
+        // The latency runs start (unmeasured) what they go through.
+        let latency = selected(&[Group::Latency], false);
+        assert!(latency.contains(&(plain, false)));
+        assert!(!has(&selected(&[Group::Latency], true), plain));
+        assert!(!has(&selected(&[Group::H2, Group::Tls], false), plain));
+    }
 
     #[test]
     fn each_round_starts_one_target_further() {
