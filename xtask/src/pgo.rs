@@ -1,6 +1,6 @@
 //! Profile-guided optimisation of the weft binary `cargo xtask bench`
 //! measures: an instrumented release build (`-Cprofile-generate`), a
-//! training load through it (the bench drives it, see `bench::train`),
+//! training load through it (`bench::run` drives it, before the targets),
 //! the counts merged with `llvm-profdata`, and a release build that uses
 //! them (`-Cprofile-use`).
 //!
