@@ -18,12 +18,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, run, step};
 
-/// The instrumented build's target directory, and its binary.
+/// The instrumented build's target directory.
 const GENERATE_DIR: &str = "target/pgo-generate";
-const INSTRUMENTED: &str = "target/pgo-generate/release/weft";
-/// The optimised build's target directory, and its binary.
+/// The optimised build's target directory.
 const USE_DIR: &str = "target/pgo";
-const OPTIMISED: &str = "target/pgo/release/weft";
 /// Where the instrumented weft writes its counts, and where the merged
 /// profile goes (as `weft-HASH.profdata`: cargo does not rebuild when a
 /// file named in the flags changes, but it does when the flags do).
@@ -31,8 +29,9 @@ const RAW_DIR: &str = "target/pgo-profile/raw";
 const PROFILE_DIR: &str = "target/pgo-profile";
 /// The Debian package whose `llvm-profdata` reads the raw profiles of
 /// this repository's rustc (LLVM 22 writes raw version 10, which LLVM 19
-/// reads; LLVM 22 reads the indexed profile LLVM 19 writes).
+/// reads; LLVM 22 reads the indexed profile LLVM 19 writes), and that tool.
 const LLVM_PACKAGE: &str = "llvm-19";
+const LLVM_PROFDATA: &str = "/usr/bin/llvm-profdata-19";
 
 /// Builds the instrumented weft and clears the counts its build wrote;
 /// returns the binary. It writes its counts into the raw directory when
@@ -42,14 +41,14 @@ pub(crate) fn build_instrumented(root: &Path) -> Result<PathBuf> {
     step(&format!(
         "PGO: building an instrumented weft (-Cprofile-generate) into {GENERATE_DIR}"
     ));
-    build(root, GENERATE_DIR, "-Cprofile-generate", &raw)?;
+    let binary = build(root, GENERATE_DIR, "-Cprofile-generate", &raw)?;
     match std::fs::remove_dir_all(&raw) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("cannot clear {}", raw.display())),
     }
     std::fs::create_dir_all(&raw).with_context(|| format!("cannot create {}", raw.display()))?;
-    Ok(root.join(INSTRUMENTED))
+    Ok(binary)
 }
 
 /// Merges the training's counts and builds weft with them; returns the
@@ -97,13 +96,12 @@ pub(crate) fn build_optimised(root: &Path) -> Result<PathBuf> {
     step(&format!(
         "PGO: building weft with the profile (-Cprofile-use) into {USE_DIR}"
     ));
-    build(root, USE_DIR, "-Cprofile-use", &profile)?;
-    Ok(root.join(OPTIMISED))
+    build(root, USE_DIR, "-Cprofile-use", &profile)
 }
 
 /// `cargo build --release -p weft-cli` into `target_dir` with `flag=path`
-/// as the only extra rustc flag.
-fn build(root: &Path, target_dir: &str, flag: &str, path: &Path) -> Result<()> {
+/// as the only extra rustc flag; returns the binary.
+fn build(root: &Path, target_dir: &str, flag: &str, path: &Path) -> Result<PathBuf> {
     let mut flags = OsString::from(flag);
     flags.push("=");
     flags.push(path);
@@ -118,46 +116,54 @@ fn build(root: &Path, target_dir: &str, flag: &str, path: &Path) -> Result<()> {
             target_dir,
         ])
         // Takes precedence over RUSTFLAGS and the config's flags.
-        .env("CARGO_ENCODED_RUSTFLAGS", flags))
+        .env("CARGO_ENCODED_RUSTFLAGS", flags))?;
+    Ok(root.join(target_dir).join("release").join("weft"))
 }
 
 /// `llvm-profdata merge` with the first tool that reads the raw profiles,
-/// installing `LLVM_PACKAGE` from Debian when none does.
+/// installing `LLVM_PACKAGE` from Debian when none does and it is missing.
 fn merge(raw: &Path, profile: &Path) -> Result<()> {
     let mut refused = Vec::new();
-    for attempt in 0..2 {
-        if attempt == 1 {
-            crate::setup::apt_install(&[LLVM_PACKAGE])?;
+    for tool in profdata_tools() {
+        if merged_with(&tool, raw, profile, &mut refused)? {
+            return Ok(());
         }
-        for tool in profdata_tools() {
-            let out = Command::new(&tool)
-                .arg("merge")
-                .arg("-o")
-                .arg(profile)
-                .arg(raw)
-                .output()
-                .with_context(|| format!("cannot run {}", tool.display()))?;
-            if out.status.success() {
-                println!("    merged with {}", tool.display());
-                return Ok(());
-            }
-            let why = String::from_utf8_lossy(&out.stderr);
-            refused.push(format!(
-                "{}: {}",
-                tool.display(),
-                why.lines().next().unwrap_or("failed").trim()
-            ));
+    }
+    let packaged = Path::new(LLVM_PROFDATA);
+    if !packaged.exists() {
+        crate::setup::apt_install(&[LLVM_PACKAGE])?;
+        if merged_with(packaged, raw, profile, &mut refused)? {
+            return Ok(());
         }
     }
     bail!(
         "PGO: no llvm-profdata could merge the profiles in {} ({})",
         raw.display(),
-        if refused.is_empty() {
-            "none found, even after installing Debian's llvm-19".to_string()
-        } else {
-            refused.join("; ")
-        }
+        refused.join("; ")
     )
+}
+
+/// Whether `tool` merged the profiles; if it refused, why goes into
+/// `refused`.
+fn merged_with(tool: &Path, raw: &Path, profile: &Path, refused: &mut Vec<String>) -> Result<bool> {
+    let out = Command::new(tool)
+        .arg("merge")
+        .arg("-o")
+        .arg(profile)
+        .arg(raw)
+        .output()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    if out.status.success() {
+        println!("    merged with {}", tool.display());
+        return Ok(true);
+    }
+    let why = String::from_utf8_lossy(&out.stderr);
+    refused.push(format!(
+        "{}: {}",
+        tool.display(),
+        why.lines().next().unwrap_or("failed").trim()
+    ));
+    Ok(false)
 }
 
 /// The `llvm-profdata` binaries present, newest first.
