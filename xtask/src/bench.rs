@@ -1,5 +1,5 @@
 //! `cargo xtask bench [--seconds N] [--rounds N] [--rate N] [--only GROUPS]
-//! [--no-pgo] [--build-only]`:
+//! [--no-pgo]`:
 //! weft side by side with nginx, haproxy, Pingora and a minimal hyper
 //! proxy, in one run on this machine, written into `docs/benchmarks.md`
 //! between `<!-- bench:begin -->` and `<!-- bench:end -->`, with plots in
@@ -13,8 +13,10 @@
 //!    build is reported as SKIPPED with the reason, and the rest runs.
 //!    Unless `--no-pgo`, also an instrumented weft (`xtask/src/pgo.rs`):
 //!    once the upstream runs, it serves a few seconds of each weft
-//!    target's load, and the weft measured is built with that profile
-//!    (Debian's `llvm-19` merges it when no other `llvm-profdata` can).
+//!    target's load, then a few seconds of varied requests (a 64 KiB
+//!    response, an 8 KiB request body, a browser's headers), and the
+//!    weft measured is built with that profile (Debian's `llvm-19` merges
+//!    it when no other `llvm-profdata` can).
 //! 2. Starts, on loopback and each on a free port: an upstream nginx
 //!    answering `return 200 "ok"`, and the targets, one worker each and
 //!    pinned to CPU 1 (the load runs on CPU 0):
@@ -39,8 +41,9 @@
 //!    writes the same section and the plots into the docs (not with
 //!    `--only`, which is for trying a part).
 //!
-//! `--build-only` stops after step 1's weft builds (and the training they
-//! need): the profile-guided binary for whoever wants the weft measured.
+//! `cargo xtask dist` ([`dist`]) stops after step 1's weft builds (and the
+//! training they need) and copies the weft the bench would measure to
+//! `target/dist/weft`: the build to ship.
 //!
 //! Every process it started is stopped when it ends, also on error.
 
@@ -124,6 +127,32 @@ const LATENCY_CONNECTIONS: u32 = 16;
 const WARM_UP_SECONDS: u64 = 1;
 /// Load through the instrumented weft per weft target, for its profile.
 const TRAINING_SECONDS: u64 = 5;
+/// The varied part of the training, after [`TRAINING_SECONDS`] of the
+/// bench's own load: the paths the bench does not measure, so that the
+/// profile does not lay them out as cold.
+const VARIED_SECONDS: u64 = 3;
+/// The upstream's `/large` response, and the request body, of the varied
+/// training.
+const LARGE_BYTES: usize = 64 * 1024;
+const REQUEST_BODY_BYTES: usize = 8 * 1024;
+/// What a browser adds to a request (the varied training's third kind).
+const BROWSER_HEADERS: [(&str, &str); 6] = [
+    (
+        "Accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ),
+    ("Accept-Language", "en-GB,en;q=0.9"),
+    ("Accept-Encoding", "gzip, deflate, br"),
+    (
+        "User-Agent",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    ),
+    (
+        "Cookie",
+        "session=0123456789abcdef0123456789abcdef; theme=dark",
+    ),
+    ("X-Forwarded-For", "192.0.2.10"),
+];
 /// wrk's `done()` callback: the 99.9th percentile of its histogram (µs).
 const WRK_SCRIPT: &str = "done = function(summary, latency, requests)\n  \
                           io.write(string.format(\"p99.9 %f\\n\", latency:percentile(99.9)))\nend\n";
@@ -150,9 +179,8 @@ pub(crate) struct Args {
     /// profile-guided build (and its ~20 minutes of extra building).
     #[arg(long)]
     no_pgo: bool,
-    /// Build weft and stop: with PGO (unless `--no-pgo`), trained on the
-    /// load of this bench's weft targets, into target/pgo/release/weft.
-    #[arg(long, conflicts_with = "only")]
+    /// Build weft and stop (`cargo xtask dist`).
+    #[arg(skip)]
     build_only: bool,
 }
 
@@ -311,6 +339,49 @@ struct Cert {
 
 /// Runs the benchmark.
 pub(crate) fn run(args: Args) -> Result<()> {
+    bench(args).map(|_| ())
+}
+
+/// Where `cargo xtask dist` puts the weft it builds.
+const DIST: &str = "target/dist/weft";
+
+/// `cargo xtask dist`: builds the weft to ship, with PGO unless `no_pgo`
+/// (the bench's training, without its measurements), and copies it to
+/// [`DIST`].
+pub(crate) fn dist(no_pgo: bool) -> Result<()> {
+    let built = if no_pgo {
+        step("building weft (cargo build --release -p weft-cli)");
+        crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
+        PathBuf::from(WEFT)
+    } else {
+        bench(Args {
+            seconds: 10,
+            rounds: 1,
+            rate: 2000,
+            only: Vec::new(),
+            no_pgo,
+            build_only: true,
+        })?
+    };
+    let dist = Path::new(DIST);
+    if let Some(dir) = dist.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::copy(&built, dist)
+        .with_context(|| format!("cannot copy {} to {DIST}", built.display()))?;
+    step("built");
+    let how = if no_pgo {
+        "release build without PGO"
+    } else {
+        "release build with PGO"
+    };
+    println!("    {DIST} ({how})");
+    Ok(())
+}
+
+/// Runs the benchmark, or only builds weft (`args.build_only`); returns
+/// the weft binary it measured or built.
+fn bench(args: Args) -> Result<PathBuf> {
     let Args {
         seconds,
         rounds,
@@ -429,9 +500,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
         &dir,
         "upstream",
         &format!(
-            "server {{\n        listen 127.0.0.1:{upstream_port};\n        location / {{ return 200 \"ok\"; }}\n    }}"
+            "server {{\n        listen 127.0.0.1:{upstream_port};\n        location / {{ return 200 \"ok\"; }}\n        \
+             location = /large {{ root {}; }}\n    }}",
+            dir.display()
         ),
     )?;
+    // The training's larger response.
+    write(&dir.join("large"), &"x".repeat(LARGE_BYTES))?;
     let upstream = processes.spawn("upstream", nginx_command(None, &dir, &conf))?;
     let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream_port));
     processes.wait_answering(upstream, upstream_addr, None)?;
@@ -446,8 +521,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 .filter(|c| c.is_weft() && c.server != Server::WeftPlain)
                 .collect();
             step(&format!(
-                "PGO: training: {TRAINING_SECONDS} s of load through the instrumented weft, once per weft target"
+                "PGO: training: {TRAINING_SECONDS} s of the bench's load and {VARIED_SECONDS} s of varied requests \
+                 (a {} KiB response, a {} KiB request body, a browser's headers) through the instrumented weft, \
+                 once per weft target",
+                LARGE_BYTES / 1024,
+                REQUEST_BODY_BYTES / 1024
             ));
+            let varied = dir.join("varied.lua");
+            write(&varied, &varied_script())?;
             for case in weft_cases {
                 let port = *free_ports(1)?.first().context("no free port")?;
                 let name = format!("training-{}", case.slug());
@@ -456,6 +537,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 wait_ready(&mut processes, process, case, addr)?;
                 load(case.proto, addr, TRAINING_SECONDS, &script)
+                    .and_then(|_| varied_load(case.proto, addr, VARIED_SECONDS, &varied))
                     .with_context(|| format!("training on {}", case.label()))?;
                 processes.stop(process)?;
                 println!("    {}: trained", case.label());
@@ -465,10 +547,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
         None => plain.clone(),
     };
     if build_only {
-        step("built");
-        println!("    {}", weft.display());
         processes.keep = false;
-        return Ok(());
+        return Ok(weft);
     }
 
     step(&format!(
@@ -646,7 +726,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         println!("\n    --only: {DOC} and {PLOTS}/ left as they were");
     }
     processes.keep = false;
-    Ok(())
+    Ok(weft)
 }
 
 fn url(proto: Proto, addr: SocketAddr) -> String {
@@ -1145,8 +1225,54 @@ struct Load {
 fn load(proto: Proto, addr: SocketAddr, seconds: u64, script: &Path) -> Result<Load> {
     match proto {
         Proto::H1 | Proto::Tls => wrk(&url(proto, addr), seconds, script),
-        Proto::H2c => h2load(&url(proto, addr), seconds),
+        Proto::H2c => h2load(&[url(proto, addr)], &[], seconds),
     }
+}
+
+/// The varied training load: over HTTP/1.1 (wrk, `script` from
+/// [`varied_script`]) small and large responses, requests with a body and
+/// with a browser's headers in turn; over h2c (h2load, which sends one
+/// body on every request or none) the same without the body.
+fn varied_load(proto: Proto, addr: SocketAddr, seconds: u64, script: &Path) -> Result<Load> {
+    match proto {
+        Proto::H1 | Proto::Tls => wrk(&url(proto, addr), seconds, script),
+        Proto::H2c => {
+            let base = url(proto, addr);
+            let urls = [
+                base.clone(),
+                format!("{base}large"),
+                format!("{base}search?q=weft&page=2"),
+            ];
+            h2load(&urls, &BROWSER_HEADERS, seconds)
+        }
+    }
+}
+
+/// The wrk script of [`varied_load`]: it cycles through four requests,
+/// and reports the 99.9th percentile like [`WRK_SCRIPT`].
+fn varied_script() -> String {
+    let headers: Vec<String> = BROWSER_HEADERS
+        .iter()
+        .map(|(name, value)| format!("[\"{name}\"] = \"{value}\""))
+        .collect();
+    format!(
+        "local requests\n\
+         init = function(args)\n  \
+         requests = {{\n    \
+         wrk.format(\"GET\", \"/\"),\n    \
+         wrk.format(\"GET\", \"/large\"),\n    \
+         wrk.format(\"POST\", \"/\", {{[\"Content-Type\"] = \"application/octet-stream\"}}, string.rep(\"x\", {REQUEST_BODY_BYTES})),\n    \
+         wrk.format(\"GET\", \"/search?q=weft&page=2\", {{{}}}),\n  \
+         }}\n\
+         end\n\
+         local i = 0\n\
+         request = function()\n  \
+         i = i + 1\n  \
+         return requests[i % #requests + 1]\n\
+         end\n\
+         {WRK_SCRIPT}",
+        headers.join(", ")
+    )
 }
 
 /// `wrk -t1 -c32 -dNs --latency -s p999.lua URL` on CPU 0; fails on any
@@ -1215,9 +1341,9 @@ fn parse_wrk(text: &str) -> Result<Load> {
     })
 }
 
-/// `h2load -t1 -c32 -m10 -DN URL` on CPU 0; fails on any failed request
-/// or non-2xx answer.
-fn h2load(url: &str, seconds: u64) -> Result<Load> {
+/// `h2load -t1 -c32 -m10 -DN [-H HEADER]... URL...` on CPU 0 (the URLs'
+/// paths in turn); fails on any failed request or non-2xx answer.
+fn h2load(urls: &[String], headers: &[(&str, &str)], seconds: u64) -> Result<Load> {
     let mut command = Command::new("taskset");
     command.args([
         "-c",
@@ -1227,8 +1353,11 @@ fn h2load(url: &str, seconds: u64) -> Result<Load> {
         &format!("-c{CONNECTIONS}"),
         &format!("-m{STREAMS}"),
         &format!("-D{seconds}"),
-        url,
     ]);
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    command.args(urls);
     let out = command
         .output()
         .with_context(|| format!("cannot run {command:?}"))?;
@@ -1636,11 +1765,15 @@ fn report(r: &Results) -> String {
                 "\n- weft is built with profile-guided optimisation (`xtask/src/pgo.rs`): an \
                  instrumented release build (`-Cprofile-generate`) serves {TRAINING_SECONDS} s of \
                  this bench's own load for each weft target (same configurations, same upstream), \
-                 its counts are merged with `llvm-profdata`, and the measured build uses them \
-                 (`-Cprofile-use`). \"Built without PGO\" is `cargo build --release`, for \
-                 comparison; `--no-pgo` measures that build alone. nginx and haproxy are \
-                 Debian's builds; Pingora and the minimal hyper proxy use the release profile \
-                 weft's plain build uses (fat LTO, one codegen unit), without PGO."
+                 then {VARIED_SECONDS} s of varied requests (a {} KiB response, a {} KiB request \
+                 body, a browser's headers; over h2c without the body), its counts are merged \
+                 with `llvm-profdata`, and the measured build uses them (`-Cprofile-use`); \
+                 `cargo xtask dist` builds the same. \"Built without PGO\" is `cargo build \
+                 --release`, for comparison; `--no-pgo` measures that build alone. nginx and \
+                 haproxy are Debian's builds; Pingora and the minimal hyper proxy use the release \
+                 profile weft's plain build uses (fat LTO, one codegen unit), without PGO.",
+                LARGE_BYTES / 1024,
+                REQUEST_BODY_BYTES / 1024
             )
         } else {
             String::new()
@@ -1965,6 +2098,24 @@ mod tests {
         assert!(latency.contains(&(plain, false)));
         assert!(!has(&selected(&[Group::Latency], true), plain));
         assert!(!has(&selected(&[Group::H2, Group::Tls], false), plain));
+    }
+
+    #[test]
+    fn the_varied_training_script_cycles_through_four_requests() {
+        let script = varied_script();
+        for request in [
+            "wrk.format(\"GET\", \"/\")",
+            "wrk.format(\"GET\", \"/large\")",
+            "wrk.format(\"POST\", \"/\"",
+            "string.rep(\"x\", 8192)",
+            "wrk.format(\"GET\", \"/search?q=weft&page=2\", {[\"Accept\"] = ",
+            "[\"X-Forwarded-For\"] = \"192.0.2.10\"}",
+            "return requests[i % #requests + 1]",
+        ] {
+            assert!(script.contains(request), "{request} not in\n{script}");
+        }
+        // wrk's output is read as the measured runs' is.
+        assert!(script.ends_with(WRK_SCRIPT));
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - `cargo xtask bench [--seconds N] [--rounds N] [--rate N] [--only ...]`:
 //!   weft, nginx, haproxy and Pingora side by side on this machine; writes
 //!   docs/benchmarks.md and docs/bench/*.svg. By hand, not CI.
+//! - `cargo xtask dist [--no-pgo]`: the weft to ship, built with
+//!   profile-guided optimisation (the bench's training load), into
+//!   target/dist/weft.
 //!
 //! Every step says what it does; installing is idempotent.
 
@@ -59,6 +62,14 @@ enum Task {
     /// (HTTP/1.1, h2c, TLS, fixed-rate latency; installing what is
     /// missing) and write docs/benchmarks.md and docs/bench/*.svg.
     Bench(bench::Args),
+    /// Build the weft to ship into target/dist/weft: a release build with
+    /// profile-guided optimisation, trained on the bench's load (needs two
+    /// CPUs; installs nginx, wrk and h2load when missing).
+    Dist {
+        /// A plain `cargo build --release` instead.
+        #[arg(long)]
+        no_pgo: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -113,6 +124,7 @@ fn run_task(task: Task) -> Result<()> {
         }
         Task::Demo { once } => demo::run(once),
         Task::Bench(args) => bench::run(args),
+        Task::Dist { no_pgo } => bench::dist(no_pgo),
     }
 }
 
