@@ -522,7 +522,7 @@ fn bench(args: Args) -> Result<PathBuf> {
                 .collect();
             step(&format!(
                 "PGO: training: {TRAINING_SECONDS} s of the bench's load and {VARIED_SECONDS} s of varied requests \
-                 (a {} KiB response, a {} KiB request body, a browser's headers) through the instrumented weft, \
+                 ({} KiB responses, requests with {} KiB bodies, a browser's headers) through the instrumented weft, \
                  once per weft target",
                 LARGE_BYTES / 1024,
                 REQUEST_BODY_BYTES / 1024
@@ -1765,8 +1765,8 @@ fn report(r: &Results) -> String {
                 "\n- weft is built with profile-guided optimisation (`xtask/src/pgo.rs`): an \
                  instrumented release build (`-Cprofile-generate`) serves {TRAINING_SECONDS} s of \
                  this bench's own load for each weft target (same configurations, same upstream), \
-                 then {VARIED_SECONDS} s of varied requests (a {} KiB response, a {} KiB request \
-                 body, a browser's headers; over h2c without the body), its counts are merged \
+                 then {VARIED_SECONDS} s of varied requests ({} KiB responses, requests with {} KiB \
+                 bodies, a browser's headers; over h2c without bodies), its counts are merged \
                  with `llvm-profdata`, and the measured build uses them (`-Cprofile-use`); \
                  `cargo xtask dist` builds the same. \"Built without PGO\" is `cargo build \
                  --release`, for comparison; `--no-pgo` measures that build alone. nginx and \
