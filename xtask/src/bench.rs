@@ -359,7 +359,7 @@ pub(crate) fn dist(no_pgo: bool) -> Result<()> {
             rounds: 1,
             rate: 2000,
             only: Vec::new(),
-            no_pgo,
+            no_pgo: false,
             build_only: true,
         })?
     };
@@ -442,8 +442,12 @@ fn bench(args: Args) -> Result<PathBuf> {
     let mut chain = Vec::new();
     let mut instrumented = None;
     if cases.iter().any(|(c, _)| c.is_weft()) {
-        step("building weft (cargo build --release -p weft-cli)");
-        crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
+        // The plain build is measured beside the PGO one, or alone; a
+        // PGO build for `dist` does without it.
+        if !build_only || no_pgo {
+            step("building weft (cargo build --release -p weft-cli)");
+            crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
+        }
         build_filters()?;
         chain = chain_plugins(&root)?;
         for module in chain.iter().map(|(_, module, _)| module).chain([&hello]) {

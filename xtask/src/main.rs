@@ -64,7 +64,8 @@ enum Task {
     Bench(bench::Args),
     /// Build the weft to ship into target/dist/weft: a release build with
     /// profile-guided optimisation, trained on the bench's load (needs two
-    /// CPUs; installs nginx, wrk and h2load when missing).
+    /// CPUs; installs the bench's Debian packages when missing: nginx,
+    /// wrk, h2load, haproxy, openssl).
     Dist {
         /// A plain `cargo build --release` instead.
         #[arg(long)]
