@@ -350,8 +350,7 @@ const DIST: &str = "target/dist/weft";
 /// [`DIST`].
 pub(crate) fn dist(no_pgo: bool) -> Result<()> {
     let built = if no_pgo {
-        step("building weft (cargo build --release -p weft-cli)");
-        crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
+        build_plain()?;
         PathBuf::from(WEFT)
     } else {
         bench(Args {
@@ -377,6 +376,12 @@ pub(crate) fn dist(no_pgo: bool) -> Result<()> {
     };
     println!("    {DIST} ({how})");
     Ok(())
+}
+
+/// weft as `cargo build --release` builds it, into [`WEFT`].
+fn build_plain() -> Result<()> {
+    step("building weft (cargo build --release -p weft-cli)");
+    crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))
 }
 
 /// Runs the benchmark, or only builds weft (`args.build_only`); returns
@@ -445,8 +450,7 @@ fn bench(args: Args) -> Result<PathBuf> {
         // The plain build is measured beside the PGO one, or alone; a
         // PGO build for `dist` does without it.
         if !build_only || no_pgo {
-            step("building weft (cargo build --release -p weft-cli)");
-            crate::run(cargo().args(["build", "--release", "-p", "weft-cli"]))?;
+            build_plain()?;
         }
         build_filters()?;
         chain = chain_plugins(&root)?;

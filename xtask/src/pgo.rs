@@ -1,8 +1,8 @@
 //! Profile-guided optimisation of the weft binary `cargo xtask bench`
-//! measures: an instrumented release build (`-Cprofile-generate`), a
-//! training load through it (`bench::run` drives it, before the targets),
-//! the counts merged with `llvm-profdata`, and a release build that uses
-//! them (`-Cprofile-use`).
+//! measures and `cargo xtask dist` ships: an instrumented release build
+//! (`-Cprofile-generate`), a training load through it (`bench::bench`
+//! drives it, before the targets), the counts merged with
+//! `llvm-profdata`, and a release build that uses them (`-Cprofile-use`).
 //!
 //! Each build has its own target directory, so neither disturbs the
 //! plain `target/release` build. Counts written while the instrumented
