@@ -144,3 +144,49 @@ fn access_log_fields_can_be_chosen_and_go_to_stdout() {
     let seen = up.seen.lock().unwrap().last().cloned().unwrap();
     assert!(seen.headers.get("x-request-id").is_none());
 }
+
+/// A route without filters on a listener without an access log goes the
+/// plain way (nothing reads the stream after the request is sent): it
+/// still gets request ids and trace context, and counts in the listener's
+/// metrics, its errors too.
+#[test]
+fn requests_without_filters_or_access_log_are_traced_and_counted() {
+    let up = Upstream::start();
+    let weft = Weft::proxy(&format!(
+        r#"
+workers: 1
+admin: {{address: 127.0.0.1:0}}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: site
+        routes:
+          - {{name: app, match: {{prefix: /app}}, forward: {{cluster: app, cluster_header: x-cluster}}}}
+clusters:
+  - {{name: app, endpoints: ["{}"]}}
+"#,
+        up.addr
+    ));
+    let traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let got = send(weft.addr, "GET", "/app/x", &[("traceparent", traced)], "");
+    assert_eq!(got.status, 200);
+    let seen = up.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen.headers["x-request-id"].len(), 36);
+    let parent = seen.headers["traceparent"].to_str().unwrap();
+    assert!(parent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    assert_ne!(&parent[36..52], "00f067aa0ba902b7");
+
+    assert_eq!(send(weft.addr, "POST", "/app/y", &[], "a body").status, 200);
+    let got = send(weft.addr, "GET", "/app/z", &[("x-cluster", "none")], "");
+    assert_eq!(got.status, 503);
+
+    let metrics = send(weft.listeners["admin"], "GET", "/metrics", &[], "").body;
+    for want in [
+        "weft_downstream_responses_total{listener=\"edge\",class=\"2xx\"} 2",
+        "weft_downstream_responses_total{listener=\"edge\",class=\"5xx\"} 1",
+        "weft_downstream_request_duration_seconds_count{listener=\"edge\"} 3",
+    ] {
+        assert!(metrics.contains(want), "{want} missing:\n{metrics}");
+    }
+}

@@ -9,16 +9,21 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use support::{Upstream, Weft, eventually, send, send_many, send_raw, served_by};
+use support::{ACCESS_LOG, Upstream, Weft, eventually, send, send_many, send_raw, served_by};
 
 fn one_route(forward: &str, clusters: &str) -> String {
+    one_route_logged(forward, clusters, "")
+}
+
+/// [`one_route`] with `access_log` in the listener (`""` or [`ACCESS_LOG`]).
+fn one_route_logged(forward: &str, clusters: &str, access_log: &str) -> String {
     format!(
         r#"
 workers: 1
 admin: {{address: 127.0.0.1:0}}
 listeners:
   - name: ingress
-    address: 127.0.0.1:0
+    address: 127.0.0.1:0{access_log}
     virtual_hosts:
       - name: all
         routes:
@@ -31,10 +36,20 @@ clusters:
 
 #[test]
 fn retries_get_past_a_flaky_upstream_and_stop_at_the_limit() {
+    retry_past_a_flaky_upstream("");
+}
+
+#[test]
+fn retries_get_past_a_flaky_upstream_and_stop_at_the_limit_with_an_access_log() {
+    retry_past_a_flaky_upstream(ACCESS_LOG);
+}
+
+fn retry_past_a_flaky_upstream(access_log: &str) {
     let up = Upstream::start();
-    let weft = Weft::proxy(&one_route(
+    let weft = Weft::proxy(&one_route_logged(
         "{cluster: app, retry: {attempts: 2, on: [5xx], backoff_base_ms: 5}}",
         &format!("  - {{name: app, endpoints: [\"{}\"]}}", up.addr),
+        access_log,
     ));
     up.fail_next.store(2, Ordering::SeqCst);
     let got = send(weft.addr, "GET", "/", &[], "");
@@ -276,13 +291,22 @@ fn mirror_gets_a_copy_and_its_answer_is_ignored() {
 
 #[test]
 fn oversized_headers_get_431_and_bodies_413() {
+    refuse_oversized_requests("");
+}
+
+#[test]
+fn oversized_headers_get_431_and_bodies_413_with_an_access_log() {
+    refuse_oversized_requests(ACCESS_LOG);
+}
+
+fn refuse_oversized_requests(access_log: &str) {
     let up = Upstream::start();
     let weft = Weft::proxy(&format!(
         r#"
 workers: 1
 listeners:
   - name: ingress
-    address: 127.0.0.1:0
+    address: 127.0.0.1:0{access_log}
     cluster: app
     limits: {{max_request_headers_kb: 8, max_request_body_kb: 1}}
 clusters:

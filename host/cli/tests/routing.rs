@@ -6,10 +6,19 @@
 
 mod support;
 
-use support::{Upstream, Weft, send, send_many, served_by};
+use support::{ACCESS_LOG, Upstream, Weft, send, send_many, served_by};
 
 #[test]
 fn virtual_hosts_and_matches_pick_routes_and_their_actions() {
+    pick_routes_and_their_actions("");
+}
+
+#[test]
+fn virtual_hosts_and_matches_pick_routes_and_their_actions_with_an_access_log() {
+    pick_routes_and_their_actions(ACCESS_LOG);
+}
+
+fn pick_routes_and_their_actions(access_log: &str) {
     let a = Upstream::named("a");
     let b = Upstream::named("b");
     let weft = Weft::proxy(&format!(
@@ -17,7 +26,7 @@ fn virtual_hosts_and_matches_pick_routes_and_their_actions() {
 workers: 1
 listeners:
   - name: ingress
-    address: 127.0.0.1:0
+    address: 127.0.0.1:0{access_log}
     virtual_hosts:
       - name: api
         domains: [api.test, "*.api.test"]
@@ -110,6 +119,15 @@ clusters:
 
 #[test]
 fn weighted_clusters_split_traffic_within_tolerance() {
+    split_traffic("");
+}
+
+#[test]
+fn weighted_clusters_split_traffic_within_tolerance_with_an_access_log() {
+    split_traffic(ACCESS_LOG);
+}
+
+fn split_traffic(access_log: &str) {
     let v1 = Upstream::named("v1");
     let v2 = Upstream::named("v2");
     let weft = Weft::proxy(&format!(
@@ -117,7 +135,7 @@ fn weighted_clusters_split_traffic_within_tolerance() {
 workers: 2
 listeners:
   - name: ingress
-    address: 127.0.0.1:0
+    address: 127.0.0.1:0{access_log}
     virtual_hosts:
       - name: all
         routes:

@@ -4,14 +4,16 @@
 //! [`ResponseBody`] the upstream (or a local) body downstream; both run the
 //! plugins' body callbacks on each chunk when a plugin of the stream has
 //! them. Each holds the stream's filters, so the filters' contexts end
-//! (`on_done`, `on_log`, `on_delete`) when the last of them is dropped, and
+//! (`on_done`, `on_log`, `on_delete`) when the last of them is dropped
+//! (a stream without filters: its listener's figures are recorded), and
 //! the response body gives the upstream connection back to its pool once
 //! it has been read to the end.
 
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -20,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::chain::{SharedFilters, Stop};
 use crate::cluster::{Admitted, Conn, Endpoint, Load};
+use crate::router::ListenerRoutes;
 
 /// Why a body ended early.
 #[derive(Debug, thiserror::Error)]
@@ -630,12 +633,42 @@ impl Body for Flow {
 /// futures to hyper (304 bytes with the body inline, 120 with a box).
 pub struct ResponseBody(Box<Reply>);
 
+/// Who hears that a response is done: the stream's filters, whose
+/// contexts then end and which write the access log and the listener's
+/// figures, or, for a stream without them, the figures alone.
+pub(crate) enum Owner {
+    Filters(SharedFilters),
+    Plain(PlainStream),
+}
+
+impl From<SharedFilters> for Owner {
+    fn from(filters: SharedFilters) -> Self {
+        Owner::Filters(filters)
+    }
+}
+
+/// A stream no filter and no access log reads (`forward::plain`): what
+/// the listener's figures need of it, recorded when it is dropped.
+pub(crate) struct PlainStream {
+    pub(crate) listener: Arc<ListenerRoutes>,
+    pub(crate) started: Instant,
+    pub(crate) status: Option<u16>,
+}
+
+impl Drop for PlainStream {
+    fn drop(&mut self) {
+        self.listener
+            .stats
+            .record(self.status, self.started.elapsed());
+    }
+}
+
 /// What a [`ResponseBody`] holds.
 struct Reply {
     kind: Kind,
     upstream: Option<(Rc<Endpoint>, Conn)>,
-    /// Held until the body is done, so that the stream's contexts end then.
-    filters: Option<SharedFilters>,
+    /// Held until the body is done, so that the stream ends then.
+    owner: Option<Owner>,
     /// The request counts (circuit breakers, least request) it holds until
     /// the body is done.
     in_flight: Option<(Load, Admitted)>,
@@ -656,14 +689,19 @@ impl ResponseBody {
         body: Source,
         upstream: (Rc<Endpoint>, Conn),
         in_flight: (Load, Admitted),
-        filters: SharedFilters,
+        owner: Owner,
         run_callbacks: bool,
     ) -> Self {
-        let callbacks = run_callbacks.then(|| Box::new(BodyFilters::new(filters.clone(), false)));
+        let callbacks = match &owner {
+            Owner::Filters(filters) if run_callbacks => {
+                Some(Box::new(BodyFilters::new(filters.clone(), false)))
+            }
+            _ => None,
+        };
         ResponseBody(Box::new(Reply {
             kind: Kind::Upstream(body, callbacks),
             upstream: Some(upstream),
-            filters: Some(filters),
+            owner: Some(owner),
             in_flight: Some(in_flight),
             sent: 0,
         }))
@@ -682,30 +720,34 @@ impl ResponseBody {
         ResponseBody(Box::new(Reply {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
             upstream: Some(upstream),
-            filters: Some(filters),
+            owner: Some(filters.into()),
             in_flight: Some(in_flight),
             sent: 0,
         }))
     }
 
     /// A body the proxy makes itself (local responses, errors).
-    pub(crate) fn full(bytes: impl Into<Bytes>, filters: Option<SharedFilters>) -> Self {
+    pub(crate) fn full(bytes: impl Into<Bytes>, owner: Option<Owner>) -> Self {
         let bytes = bytes.into();
         ResponseBody(Box::new(Reply {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             upstream: None,
-            filters,
+            owner,
             in_flight: None,
             sent: 0,
         }))
     }
 
     /// Records the status sent to the client, for the access log and metrics.
-    pub(crate) fn note_status(&self, status: u16) {
-        if let Some(filters) = &self.0.filters
-            && let Some(state) = filters.borrow_mut().state()
-        {
-            state.status = Some(status);
+    pub(crate) fn note_status(&mut self, status: u16) {
+        match &mut self.0.owner {
+            Some(Owner::Filters(filters)) => {
+                if let Some(state) = filters.borrow_mut().state() {
+                    state.status = Some(status);
+                }
+            }
+            Some(Owner::Plain(plain)) => plain.status = Some(status),
+            None => {}
         }
     }
 }
@@ -719,7 +761,7 @@ impl Reply {
         if let Some((endpoint, sender)) = self.upstream.take() {
             endpoint.release(sender);
         }
-        if let Some(filters) = self.filters.take()
+        if let Some(Owner::Filters(filters)) = self.owner.take()
             && let Some(state) = filters.borrow_mut().state()
         {
             state.bytes_sent.set(self.sent);

@@ -2,6 +2,8 @@
 //! choice, rewrites, circuit breakers, tries with retries and timeouts,
 //! mirroring, then the response through the response filters.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,15 +12,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use hyper::body::Body;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use hyper::body::{Body, Incoming};
 use tokio::sync::oneshot;
 
-use crate::body::{RequestBody, ResponseBody, Source};
+use crate::body::{Owner, PlainStream, RequestBody, ResponseBody, Source};
 use crate::chain::{Phase, SharedFilters, Stop, run_headers_phase};
 use crate::cluster::{ClusterPool, Pick, Upstream, UpstreamError, hash_of};
 use crate::router::{Forward, Retry, Route};
-use crate::stream::{RequestPath, ResponseHead, strip_hop_by_hop};
+use crate::stream::{RequestPath, ResponseHead, strip_hop_by_hop, upstream_host};
 use crate::worker::{StreamClosed, Worker, error_response, stopped};
 
 /// One request on its way to a cluster.
@@ -118,23 +121,12 @@ impl Exchange {
                     "internal: stream state lost",
                 );
             };
-            if let Some(name) = &forward.cluster_header
-                && let Some(value) = state.request_headers.get(name)
-            {
-                match worker
-                    .clusters
-                    .iter()
-                    .position(|c| c.name.as_bytes() == value.as_bytes())
-                {
-                    Some(index) => cluster = index,
-                    None => {
-                        let reason = format!(
-                            "the `{name}` header names no cluster: `{}`",
-                            String::from_utf8_lossy(value.as_bytes())
-                        );
-                        drop(f);
-                        return self.fail(StatusCode::SERVICE_UNAVAILABLE, &reason);
-                    }
+            match named_cluster(&worker, forward, &state.request_headers) {
+                Ok(Some(index)) => cluster = index,
+                Ok(None) => {}
+                Err(reason) => {
+                    drop(f);
+                    return self.fail(StatusCode::SERVICE_UNAVAILABLE, &reason);
                 }
             }
             state.cluster = Some(worker.clusters[cluster].name.clone());
@@ -149,7 +141,12 @@ impl Exchange {
                 .listener
                 .as_ref()
                 .is_some_and(|l| worker.access_logs.get(l.index).is_some_and(Option::is_some));
-            (hash_key(&worker.clusters[cluster], state), logged)
+            let hash = hash_key(
+                &worker.clusters[cluster],
+                &state.request_headers,
+                state.peer(),
+            );
+            (hash, logged)
         };
         let pool = &worker.clusters[cluster];
         let admitted = match pool.shared.admit() {
@@ -170,14 +167,7 @@ impl Exchange {
                 streaming && f.has_trailers_callbacks(true),
             )
         };
-        // A request without a body never reports a stop (its body is not
-        // read, so neither limits nor body callbacks apply): no channel.
-        let (stop_sender, mut stop) = if request_ended {
-            (None, None)
-        } else {
-            let (sender, receiver) = oneshot::channel();
-            (Some(sender), Some(receiver))
-        };
+        let (stop_sender, stop) = stop_channel(request_ended);
         let mut body = body;
         body.idle_after(forward.idle_timeout);
         let mut body = RequestBody::new(
@@ -239,48 +229,28 @@ impl Exchange {
             self.mirror(cluster, forward.timeout, mirror_body);
         }
 
+        // One future, its deadlines inside: wrapping it in a timeout would
+        // keep two copies of its (large) state.
         let outcome = {
-            // One future, its deadlines inside: wrapping it in a timeout
-            // would keep two copies of its (large) state.
-            let mut tries = pin!(self.tries(forward, pool, &mut request, replayable, hash));
-            loop {
-                let waiting = stop.is_some();
-                let stopped = async {
-                    match stop.as_mut() {
-                        Some(stop) => stop.await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    // A stopped body also fails the upstream request; the stop
-                    // says what the client should hear, so it is looked at first.
-                    biased;
-                    reason = stopped, if waiting => match reason {
-                        Ok(reason) => break Err(reason),
-                        Err(_) => stop = None,
-                    },
-                    outcome = tries.as_mut() => break Ok(outcome),
-                }
-            }
-        };
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(reason) => return stopped(reason, self.filters),
+            let rebuild = || self.rebuild();
+            let tries = pin!(tries(
+                &worker,
+                forward,
+                pool,
+                &mut request,
+                replayable,
+                hash,
+                rebuild
+            ));
+            until_stopped(tries, stop).await
         };
         let upstream = match outcome {
-            Ok(upstream) => upstream,
-            Err(failure) => {
-                if matches!(failure, TryFailure::Timeout) {
-                    pool.shared
-                        .stats
-                        .timeouts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                return Ok(self.failure(failure));
-            }
+            Ok(outcome) => match settle(pool, outcome) {
+                Ok(upstream) => upstream,
+                Err(failure) => return Ok(self.failure(failure)),
+            },
+            Err(reason) => return stopped(reason, self.filters.into()),
         };
-        pool.shared
-            .count_response(upstream.response.status().as_u16());
         self.respond(upstream, admitted, forward.idle_timeout).await
     }
 
@@ -332,7 +302,7 @@ impl Exchange {
             )
             .await
             {
-                return stopped(stop, self.filters);
+                return stopped(stop, self.filters.into());
             }
             let mut f = self.filters.borrow_mut();
             if let Some(head) = f.state().and_then(|s| s.response.as_ref()) {
@@ -357,7 +327,7 @@ impl Exchange {
             drop((endpoint, sender, load, admitted, body));
             return Ok(Response::from_parts(
                 parts,
-                ResponseBody::full(Bytes::new(), Some(self.filters)),
+                ResponseBody::full(Bytes::new(), Some(self.filters.into())),
             ));
         }
         let mut body = Source::new(body, None, None);
@@ -376,14 +346,14 @@ impl Exchange {
                     return Ok(Response::from_parts(parts, body));
                 }
                 Ok(None) => {}
-                Err(stop) => return stopped(stop, self.filters),
+                Err(stop) => return stopped(stop, self.filters.into()),
             }
         }
         let body = ResponseBody::upstream(
             body,
             (endpoint, sender),
             (load, admitted),
-            self.filters,
+            self.filters.into(),
             response_callbacks,
         );
         Ok(Response::from_parts(parts, body))
@@ -421,115 +391,6 @@ impl Exchange {
                 }
                 run => return run.map(Some),
             };
-        }
-    }
-
-    /// Sends the request, and again as the route's retry policy allows: a
-    /// request that was never sent is still in `request`; one that was is
-    /// rebuilt for the next try.
-    async fn tries(
-        &self,
-        forward: &Forward,
-        pool: &ClusterPool,
-        request: &mut Option<Request<RequestBody>>,
-        replayable: bool,
-        hash: Option<u64>,
-    ) -> Result<Upstream, TryFailure> {
-        // One clock read per try: the deadlines and the try's start.
-        let mut now = tokio::time::Instant::now();
-        let deadline = forward.timeout.map(|t| now + t);
-        let mut retries = 0;
-        // Held while a retry is in flight (`max_retries`).
-        let mut _retry_slot = None;
-        loop {
-            if request.is_none() {
-                *request = Some(self.rebuild()?);
-            }
-            let pick = Pick {
-                hash,
-                random: self.worker.random(),
-            };
-            // This try ends at its own limit or the route's, whichever is first.
-            let per_try = forward.per_try_timeout.map(|t| now + t);
-            let until = match (per_try, deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let sent_at = now;
-            let sent = {
-                // Pinned where it is made: the deadlines below borrow it
-                // rather than move its (large) state.
-                let attempt = pin!(pool.send(request, pick));
-                match until {
-                    // A deadline seconds away is kept to the worker's coarse
-                    // clock (a tick late at most): no timer-wheel entry per request.
-                    Some(until) if until - now >= COARSE_DEADLINE => {
-                        let expired = self.worker.coarse.sleep_at(until.into_std());
-                        tokio::select! {
-                            biased;
-                            sent = attempt => Some(sent),
-                            () = expired => None,
-                        }
-                    }
-                    Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
-                    None => Some(attempt.await),
-                }
-            };
-            now = tokio::time::Instant::now();
-            let out_of_time = deadline.is_some_and(|d| now >= d);
-            let policy: Option<&Retry> = forward.retry.as_ref().filter(|r| retries < r.attempts);
-            let (outcome, retriable) = match sent {
-                Some(Ok(upstream)) => {
-                    pool.shared.stats.upstream_durations.record(now - sent_at);
-                    let status = upstream.response.status();
-                    pool.shared
-                        .report(&upstream.endpoint.shared, !status.is_server_error());
-                    let retriable = replayable && policy.is_some_and(|r| r.on_status(status));
-                    (Ok(upstream), retriable)
-                }
-                Some(Err(error)) => {
-                    let can_resend = request.is_some() || replayable;
-                    let retriable = can_resend
-                        && policy.is_some_and(|r| {
-                            if error.is_connect_failure() {
-                                r.on_connect_failure()
-                            } else {
-                                matches!(error, UpstreamError::Request { .. }) && r.on_reset()
-                            }
-                        });
-                    (Err(TryFailure::Upstream(error)), retriable)
-                }
-                None => {
-                    let retriable = replayable && policy.is_some_and(Retry::on_reset);
-                    (Err(TryFailure::Timeout), retriable)
-                }
-            };
-            let Some(policy) = policy.filter(|_| retriable && !out_of_time) else {
-                return outcome;
-            };
-            let Some(slot) = pool.shared.retry_slot() else {
-                return outcome;
-            };
-            _retry_slot = Some(slot);
-            retries += 1;
-            match &outcome {
-                Ok(upstream) => tracing::debug!(
-                    cluster = %pool.name,
-                    status = %upstream.response.status(),
-                    "retry {retries}"
-                ),
-                Err(TryFailure::Upstream(error)) => {
-                    tracing::debug!(cluster = %pool.name, "retry {retries} after: {error}")
-                }
-                Err(_) => tracing::debug!(cluster = %pool.name, "retry {retries} after a timeout"),
-            }
-            drop(outcome);
-            let backoff =
-                tokio::time::Instant::now() + policy.backoff(retries, self.worker.random());
-            if deadline.is_some_and(|d| backoff >= d) {
-                return Err(TryFailure::Timeout);
-            }
-            tokio::time::sleep_until(backoff).await;
         }
     }
 
@@ -579,52 +440,23 @@ impl Exchange {
     }
 
     fn fail(self, status: StatusCode, reason: &str) -> Answer {
-        Ok(error_response(status, reason, Some(self.filters)))
+        Ok(error_response(status, reason, Some(self.filters.into())))
     }
 
     fn failure(self, failure: TryFailure) -> Response<ResponseBody> {
-        match failure {
-            TryFailure::Upstream(UpstreamError::Overflow { cluster, breaker }) => {
-                let reason = format!("cluster `{cluster}` is over its {breaker} limit");
-                let mut response =
-                    error_response(StatusCode::SERVICE_UNAVAILABLE, &reason, Some(self.filters));
-                response
-                    .headers_mut()
-                    .insert("x-weft-overflow", HeaderValue::from_static(breaker));
-                response
-            }
-            TryFailure::Upstream(error) => {
-                tracing::warn!(route = %self.route.name, "{error}");
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream connection failed",
-                    Some(self.filters),
-                )
-            }
-            TryFailure::Timeout => error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream request timed out",
-                Some(self.filters),
-            ),
-            TryFailure::BadRequest(reason) => {
-                error_response(StatusCode::BAD_REQUEST, reason, Some(self.filters))
-            }
-        }
+        failure_response(failure, &self.route, self.filters.into())
     }
 }
 
-/// The consistent-hash key of a request, by the cluster's `hash_on`.
-fn hash_key(pool: &ClusterPool, state: &crate::stream::ProxyStream) -> Option<u64> {
+/// The consistent-hash key of a request with `headers` from `peer`, by the
+/// cluster's `hash_on`.
+fn hash_key(pool: &ClusterPool, headers: &HeaderMap, peer: SocketAddr) -> Option<u64> {
     let hash_on = pool.shared.config.hash_on.as_ref()?;
     if let Some(name) = &hash_on.header {
-        return state
-            .request_headers
-            .get(name.as_str())
-            .map(|v| hash_of(&v.as_bytes()));
+        return headers.get(name.as_str()).map(|v| hash_of(&v.as_bytes()));
     }
     if let Some(name) = &hash_on.cookie {
-        return state
-            .request_headers
+        return headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -634,5 +466,378 @@ fn hash_key(pool: &ClusterPool, state: &crate::stream::ProxyStream) -> Option<u6
                 (key == name).then(|| hash_of(&value.as_bytes()))
             });
     }
-    hash_on.source_ip.then(|| hash_of(&state.peer().ip()))
+    hash_on.source_ip.then(|| hash_of(&peer.ip()))
+}
+
+/// The cluster a request's `cluster_header` names, if the route has one
+/// and the request carries it; an error names a cluster that is not there.
+fn named_cluster(
+    worker: &Worker,
+    forward: &Forward,
+    headers: &HeaderMap,
+) -> Result<Option<usize>, String> {
+    let Some((name, value)) = forward
+        .cluster_header
+        .as_ref()
+        .and_then(|name| Some((name, headers.get(name)?)))
+    else {
+        return Ok(None);
+    };
+    match worker
+        .clusters
+        .iter()
+        .position(|c| c.name.as_bytes() == value.as_bytes())
+    {
+        Some(index) => Ok(Some(index)),
+        None => Err(format!(
+            "the `{name}` header names no cluster: `{}`",
+            String::from_utf8_lossy(value.as_bytes())
+        )),
+    }
+}
+
+/// Where a request body reports why it stopped (a limit, a plugin). A
+/// request without a body never reports a stop (its body is not read,
+/// so neither limits nor body callbacks apply): no channel.
+fn stop_channel(
+    request_ended: bool,
+) -> (
+    Option<oneshot::Sender<Stop>>,
+    Option<oneshot::Receiver<Stop>>,
+) {
+    if request_ended {
+        return (None, None);
+    }
+    let (sender, receiver) = oneshot::channel();
+    (Some(sender), Some(receiver))
+}
+
+/// `tries` to its end, or the reason the request body stopped, which also
+/// fails the upstream request: the stop says what the client should hear,
+/// so it is looked at first.
+async fn until_stopped<F: Future>(
+    mut tries: Pin<&mut F>,
+    mut stop: Option<oneshot::Receiver<Stop>>,
+) -> Result<F::Output, Stop> {
+    loop {
+        let waiting = stop.is_some();
+        let stopped = async {
+            match stop.as_mut() {
+                Some(stop) => stop.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            reason = stopped, if waiting => match reason {
+                Ok(reason) => return Err(reason),
+                Err(_) => stop = None,
+            },
+            outcome = tries.as_mut() => return Ok(outcome),
+        }
+    }
+}
+
+/// The tries' outcome, counted in the cluster's figures.
+fn settle(
+    pool: &ClusterPool,
+    outcome: Result<Upstream, TryFailure>,
+) -> Result<Upstream, TryFailure> {
+    match &outcome {
+        Ok(upstream) => pool
+            .shared
+            .count_response(upstream.response.status().as_u16()),
+        Err(TryFailure::Timeout) => {
+            pool.shared
+                .stats
+                .timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(_) => {}
+    }
+    outcome
+}
+
+/// A request forwarded with nothing reading its stream after it is sent:
+/// no filter, no access log, no mirror, no upgrade. It goes without the
+/// state filters see (`ProxyStream`, `StreamFilters`): the head received
+/// goes upstream with the route's changes, and the response comes back
+/// with them; only the listener's figures follow it (`PlainStream`).
+pub(crate) struct Plain<'a> {
+    pub(crate) worker: Rc<Worker>,
+    pub(crate) route: &'a Route,
+    pub(crate) forward: &'a Forward,
+    pub(crate) peer: SocketAddr,
+    pub(crate) owner: PlainStream,
+}
+
+impl Plain<'_> {
+    /// Forwards the request with `head` (its Host taken out into `host`,
+    /// its hop-by-hop headers stripped) and `body`.
+    pub(crate) async fn forward(
+        self,
+        head: http::request::Parts,
+        host: Option<HeaderValue>,
+        body: Incoming,
+        body_limit: Option<u64>,
+    ) -> Answer {
+        let Plain {
+            worker,
+            route,
+            forward,
+            peer,
+            owner,
+        } = self;
+        let fail = |status, reason: &str, owner| {
+            Ok(error_response(status, reason, Some(Owner::Plain(owner))))
+        };
+        let http::request::Parts {
+            method,
+            uri,
+            mut headers,
+            ..
+        } = head;
+        let cluster = match named_cluster(&worker, forward, &headers) {
+            Ok(named) => named.unwrap_or_else(|| forward.pick(worker.random())),
+            Err(reason) => return fail(StatusCode::SERVICE_UNAVAILABLE, &reason, owner),
+        };
+        let authority = forward
+            .host_rewrite
+            .as_deref()
+            .unwrap_or_else(|| crate::worker::authority(&uri, host.as_ref()));
+        let host = match upstream_host(authority, host.as_ref()) {
+            Ok(host) => host,
+            Err(reason) => return fail(StatusCode::BAD_REQUEST, reason, owner),
+        };
+        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let uri = match &forward.prefix_rewrite {
+            Some(prefix) => match route.rewrite_path(path, prefix).parse::<Uri>() {
+                Ok(uri) => uri,
+                Err(_) => {
+                    let reason = "the route's prefix_rewrite made an invalid path";
+                    return fail(StatusCode::BAD_REQUEST, reason, owner);
+                }
+            },
+            None => Uri::from(
+                uri.into_parts()
+                    .path_and_query
+                    .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            ),
+        };
+        route.request_headers.apply(&mut headers);
+        let pool = &worker.clusters[cluster];
+        let hash = hash_key(pool, &headers, peer);
+        if let Some(host) = host {
+            headers.insert(header::HOST, host);
+        }
+        let admitted = match pool.shared.admit() {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                let failure = TryFailure::Upstream(error);
+                return Ok(failure_response(failure, route, Owner::Plain(owner)));
+            }
+        };
+
+        let request_ended = body.is_end_stream();
+        let (stop_sender, stop) = stop_channel(request_ended);
+        let mut body = Source::new(body, body_limit, None);
+        body.idle_after(forward.idle_timeout);
+        let mut request = Request::new(RequestBody::new(body, None, stop_sender));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = http::Version::HTTP_11;
+        *request.headers_mut() = headers;
+        // Only a request without a body is sent again (retries): from a
+        // copy of its head, kept when the route retries.
+        let replay = (request_ended && forward.retry.is_some()).then(|| {
+            let mut copy = Request::new(());
+            *copy.method_mut() = request.method().clone();
+            *copy.uri_mut() = request.uri().clone();
+            *copy.version_mut() = http::Version::HTTP_11;
+            *copy.headers_mut() = request.headers().clone();
+            copy.into_parts().0
+        });
+        let rebuild = || {
+            let head = replay.clone().ok_or(TryFailure::BadRequest(
+                "internal: the request cannot be sent again",
+            ))?;
+            Ok(Request::from_parts(head, RequestBody::full(Bytes::new())))
+        };
+        let mut request = Some(request);
+        let tries = pin!(tries(
+            &worker,
+            forward,
+            pool,
+            &mut request,
+            request_ended,
+            hash,
+            rebuild
+        ));
+        let upstream = match until_stopped(tries, stop).await {
+            Ok(outcome) => match settle(pool, outcome) {
+                Ok(upstream) => upstream,
+                Err(failure) => return Ok(failure_response(failure, route, Owner::Plain(owner))),
+            },
+            Err(reason) => return stopped(reason, Owner::Plain(owner)),
+        };
+        let Upstream {
+            response,
+            endpoint,
+            sender,
+            load,
+        } = upstream;
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        route.response_headers.apply(&mut parts.headers);
+        let mut body = Source::new(body, None, None);
+        body.idle_after(forward.idle_timeout);
+        let body = ResponseBody::upstream(
+            body,
+            (endpoint, sender),
+            (load, admitted),
+            Owner::Plain(owner),
+            false,
+        );
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// The response for a request no upstream answered.
+fn failure_response(failure: TryFailure, route: &Route, owner: Owner) -> Response<ResponseBody> {
+    match failure {
+        TryFailure::Upstream(UpstreamError::Overflow { cluster, breaker }) => {
+            let reason = format!("cluster `{cluster}` is over its {breaker} limit");
+            let mut response =
+                error_response(StatusCode::SERVICE_UNAVAILABLE, &reason, Some(owner));
+            response
+                .headers_mut()
+                .insert("x-weft-overflow", HeaderValue::from_static(breaker));
+            response
+        }
+        TryFailure::Upstream(error) => {
+            tracing::warn!(route = %route.name, "{error}");
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream connection failed",
+                Some(owner),
+            )
+        }
+        TryFailure::Timeout => error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream request timed out",
+            Some(owner),
+        ),
+        TryFailure::BadRequest(reason) => {
+            error_response(StatusCode::BAD_REQUEST, reason, Some(owner))
+        }
+    }
+}
+
+/// Sends the request, and again as the route's retry policy allows: a
+/// request that was never sent is still in `request`; one that was is
+/// made again by `rebuild` for the next try.
+async fn tries(
+    worker: &Worker,
+    forward: &Forward,
+    pool: &ClusterPool,
+    request: &mut Option<Request<RequestBody>>,
+    replayable: bool,
+    hash: Option<u64>,
+    rebuild: impl Fn() -> Result<Request<RequestBody>, TryFailure>,
+) -> Result<Upstream, TryFailure> {
+    // One clock read per try: the deadlines and the try's start.
+    let mut now = tokio::time::Instant::now();
+    let deadline = forward.timeout.map(|t| now + t);
+    let mut retries = 0;
+    // Held while a retry is in flight (`max_retries`).
+    let mut _retry_slot = None;
+    loop {
+        if request.is_none() {
+            *request = Some(rebuild()?);
+        }
+        let pick = Pick {
+            hash,
+            random: worker.random(),
+        };
+        // This try ends at its own limit or the route's, whichever is first.
+        let per_try = forward.per_try_timeout.map(|t| now + t);
+        let until = match (per_try, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sent_at = now;
+        let sent = {
+            // Pinned where it is made: the deadlines below borrow it
+            // rather than move its (large) state.
+            let attempt = pin!(pool.send(request, pick));
+            match until {
+                // A deadline seconds away is kept to the worker's coarse
+                // clock (a tick late at most): no timer-wheel entry per request.
+                Some(until) if until - now >= COARSE_DEADLINE => {
+                    let expired = worker.coarse.sleep_at(until.into_std());
+                    tokio::select! {
+                        biased;
+                        sent = attempt => Some(sent),
+                        () = expired => None,
+                    }
+                }
+                Some(until) => tokio::time::timeout_at(until, attempt).await.ok(),
+                None => Some(attempt.await),
+            }
+        };
+        now = tokio::time::Instant::now();
+        let out_of_time = deadline.is_some_and(|d| now >= d);
+        let policy: Option<&Retry> = forward.retry.as_ref().filter(|r| retries < r.attempts);
+        let (outcome, retriable) = match sent {
+            Some(Ok(upstream)) => {
+                pool.shared.stats.upstream_durations.record(now - sent_at);
+                let status = upstream.response.status();
+                pool.shared
+                    .report(&upstream.endpoint.shared, !status.is_server_error());
+                let retriable = replayable && policy.is_some_and(|r| r.on_status(status));
+                (Ok(upstream), retriable)
+            }
+            Some(Err(error)) => {
+                let can_resend = request.is_some() || replayable;
+                let retriable = can_resend
+                    && policy.is_some_and(|r| {
+                        if error.is_connect_failure() {
+                            r.on_connect_failure()
+                        } else {
+                            matches!(error, UpstreamError::Request { .. }) && r.on_reset()
+                        }
+                    });
+                (Err(TryFailure::Upstream(error)), retriable)
+            }
+            None => {
+                let retriable = replayable && policy.is_some_and(Retry::on_reset);
+                (Err(TryFailure::Timeout), retriable)
+            }
+        };
+        let Some(policy) = policy.filter(|_| retriable && !out_of_time) else {
+            return outcome;
+        };
+        let Some(slot) = pool.shared.retry_slot() else {
+            return outcome;
+        };
+        _retry_slot = Some(slot);
+        retries += 1;
+        match &outcome {
+            Ok(upstream) => tracing::debug!(
+                cluster = %pool.name,
+                status = %upstream.response.status(),
+                "retry {retries}"
+            ),
+            Err(TryFailure::Upstream(error)) => {
+                tracing::debug!(cluster = %pool.name, "retry {retries} after: {error}")
+            }
+            Err(_) => tracing::debug!(cluster = %pool.name, "retry {retries} after a timeout"),
+        }
+        drop(outcome);
+        let backoff = tokio::time::Instant::now() + policy.backoff(retries, worker.random());
+        if deadline.is_some_and(|d| backoff >= d) {
+            return Err(TryFailure::Timeout);
+        }
+        tokio::time::sleep_until(backoff).await;
+    }
 }

@@ -653,29 +653,27 @@ pub(crate) fn splice(buffer: &mut BytesMut, start: usize, size: usize, data: &[u
 }
 
 impl ProxyStream {
-    pub(crate) fn from_request(parts: Parts, connection: Rc<ConnectionInfo>) -> ProxyStream {
+    /// The stream of a request whose Host header was taken out (`host`)
+    /// and whose hop-by-hop headers were stripped.
+    pub(crate) fn from_request(
+        parts: Parts,
+        host: Option<HeaderValue>,
+        connection: Rc<ConnectionInfo>,
+        started: Instant,
+    ) -> ProxyStream {
+        let authority = crate::worker::authority(&parts.uri, host.as_ref()).to_string();
         let Parts {
             method,
             uri,
             version,
-            mut headers,
+            headers,
             ..
         } = parts;
-        let host = headers.remove(header::HOST);
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                host.as_ref()
-                    .and_then(|h| h.to_str().ok().map(str::to_string))
-            })
-            .unwrap_or_default();
         let path = RequestPath::Received(
             uri.path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         );
-        strip_hop_by_hop(&mut headers);
         let scheme = if connection.tls.is_some() {
             "https"
         } else {
@@ -700,7 +698,7 @@ impl ProxyStream {
             bytes_received: None,
             bytes_sent: Cell::new(0),
             version,
-            started: Instant::now(),
+            started,
             request_body: BodyBuffer::default(),
             response_body: BodyBuffer::default(),
             properties: Vec::new(),
@@ -740,16 +738,28 @@ impl ProxyStream {
         } else {
             std::mem::take(&mut self.request_headers)
         };
-        if !self.authority.is_empty() {
-            let host = match &self.received_host {
-                Some(received) if received.as_bytes() == self.authority.as_bytes() => {
-                    received.clone()
-                }
-                _ => HeaderValue::from_str(&self.authority).map_err(|_| "invalid :authority")?,
-            };
+        if let Some(host) = upstream_host(&self.authority, self.received_host.as_ref())? {
             request.headers_mut().insert(header::HOST, host);
         }
         Ok(request)
+    }
+}
+
+/// The Host header to send upstream for `authority`: the one received
+/// (`received`) when it says the same, which saves validating it again;
+/// none for an empty authority.
+pub(crate) fn upstream_host(
+    authority: &str,
+    received: Option<&HeaderValue>,
+) -> Result<Option<HeaderValue>, &'static str> {
+    if authority.is_empty() {
+        return Ok(None);
+    }
+    match received {
+        Some(received) if received.as_bytes() == authority.as_bytes() => Ok(Some(received.clone())),
+        _ => HeaderValue::from_str(authority)
+            .map(Some)
+            .map_err(|_| "invalid :authority"),
     }
 }
 
@@ -873,7 +883,9 @@ mod tests {
                 .unwrap()
                 .into_parts()
                 .0,
+            None,
             connection,
+            Instant::now(),
         );
         stream.cluster = Some(Rc::from("backend"));
         stream.request_headers = headers;

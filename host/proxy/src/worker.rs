@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -21,12 +21,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use weft_abi::{HttpStream, LocalResponse, VmHooks};
 
-use crate::body::{ResponseBody, Source};
+use crate::body::{Owner, PlainStream, ResponseBody, Source};
 use crate::chain::{Phase, PluginSlot, SharedFilters, Stop, StreamFilters, run_headers_phase};
 use crate::cluster::{ClusterPool, ClusterShared, LocalExec};
 use crate::observe::{self, AccessLog};
 use crate::router::{Action, ListenerRoutes, Route, RouteTable};
-use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead};
+use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, strip_hop_by_hop};
 use crate::tls::TlsInfo;
 
 /// What a worker thread is started with; all of it can cross threads.
@@ -434,9 +434,10 @@ where
         // the block, so its (large) state is made in place there.
         let (worker, route, connection) = (worker.clone(), route.clone(), connection.clone());
         async move {
-            let result = handle(worker, route, connection, request).await;
-            if let Ok(response) = &result {
-                response.body().note_status(response.status().as_u16());
+            let mut result = handle(worker, route, connection, request).await;
+            if let Ok(response) = &mut result {
+                let status = response.status().as_u16();
+                response.body_mut().note_status(status);
             }
             result
         }
@@ -641,58 +642,98 @@ pub(crate) fn proxy_stream(stream: &mut Box<dyn HttpStream>) -> Option<&mut Prox
     any.downcast_mut::<ProxyStream>()
 }
 
+/// `:authority`: the request target's authority (HTTP/2, absolute form)
+/// or the Host header; empty when neither is there or readable.
+pub(crate) fn authority<'a>(uri: &'a http::Uri, host: Option<&'a HeaderValue>) -> &'a str {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| host.and_then(|h| h.to_str().ok()))
+        .unwrap_or_default()
+}
+
 async fn handle(
     worker: Rc<Worker>,
     routes: Arc<ListenerRoutes>,
     connection: Rc<ConnectionInfo>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, StreamClosed> {
+    let started = Instant::now();
     let upgrade = crate::forward::Upgrade::of(&mut request);
-    let (parts, body) = request.into_parts();
-    // Boxed from the start (plugins see it as a `Box<dyn HttpStream>`):
-    // it is not moved again on its way there.
-    let mut stream = Box::new(ProxyStream::from_request(parts, connection));
-    stream.listener = Some(routes.clone());
-    if routes.request_id && !stream.request_headers.contains_key("x-request-id") {
+    let (mut parts, body) = request.into_parts();
+    // Host travels as `:authority`; hop-by-hop headers never go further.
+    let host = parts.headers.remove(header::HOST);
+    strip_hop_by_hop(&mut parts.headers);
+    if routes.request_id && !parts.headers.contains_key("x-request-id") {
         let id = observe::request_id(worker.random(), worker.random());
-        stream.request_headers.insert("x-request-id", id);
+        parts.headers.insert("x-request-id", id);
     }
     if routes.traceparent {
         let random = [worker.random(), worker.random(), worker.random()];
-        let parent = observe::traceparent(stream.request_headers.get("traceparent"), random);
-        stream.request_headers.insert("traceparent", parent);
+        let parent = observe::traceparent(parts.headers.get("traceparent"), random);
+        parts.headers.insert("traceparent", parent);
     }
     let body_limit = routes.limits.max_request_body_kb.map(|kb| kb * 1024);
-    let route = worker.routes.borrow().get(routes.index).and_then(|table| {
-        table
-            .route(
-                &stream.authority,
-                &stream.method,
-                &stream.path,
-                &stream.request_headers,
-            )
-            .cloned()
-    });
-    let refusal = match (&route, body_limit) {
-        (None, _) => Some((
-            StatusCode::NOT_FOUND,
-            format!("no route for {}{}", stream.authority, stream.path),
-        )),
-        (Some(_), Some(limit)) if body.size_hint().lower() > limit => Some((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is longer than the listener's limit of {limit} bytes"),
-        )),
-        _ => None,
+    let route = {
+        let authority = authority(&parts.uri, host.as_ref());
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let route = worker.routes.borrow().get(routes.index).and_then(|table| {
+            table
+                .route(authority, &parts.method, path, &parts.headers)
+                .cloned()
+        });
+        match (route, body_limit) {
+            (None, _) => Err((
+                StatusCode::NOT_FOUND,
+                format!("no route for {authority}{path}"),
+            )),
+            (Some(_), Some(limit)) if body.size_hint().lower() > limit => Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is longer than the listener's limit of {limit} bytes"),
+            )),
+            (Some(route), _) => Ok(route),
+        }
     };
-    let (Some(route), None) = (route, refusal.as_ref()) else {
-        let (status, reason) = refusal.unwrap_or((StatusCode::NOT_FOUND, String::new()));
-        let filters = Rc::new(RefCell::new(StreamFilters::new(
-            worker.clone(),
-            Arc::from([]),
-            stream,
-        )));
-        return Ok(error_response(status, &reason, Some(filters)));
+    let route = match route {
+        Ok(route) => route,
+        Err((status, reason)) => {
+            let mut stream = Box::new(ProxyStream::from_request(parts, host, connection, started));
+            stream.listener = Some(routes.clone());
+            let filters = Rc::new(RefCell::new(StreamFilters::new(
+                worker.clone(),
+                Arc::from([]),
+                stream,
+            )));
+            return Ok(error_response(status, &reason, Some(filters.into())));
+        }
     };
+    // Nothing reads the stream once the request is on its way (no filter,
+    // no access log, no mirror's copy, no tunnel): it goes the plain way.
+    if let Action::Forward(forward) = &route.action
+        && route.chain.is_empty()
+        && forward.mirror.is_none()
+        && upgrade.is_none()
+        && !worker
+            .access_logs
+            .get(routes.index)
+            .is_some_and(Option::is_some)
+    {
+        let plain = crate::forward::Plain {
+            worker,
+            route: &route,
+            forward,
+            peer: connection.peer,
+            owner: PlainStream {
+                listener: routes,
+                started,
+                status: None,
+            },
+        };
+        return plain.forward(parts, host, body, body_limit).await;
+    }
+    // Boxed from the start (plugins see it as a `Box<dyn HttpStream>`):
+    // it is not moved again on its way there.
+    let mut stream = Box::new(ProxyStream::from_request(parts, host, connection, started));
+    stream.listener = Some(routes.clone());
     stream.route = Some(route.clone());
     let mut cluster = None;
     if let Action::Forward(forward) = &route.action {
@@ -723,7 +764,7 @@ async fn handle(
         )
         .await
     {
-        return stopped(stop, filters);
+        return stopped(stop, filters.into());
     }
 
     match (&route.action, cluster) {
@@ -770,7 +811,7 @@ async fn handle(
         (Action::Forward(_), None) => Ok(error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal: no cluster chosen",
-            Some(filters),
+            Some(filters.into()),
         )),
     }
 }
@@ -799,7 +840,7 @@ async fn respond(
         )
         .await
         {
-            return stopped(stop, filters);
+            return stopped(stop, filters.into());
         }
         let head = filters
             .borrow_mut()
@@ -809,12 +850,12 @@ async fn respond(
             return Ok(error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal: stream state lost",
-                Some(filters),
+                Some(filters.into()),
             ));
         };
         (status, headers) = (s, h);
     }
-    let mut response = Response::new(ResponseBody::full(body, Some(filters)));
+    let mut response = Response::new(ResponseBody::full(body, Some(filters.into())));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
@@ -827,48 +868,45 @@ async fn respond(
 pub(crate) struct StreamClosed;
 
 /// The response for a stream a filter stopped.
-pub(crate) fn stopped(
-    stop: Stop,
-    filters: SharedFilters,
-) -> Result<Response<ResponseBody>, StreamClosed> {
-    let filters = Some(filters);
+pub(crate) fn stopped(stop: Stop, owner: Owner) -> Result<Response<ResponseBody>, StreamClosed> {
+    let owner = Some(owner);
     Ok(match stop {
         Stop::Closed { .. } => {
             tracing::info!("{}", stop.describe());
             return Err(StreamClosed);
         }
-        Stop::Local(local) => local_response(local, filters),
+        Stop::Local(local) => local_response(local, owner),
         Stop::Failed { .. } => {
-            error_response(StatusCode::SERVICE_UNAVAILABLE, &stop.describe(), filters)
+            error_response(StatusCode::SERVICE_UNAVAILABLE, &stop.describe(), owner)
         }
         Stop::Paused { ref plugin, .. } => {
             tracing::error!(
                 plugin,
                 "the filter paused the stream where it cannot be resumed (in a trailers callback)"
             );
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, &stop.describe(), filters)
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, &stop.describe(), owner)
         }
         Stop::TimedOut { .. } => {
             tracing::warn!("{}", stop.describe());
-            error_response(StatusCode::GATEWAY_TIMEOUT, &stop.describe(), filters)
+            error_response(StatusCode::GATEWAY_TIMEOUT, &stop.describe(), owner)
         }
         Stop::BodyIdle { .. } => {
             tracing::warn!("{}", stop.describe());
-            error_response(StatusCode::REQUEST_TIMEOUT, &stop.describe(), filters)
+            error_response(StatusCode::REQUEST_TIMEOUT, &stop.describe(), owner)
         }
         Stop::TooLarge { .. } | Stop::BodyTooLarge { .. } => {
             tracing::warn!("{}", stop.describe());
-            error_response(StatusCode::PAYLOAD_TOO_LARGE, &stop.describe(), filters)
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, &stop.describe(), owner)
         }
     })
 }
 
-fn local_response(local: LocalResponse, filters: Option<SharedFilters>) -> Response<ResponseBody> {
+fn local_response(local: LocalResponse, owner: Option<Owner>) -> Response<ResponseBody> {
     let status = u16::try_from(local.status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = Response::new(ResponseBody::full(local.body, filters));
+    let mut response = Response::new(ResponseBody::full(local.body, owner));
     *response.status_mut() = status;
     for (key, value) in local.headers {
         if let (Ok(name), Ok(value)) = (
@@ -885,9 +923,9 @@ fn local_response(local: LocalResponse, filters: Option<SharedFilters>) -> Respo
 pub(crate) fn error_response(
     status: StatusCode,
     reason: &str,
-    filters: Option<SharedFilters>,
+    owner: Option<Owner>,
 ) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(format!("{reason}\n"), filters));
+    let mut response = Response::new(ResponseBody::full(format!("{reason}\n"), owner));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

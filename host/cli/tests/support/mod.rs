@@ -21,6 +21,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// A listener setting for a config's listener line (after its `address`):
+/// an access log to stdout. Forwarding without filters has two paths in
+/// the proxy: the plain one, and, when something reads the stream after
+/// the request is sent (an access log does), the full one. Tests run
+/// their forwarding on both by adding this.
+pub const ACCESS_LOG: &str = "\n    access_log: {path: '-', fields: [path]}";
+
 /// A compiled filter from `cargo xtask build-filters`.
 pub fn filter(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
