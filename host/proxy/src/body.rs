@@ -465,10 +465,12 @@ impl TeeReceiver {
 /// Boxed: the request moves through several futures and hyper's client
 /// channel, whose slots are cold memory at each request, so every byte of
 /// `Request<RequestBody>` is paid for many times; with the body inline it
-/// is 408 bytes, with a box 232.
-pub struct RequestBody(Box<Flow>);
+/// is 408 bytes, with a box 232. An empty body has no box: most requests
+/// have no body, and nothing to say about it.
+pub struct RequestBody(Option<Box<Flow>>);
 
 /// What a [`RequestBody`] holds.
+#[derive(Default)]
 struct Flow {
     inner: Option<Source>,
     /// A body the proxy makes itself (call-outs, retries).
@@ -492,68 +494,68 @@ impl RequestBody {
         filters: Option<SharedFilters>,
         stopped: Option<oneshot::Sender<Stop>>,
     ) -> Self {
-        RequestBody(Box::new(Flow {
+        RequestBody(Some(Box::new(Flow {
             inner: Some(inner),
-            full: None,
             filters: filters.map(|filters| Box::new(BodyFilters::new(filters, true))),
             stopped,
-            copy: None,
-            tee: None,
-        }))
+            ..Flow::default()
+        })))
     }
 
     /// A body the proxy makes itself.
     pub(crate) fn full(bytes: Bytes) -> Self {
-        RequestBody(Box::new(Flow {
-            inner: None,
-            full: (!bytes.is_empty()).then_some(bytes),
-            filters: None,
-            stopped: None,
-            copy: None,
-            tee: None,
-        }))
+        if bytes.is_empty() {
+            return RequestBody::empty();
+        }
+        RequestBody(Some(Box::new(Flow {
+            full: Some(bytes),
+            ..Flow::default()
+        })))
+    }
+
+    /// No body.
+    pub(crate) fn empty() -> Self {
+        RequestBody(None)
     }
 
     /// The copy a mirror gets of a body [`RequestBody::tee_to`] feeds.
     pub(crate) fn copy(receiver: TeeReceiver) -> Self {
-        let mut body = RequestBody::full(Bytes::new());
-        body.0.copy = Some(receiver);
-        body
+        RequestBody(Some(Box::new(Flow {
+            copy: Some(receiver),
+            ..Flow::default()
+        })))
     }
 
     /// Copies this body to a mirror's as it streams.
     pub(crate) fn tee_to(&mut self, sender: TeeSender) {
-        self.0.tee = Some(sender);
+        self.0.get_or_insert_default().tee = Some(sender);
     }
 }
 
-/// `Body` for a body type that is a box of one: every call goes to what
-/// it holds.
-macro_rules! boxed_body {
-    ($outer:ty) => {
-        impl Body for $outer {
-            type Data = Bytes;
-            type Error = BodyError;
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
 
-            fn poll_frame(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-                Pin::new(&mut *self.get_mut().0).poll_frame(cx)
-            }
-
-            fn is_end_stream(&self) -> bool {
-                self.0.is_end_stream()
-            }
-
-            fn size_hint(&self) -> SizeHint {
-                self.0.size_hint()
-            }
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.get_mut().0 {
+            Some(flow) => Pin::new(&mut **flow).poll_frame(cx),
+            None => Poll::Ready(None),
         }
-    };
-}
+    }
 
-boxed_body!(RequestBody);
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|flow| flow.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), |flow| flow.size_hint())
+    }
+}
 
 impl Flow {
     fn report(&mut self, stop: Stop) {
@@ -647,7 +649,7 @@ impl From<SharedFilters> for Owner {
     }
 }
 
-/// A stream no filter and no access log reads (`forward::plain`): what
+/// A stream no filter and no access log reads (`forward::Plain`): what
 /// the listener's figures need of it, recorded when it is dropped.
 pub(crate) struct PlainStream {
     pub(crate) listener: Arc<ListenerRoutes>,
@@ -752,7 +754,25 @@ impl ResponseBody {
     }
 }
 
-boxed_body!(ResponseBody);
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut *self.get_mut().0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
 
 impl Reply {
     /// The upstream body has been read to its end: the connection can be

@@ -168,13 +168,17 @@ impl Exchange {
             )
         };
         let (stop_sender, stop) = stop_channel(request_ended);
-        let mut body = body;
-        body.idle_after(forward.idle_timeout);
-        let mut body = RequestBody::new(
-            body,
-            (body_callbacks || trailers_callbacks).then(|| self.filters.clone()),
-            stop_sender,
-        );
+        let mut body = if request_ended {
+            RequestBody::empty()
+        } else {
+            let mut body = body;
+            body.idle_after(forward.idle_timeout);
+            RequestBody::new(
+                body,
+                (body_callbacks || trailers_callbacks).then(|| self.filters.clone()),
+                stop_sender,
+            )
+        };
         // Only a request without a body can be sent again (retries); an
         // upgrade is never sent twice.
         let replayable = request_ended && self.upgrade.is_none();
@@ -402,7 +406,7 @@ impl Exchange {
             .state()
             .ok_or(TryFailure::BadRequest("internal: stream state lost"))?;
         state
-            .upstream_request(RequestBody::full(Bytes::new()), true)
+            .upstream_request(RequestBody::empty(), true)
             .map_err(TryFailure::BadRequest)
     }
 
@@ -640,9 +644,14 @@ impl Plain<'_> {
 
         let request_ended = body.is_end_stream();
         let (stop_sender, stop) = stop_channel(request_ended);
-        let mut body = Source::new(body, body_limit, None);
-        body.idle_after(forward.idle_timeout);
-        let mut request = Request::new(RequestBody::new(body, None, stop_sender));
+        let body = if request_ended {
+            RequestBody::empty()
+        } else {
+            let mut body = Source::new(body, body_limit, None);
+            body.idle_after(forward.idle_timeout);
+            RequestBody::new(body, None, stop_sender)
+        };
+        let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
@@ -661,7 +670,7 @@ impl Plain<'_> {
             let head = replay.clone().ok_or(TryFailure::BadRequest(
                 "internal: the request cannot be sent again",
             ))?;
-            Ok(Request::from_parts(head, RequestBody::full(Bytes::new())))
+            Ok(Request::from_parts(head, RequestBody::empty()))
         };
         let mut request = Some(request);
         let tries = pin!(tries(
