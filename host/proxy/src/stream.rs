@@ -784,28 +784,28 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !present.contains(&true) {
         return;
     }
-    if present[0] {
-        let mut values = headers.get_all(header::CONNECTION).iter();
-        let names_none = match (values.next(), values.next()) {
-            // The usual `keep-alive` or `close` names no other header
-            // (and `keep-alive` is one of the list anyway).
-            (Some(value), None) => {
-                value.as_bytes().eq_ignore_ascii_case(b"keep-alive")
-                    || value.as_bytes().eq_ignore_ascii_case(b"close")
+    // One lookup finds the `connection` values and takes them out.
+    if present[0]
+        && let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION)
+    {
+        let names_none = {
+            let mut values = entry.iter();
+            match (values.next(), values.next()) {
+                // The usual `keep-alive` or `close` names no other header
+                // (and `keep-alive` is one of the list anyway).
+                (Some(value), None) => names_no_header(value.as_bytes()),
+                _ => false,
             }
-            _ => false,
         };
         if names_none {
-            headers.remove(header::CONNECTION);
-        } else if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
-            // One lookup takes every `connection` value out; the headers
-            // they name are hop-by-hop too.
+            entry.remove();
+        } else {
+            // The headers the values name are hop-by-hop too.
             let mut named = Vec::new();
             for value in entry.remove_entry_mult().1 {
                 let Ok(value) = value.to_str() else { continue };
                 for token in value.split(',').map(str::trim) {
-                    if !token.eq_ignore_ascii_case("close")
-                        && !token.eq_ignore_ascii_case("keep-alive")
+                    if !names_no_header(token.as_bytes())
                         && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
                     {
                         named.push(name);
@@ -831,6 +831,14 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+/// A `connection` token that names no header: `keep-alive` or `close`
+/// (as usually written, compared exactly first).
+fn names_no_header(token: &[u8]) -> bool {
+    matches!(token, b"keep-alive" | b"close")
+        || token.eq_ignore_ascii_case(b"keep-alive")
+        || token.eq_ignore_ascii_case(b"close")
 }
 
 /// The headers that describe one connection, not the message: never
