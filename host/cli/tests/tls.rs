@@ -225,7 +225,14 @@ fn h2_by_prior_knowledge_on_plain_tcp() {
     assert_eq!(version, http::Version::HTTP_2);
     assert_eq!(by, "plain");
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(up.seen.lock().unwrap().len(), 10);
+    let seen = up.seen.lock().unwrap();
+    assert_eq!(seen.len(), 10);
+    // Sent upstream over HTTP/1.1: `:authority` becomes the Host, the
+    // path is the request target's.
+    for request in seen.iter() {
+        assert_eq!(request.headers["host"], "h2.test");
+        assert!(request.path.starts_with("/s/"), "{}", request.path);
+    }
 }
 
 /// Each request's HTTP version and authority, as an upstream saw them.
