@@ -1343,7 +1343,7 @@ impl Drop for StreamFilters {
             && let Some(listener) = &state.listener
         {
             listener.stats.record(state.status, state.elapsed());
-            if let Some(Some(log)) = self.worker.access_logs.get(listener.index) {
+            if let Some(log) = self.worker.access_log(listener.index) {
                 log.write(state, &listener.name);
             }
         }

@@ -140,7 +140,7 @@ impl Exchange {
             let logged = state
                 .listener
                 .as_ref()
-                .is_some_and(|l| worker.access_logs.get(l.index).is_some_and(Option::is_some));
+                .is_some_and(|l| worker.access_log(l.index).is_some());
             let hash = hash_key(
                 &worker.clusters[cluster],
                 &state.request_headers,

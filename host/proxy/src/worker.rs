@@ -178,6 +178,11 @@ impl Worker {
         z ^ (z >> 31)
     }
 
+    /// The access log of listener `listener`, if it has one.
+    pub(crate) fn access_log(&self, listener: usize) -> Option<&AccessLog> {
+        self.access_logs.get(listener).and_then(Option::as_ref)
+    }
+
     /// A token for a new HTTP call-out, unique on this worker.
     pub(crate) fn next_call_token(&self) -> u32 {
         let token = self.call_tokens.get().wrapping_add(1).max(1);
@@ -712,10 +717,7 @@ async fn handle(
         && route.chain.is_empty()
         && forward.mirror.is_none()
         && upgrade.is_none()
-        && !worker
-            .access_logs
-            .get(routes.index)
-            .is_some_and(Option::is_some)
+        && worker.access_log(routes.index).is_none()
     {
         let plain = crate::forward::Plain {
             worker,
