@@ -21,7 +21,7 @@ use crate::body::{Owner, PlainStream, RequestBody, ResponseBody, Source};
 use crate::chain::{Phase, SharedFilters, Stop, run_headers_phase};
 use crate::cluster::{ClusterPool, Pick, Upstream, UpstreamError, hash_of};
 use crate::router::{Forward, Retry, Route};
-use crate::stream::{RequestPath, ResponseHead, strip_hop_by_hop, upstream_host};
+use crate::stream::{RequestPath, ResponseHead, authority, strip_hop_by_hop, upstream_host};
 use crate::worker::{StreamClosed, Worker, error_response, stopped};
 
 /// One request on its way to a cluster.
@@ -608,7 +608,7 @@ impl Plain<'_> {
         let authority = forward
             .host_rewrite
             .as_deref()
-            .unwrap_or_else(|| crate::worker::authority(&uri, host.as_ref()));
+            .unwrap_or_else(|| authority(&uri, host.as_ref()));
         let host = match upstream_host(authority, host.as_ref()) {
             Ok(host) => host,
             Err(reason) => return fail(StatusCode::BAD_REQUEST, reason, owner),

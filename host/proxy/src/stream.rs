@@ -661,7 +661,7 @@ impl ProxyStream {
         connection: Rc<ConnectionInfo>,
         started: Instant,
     ) -> ProxyStream {
-        let authority = crate::worker::authority(&parts.uri, host.as_ref()).to_string();
+        let authority = authority(&parts.uri, host.as_ref()).to_string();
         let Parts {
             method,
             uri,
@@ -743,6 +743,15 @@ impl ProxyStream {
         }
         Ok(request)
     }
+}
+
+/// `:authority`: the request target's authority (HTTP/2, absolute form)
+/// or the Host header; empty when neither is there or readable.
+pub(crate) fn authority<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> &'a str {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| host.and_then(|h| h.to_str().ok()))
+        .unwrap_or_default()
 }
 
 /// The Host header to send upstream for `authority`: the one received

@@ -26,7 +26,7 @@ use crate::chain::{Phase, PluginSlot, SharedFilters, Stop, StreamFilters, run_he
 use crate::cluster::{ClusterPool, ClusterShared, LocalExec};
 use crate::observe::{self, AccessLog};
 use crate::router::{Action, ListenerRoutes, Route, RouteTable};
-use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, strip_hop_by_hop};
+use crate::stream::{ConnectionInfo, ProxyStream, ResponseHead, authority, strip_hop_by_hop};
 use crate::tls::TlsInfo;
 
 /// What a worker thread is started with; all of it can cross threads.
@@ -645,15 +645,6 @@ async fn drain<C: Graceful>(connection: C, draining: &Draining, id: u64) -> C::O
 pub(crate) fn proxy_stream(stream: &mut Box<dyn HttpStream>) -> Option<&mut ProxyStream> {
     let any: &mut dyn Any = stream.as_mut();
     any.downcast_mut::<ProxyStream>()
-}
-
-/// `:authority`: the request target's authority (HTTP/2, absolute form)
-/// or the Host header; empty when neither is there or readable.
-pub(crate) fn authority<'a>(uri: &'a http::Uri, host: Option<&'a HeaderValue>) -> &'a str {
-    uri.authority()
-        .map(|a| a.as_str())
-        .or_else(|| host.and_then(|h| h.to_str().ok()))
-        .unwrap_or_default()
 }
 
 async fn handle(
