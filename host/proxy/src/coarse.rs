@@ -1,41 +1,59 @@
-//! A coarse timer for deadlines that need no precision, one per worker:
-//! hyper's HTTP/1 header-read deadline, and upstream deadlines seconds
-//! away (`forward::Exchange::tries`).
+//! A coarse timer for deadlines that need no precision, one per worker
+//! thread: hyper's HTTP/1 header-read deadline, and upstream deadlines
+//! seconds away (`forward::tries`).
 //!
 //! hyper arms the header deadline for every request head it waits for:
 //! with tokio's timer, each one is a clock read, a timer-wheel
 //! registration and a deregistration when the head arrives (~1,900
 //! instructions per request here). This timer keeps its clock to the tick: [`CoarseTimer::tick`],
 //! which the worker calls every [`TICK`], reads the real clock once and
-//! wakes the sleeps that are due. A sleep costs a box and, only if hyper
-//! has to wait for the head, one map entry. Deadlines are kept to within
-//! two ticks, which is plenty for a slow-client defence measured in
-//! seconds.
+//! wakes the sleeps that are due. Deadlines are kept to within two ticks,
+//! which is plenty for a slow-client defence measured in seconds.
+//!
+//! The clock and the sleeps waiting on it are the thread's own (a worker
+//! is one thread, and every sleep it makes is polled and dropped there):
+//! a sleep takes no lock and shares no count with other threads. A
+//! [`CoarseTimer`] is only a handle to them, as hyper's `Timer` must be
+//! `Send` and `Sync`.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How often the clock advances and due sleeps are woken.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
-/// hyper's [`hyper::rt::Timer`] on a clock that advances by ticks.
-#[derive(Clone)]
-pub(crate) struct CoarseTimer(Arc<Shared>);
+/// hyper's [`hyper::rt::Timer`] on a clock that advances by ticks: a handle
+/// to the calling thread's clock and sleeps.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CoarseTimer;
 
-struct Shared {
-    base: Instant,
-    /// Nanoseconds from `base` to the last tick.
-    now: AtomicU64,
-    waiting: Mutex<Waiting>,
+/// A thread's clock and sleeps.
+struct Local {
+    /// Tells this thread's sleeps from another's (a sleep dropped on
+    /// another thread leaves its slot to be freed when it is due).
+    thread: u64,
+    /// The time at the last tick.
+    now: Cell<Instant>,
+    waiting: RefCell<Waiting>,
 }
 
-/// The sleeps a task waits on, in slots reused as they free up (an id is
-/// a slot and the generation it was taken in, so a stale id never touches
-/// a slot's next sleep).
+thread_local! {
+    static LOCAL: Local = Local {
+        thread: THREADS.fetch_add(1, Ordering::Relaxed),
+        now: Cell::new(Instant::now()),
+        waiting: RefCell::default(),
+    };
+}
+
+static THREADS: AtomicU64 = AtomicU64::new(0);
+
+/// The sleeps the thread's tasks wait on, in slots reused as they free up
+/// (an id is a slot and the generation it was taken in, so a stale id
+/// never touches a slot's next sleep).
 #[derive(Default)]
 struct Waiting {
     slots: Vec<Slot>,
@@ -52,12 +70,13 @@ struct Slot {
 /// Where a registered sleep is.
 #[derive(Clone, Copy)]
 struct Id {
+    thread: u64,
     slot: usize,
     generation: u64,
 }
 
 impl Waiting {
-    fn insert(&mut self, deadline: Instant, waker: Waker) -> Id {
+    fn insert(&mut self, thread: u64, deadline: Instant, waker: Waker) -> Id {
         self.generation += 1;
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -71,6 +90,7 @@ impl Waiting {
             sleep: Some((deadline, waker)),
         };
         Id {
+            thread,
             slot,
             generation: self.generation,
         }
@@ -94,62 +114,64 @@ impl Waiting {
         self.slots[slot].sleep = None;
         self.free.push(slot);
     }
+
+    /// Takes out the sleeps due at `now`, into `due`.
+    fn take_due(&mut self, now: Instant, due: &mut Vec<Waker>) {
+        for slot in 0..self.slots.len() {
+            let is_due = self.slots[slot]
+                .sleep
+                .as_ref()
+                .is_some_and(|(deadline, _)| *deadline <= now);
+            if is_due {
+                if let Some((_, waker)) = self.slots[slot].sleep.take() {
+                    due.push(waker);
+                }
+                self.free_slot(slot);
+            }
+        }
+    }
 }
 
 impl CoarseTimer {
     pub(crate) fn new() -> CoarseTimer {
-        CoarseTimer(Arc::new(Shared {
-            base: Instant::now(),
-            now: AtomicU64::new(0),
-            waiting: Mutex::new(Waiting::default()),
-        }))
+        CoarseTimer
     }
 
-    /// The time at the last tick.
+    /// The time at this thread's last tick.
     fn now(&self) -> Instant {
-        self.0.base + Duration::from_nanos(self.0.now.load(Ordering::Relaxed))
+        // Only while the thread is exiting is there no clock: the real one.
+        LOCAL
+            .try_with(|local| local.now.get())
+            .unwrap_or_else(|_| Instant::now())
     }
 
-    /// Advances the clock to now and wakes the sleeps that are due.
+    /// Advances this thread's clock to now and wakes its sleeps that are due.
     pub(crate) fn tick(&self) {
-        let now = Instant::now();
-        let nanos = u64::try_from(now.duration_since(self.0.base).as_nanos()).unwrap_or(u64::MAX);
-        self.0.now.store(nanos, Ordering::Relaxed);
-        let mut waiting = self.waiting();
-        for slot in 0..waiting.slots.len() {
-            let due = waiting.slots[slot]
-                .sleep
-                .as_ref()
-                .is_some_and(|(deadline, _)| *deadline <= now);
-            if due {
-                if let Some((_, waker)) = waiting.slots[slot].sleep.take() {
-                    waker.wake();
-                }
-                waiting.free_slot(slot);
-            }
+        let mut due = Vec::new();
+        let _ = LOCAL.try_with(|local| {
+            let now = Instant::now();
+            local.now.set(now);
+            local.waiting.borrow_mut().take_due(now, &mut due);
+        });
+        // Woken outside the borrow: a waker may poll (or drop) a sleep.
+        for waker in due {
+            waker.wake();
         }
     }
 
-    /// The sleeps waiting now (for tests).
+    /// The sleeps waiting now on this thread (for tests).
     #[cfg(test)]
     fn waiting_count(&self) -> usize {
-        let waiting = self.waiting();
-        waiting.slots.iter().filter(|s| s.sleep.is_some()).count()
-    }
-
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
-        // Nothing panics while holding the lock; a poisoned one is still
-        // consistent.
-        self.0
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        LOCAL.with(|local| {
+            let waiting = local.waiting.borrow();
+            waiting.slots.iter().filter(|s| s.sleep.is_some()).count()
+        })
     }
 }
 
 impl hyper::rt::Timer for CoarseTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(self.now() + duration)
+        self.sleep_until(CoarseTimer::now(self) + duration)
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
@@ -171,18 +193,13 @@ impl hyper::rt::Timer for CoarseTimer {
 impl CoarseTimer {
     /// A sleep until `deadline`, woken by the first tick after it.
     pub(crate) fn sleep_at(&self, deadline: Instant) -> CoarseSleep {
-        CoarseSleep {
-            timer: self.clone(),
-            deadline,
-            id: None,
-        }
+        CoarseSleep { deadline, id: None }
     }
 }
 
 /// One deadline; registered with its task's waker only once polled
 /// before it is due.
 pub(crate) struct CoarseSleep {
-    timer: CoarseTimer,
     deadline: Instant,
     id: Option<Id>,
 }
@@ -190,7 +207,11 @@ pub(crate) struct CoarseSleep {
 impl CoarseSleep {
     fn unregister(&mut self) {
         if let Some(id) = self.id.take() {
-            self.timer.waiting().remove(id);
+            let _ = LOCAL.try_with(|local| {
+                if local.thread == id.thread {
+                    local.waiting.borrow_mut().remove(id);
+                }
+            });
         }
     }
 }
@@ -200,23 +221,36 @@ impl Future for CoarseSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.timer.now() >= this.deadline {
-            this.unregister();
-            return Poll::Ready(());
-        }
-        let mut waiting = this.timer.waiting();
-        let entry = this.id.and_then(|id| waiting.get_mut(id));
-        match entry {
-            Some((_, waker)) => {
-                if !waker.will_wake(cx.waker()) {
-                    *waker = cx.waker().clone();
+        let waiting = LOCAL.try_with(|local| {
+            if local.now.get() >= this.deadline {
+                return false;
+            }
+            let mut waiting = local.waiting.borrow_mut();
+            // Registered on another thread: moved, so registered here anew.
+            let entry = this
+                .id
+                .filter(|id| id.thread == local.thread)
+                .and_then(|id| waiting.get_mut(id));
+            match entry {
+                Some((_, waker)) => {
+                    if !waker.will_wake(cx.waker()) {
+                        *waker = cx.waker().clone();
+                    }
+                }
+                // Not registered yet, or woken by a tick and polled again
+                // with a deadline moved on.
+                None => {
+                    this.id = Some(waiting.insert(local.thread, this.deadline, cx.waker().clone()))
                 }
             }
-            // Not registered yet, or woken by a tick and polled again with
-            // a deadline moved on.
-            None => this.id = Some(waiting.insert(this.deadline, cx.waker().clone())),
+            true
+        });
+        if matches!(waiting, Ok(true)) {
+            return Poll::Pending;
         }
-        Poll::Pending
+        // Due (or the thread is exiting: nothing would wake it).
+        this.unregister();
+        Poll::Ready(())
     }
 }
 
@@ -232,6 +266,7 @@ impl hyper::rt::Sleep for CoarseSleep {}
 mod tests {
     use super::*;
     use hyper::rt::Timer;
+    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
@@ -289,6 +324,38 @@ mod tests {
         drop(early);
         assert_eq!(timer.waiting_count(), 1);
         drop(late);
+        assert_eq!(timer.waiting_count(), 0);
+    }
+
+    #[test]
+    fn each_thread_has_its_own_clock_and_sleeps() {
+        let timer = CoarseTimer::new();
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut here = timer.sleep(Duration::from_secs(60));
+        assert!(here.as_mut().poll(&mut cx).is_pending());
+        // Another thread's sleep waits there, not here; dropped here, this
+        // thread's sleeps are left alone.
+        let mut there = std::thread::spawn(move || {
+            let timer = CoarseTimer::new();
+            let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+            let mut sleep = timer.sleep_at(timer.now() + Duration::from_secs(60));
+            assert!(
+                Pin::new(&mut sleep)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            assert_eq!(timer.waiting_count(), 1);
+            sleep
+        })
+        .join()
+        .expect("the other thread");
+        assert_eq!(timer.waiting_count(), 1);
+        // Polled here, it waits here too.
+        assert!(Pin::new(&mut there).poll(&mut cx).is_pending());
+        assert_eq!(timer.waiting_count(), 2);
+        drop(there);
+        drop(here);
         assert_eq!(timer.waiting_count(), 0);
     }
 }

@@ -256,7 +256,7 @@ pub(crate) fn run(
             });
         }
         {
-            let timer = worker.coarse.clone();
+            let timer = worker.coarse;
             tokio::task::spawn_local(async move {
                 let mut ticks = tokio::time::interval(crate::coarse::TICK);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -450,7 +450,7 @@ where
     match protocol {
         Protocol::Http1 => {
             let connection = hyper::server::conn::http1::Builder::new()
-                .timer(owner.coarse.clone())
+                .timer(owner.coarse)
                 .header_read_timeout(header_timeout)
                 .max_buf_size(limits.max_request_headers_kb as usize * 1024)
                 .serve_connection(io, service)
@@ -468,7 +468,7 @@ where
             let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
             builder
                 .http1()
-                .timer(owner.coarse.clone())
+                .timer(owner.coarse)
                 .header_read_timeout(header_timeout)
                 .max_buf_size(limits.max_request_headers_kb as usize * 1024);
             builder
