@@ -1730,7 +1730,7 @@ fn report(r: &Results) -> String {
   Pingora, the minimal `ProxyHttp` of `bench/pingora` (`threads: 1`, every request to the \
   upstream through Pingora's keep-alive pool, default allocator); the minimal hyper proxy of \
   `bench/hyper-floor` (hyper 1.x server and client connections on one current-thread tokio \
-  runtime, mimalloc, its own pool of upstream connections, the request forwarded as \
+  runtime, mimalloc as `malloc`, as in weft, its own pool of upstream connections, the request forwarded as \
   received: what a proxy built on hyper costs at least, for reference); weft (`workers: 1`, \
   `request_id` and `traceparent` off, one route forwarding with `cluster_header`) without \
   filters, with hello-rust (`{{header: x-hello, value: world}}`), and with the chain of \

@@ -24,8 +24,9 @@ use tokio::task::{spawn_local, LocalSet};
 /// Any error: hyper's, or an I/O error connecting upstream.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// mimalloc as `malloc` itself (the `override` feature), as in weft: Rust's
+// default allocator then calls its plain `malloc`, not `mi_malloc_aligned`.
+extern crate mimalloc;
 
 /// Per-process pool of idle upstream HTTP/1.1 senders. Single-threaded, so
 /// `Rc<RefCell<..>>` is enough; it is never borrowed across an `.await`.

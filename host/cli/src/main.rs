@@ -15,11 +15,15 @@ use clap::{Parser, Subcommand};
 use weft_abi::Runtime;
 use weft_proxy::Proxy;
 
-/// mimalloc: per request, a proxy allocates and frees many small blocks
-/// (header maps, buffers, futures); glibc's allocator costs about a
-/// microsecond more per request here (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// mimalloc: per request, a proxy allocates and frees many small blocks
+// (header maps, buffers, futures); glibc's allocator costs about a
+// microsecond more per request here (docs/benchmarks.md). It is linked in
+// as `malloc` itself (the crate's `override` feature), not as Rust's
+// global allocator: Rust's default allocator then calls its plain
+// `malloc` for every block of the usual alignments, where the crate's
+// `GlobalAlloc` would take `mi_malloc_aligned`'s longer path for all of
+// them. C code in the process (TLS, libc) gets mimalloc too.
+extern crate mimalloc;
 
 #[derive(Parser)]
 #[command(

@@ -222,3 +222,21 @@ fn sigterm_drains_in_flight_requests_and_stops_accepting() {
         .expect("weft exits after the drain");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn mimalloc_is_linked_in_as_the_process_allocator() {
+    // It is `malloc` itself (host/cli/src/main.rs), which nothing else in
+    // the binary names: were the override lost, mimalloc would not be
+    // linked at all, and would not report its start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("--version")
+        .env("MIMALLOC_VERBOSE", "1")
+        .output()
+        .expect("weft --version runs");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mimalloc: process init"),
+        "mimalloc did not start: {stderr}"
+    );
+}
