@@ -16,9 +16,7 @@
 //!    target's load, then a few seconds of varied requests (a 64 KiB
 //!    response, an 8 KiB request body, a browser's headers), and the
 //!    weft measured is built with that profile (Debian's `llvm-19` merges
-//!    it when no other `llvm-profdata` can), then laid out by BOLT after
-//!    the same training through a BOLT-instrumented copy of it
-//!    (`xtask/src/bolt.rs`, Debian's `bolt-19`).
+//!    it when no other `llvm-profdata` can).
 //! 2. Starts, on loopback and each on a free port: an upstream nginx
 //!    answering `return 200 "ok"`, and the targets, one worker each and
 //!    pinned to CPU 1 (the load runs on CPU 0):
@@ -347,8 +345,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
 /// Where `cargo xtask dist` puts the weft it builds.
 const DIST: &str = "target/dist/weft";
 
-/// `cargo xtask dist`: builds the weft to ship, with PGO and BOLT unless
-/// `no_pgo` (the bench's training, without its measurements), and copies it to
+/// `cargo xtask dist`: builds the weft to ship, with PGO unless `no_pgo`
+/// (the bench's training, without its measurements), and copies it to
 /// [`DIST`].
 pub(crate) fn dist(no_pgo: bool) -> Result<()> {
     let built = if no_pgo {
@@ -374,7 +372,7 @@ pub(crate) fn dist(no_pgo: bool) -> Result<()> {
     let how = if no_pgo {
         "release build without PGO"
     } else {
-        "release build with PGO, laid out by BOLT"
+        "release build with PGO"
     };
     println!("    {DIST} ({how})");
     Ok(())
@@ -530,38 +528,29 @@ fn bench(args: Args) -> Result<PathBuf> {
                 .map(|&(case, _)| case)
                 .filter(|c| c.is_weft() && c.server != Server::WeftPlain)
                 .collect();
+            step(&format!(
+                "PGO: training: {TRAINING_SECONDS} s of the bench's load and {VARIED_SECONDS} s of varied requests \
+                 ({} KiB responses, requests with {} KiB bodies, a browser's headers) through the instrumented weft, \
+                 once per weft target",
+                LARGE_BYTES / 1024,
+                REQUEST_BODY_BYTES / 1024
+            ));
             let varied = dir.join("varied.lua");
             write(&varied, &varied_script())?;
-            // The same training twice: for the compiler's profile, then
-            // for the layout of the binary it built.
-            let mut train = |binary: &Path, what: &str| -> Result<()> {
-                step(&format!(
-                    "{what}: training: {TRAINING_SECONDS} s of the bench's load and {VARIED_SECONDS} s of varied requests \
-                     ({} KiB responses, requests with {} KiB bodies, a browser's headers) through the instrumented weft, \
-                     once per weft target",
-                    LARGE_BYTES / 1024,
-                    REQUEST_BODY_BYTES / 1024
-                ));
-                for &case in &weft_cases {
-                    let port = *free_ports(1)?.first().context("no free port")?;
-                    let name = format!("training-{}", case.slug());
-                    let conf = weft_config(case, port, upstream_port, &name)?;
-                    let process = processes.spawn(&name, weft_command(binary, &conf))?;
-                    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                    wait_ready(&mut processes, process, case, addr)?;
-                    load(case.proto, addr, TRAINING_SECONDS, &script)
-                        .and_then(|_| varied_load(case.proto, addr, VARIED_SECONDS, &varied))
-                        .with_context(|| format!("{what} training on {}", case.label()))?;
-                    processes.stop(process)?;
-                    println!("    {}: trained", case.label());
-                }
-                Ok(())
-            };
-            train(binary, "PGO")?;
-            let optimised = crate::pgo::build_optimised(&root)?;
-            let counting = crate::bolt::instrument(&root, &optimised)?;
-            train(&counting, "BOLT")?;
-            crate::bolt::optimise(&root, &optimised)?
+            for case in weft_cases {
+                let port = *free_ports(1)?.first().context("no free port")?;
+                let name = format!("training-{}", case.slug());
+                let conf = weft_config(case, port, upstream_port, &name)?;
+                let process = processes.spawn(&name, weft_command(binary, &conf))?;
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                wait_ready(&mut processes, process, case, addr)?;
+                load(case.proto, addr, TRAINING_SECONDS, &script)
+                    .and_then(|_| varied_load(case.proto, addr, VARIED_SECONDS, &varied))
+                    .with_context(|| format!("training on {}", case.label()))?;
+                processes.stop(process)?;
+                println!("    {}: trained", case.label());
+            }
+            crate::pgo::build_optimised(&root)?
         }
         None => plain.clone(),
     };
@@ -1786,11 +1775,8 @@ fn report(r: &Results) -> String {
                  this bench's own load for each weft target (same configurations, same upstream), \
                  then {VARIED_SECONDS} s of varied requests ({} KiB responses, requests with {} KiB \
                  bodies, a browser's headers; over h2c without bodies), its counts are merged \
-                 with `llvm-profdata`, and the measured build uses them (`-Cprofile-use`). \
-                 That build is then laid out by BOLT (`xtask/src/bolt.rs`, Debian's `bolt-19`): \
-                 an instrumented copy (`llvm-bolt -instrument`) serves the same training, and \
-                 `llvm-bolt` places the functions and blocks it ran together and splits off the \
-                 cold ones. `cargo xtask dist` builds the same. \"Built without PGO\" is `cargo build \
+                 with `llvm-profdata`, and the measured build uses them (`-Cprofile-use`); \
+                 `cargo xtask dist` builds the same. \"Built without PGO\" is `cargo build \
                  --release`, for comparison; `--no-pgo` measures that build alone. nginx and \
                  haproxy are Debian's builds; Pingora and the minimal hyper proxy use the release \
                  profile weft's plain build uses (fat LTO, one codegen unit), without PGO.",

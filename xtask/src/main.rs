@@ -19,7 +19,6 @@ mod bench;
 mod bench_load;
 mod bench_procs;
 mod bench_svg;
-mod bolt;
 mod demo;
 mod languages;
 mod pgo;
@@ -64,9 +63,9 @@ enum Task {
     /// missing) and write docs/benchmarks.md and docs/bench/*.svg.
     Bench(bench::Args),
     /// Build the weft to ship into target/dist/weft: a release build with
-    /// profile-guided optimisation, laid out by BOLT, both trained on the
-    /// bench's load (needs two CPUs; installs the bench's Debian packages
-    /// when missing: nginx, wrk, h2load, haproxy, openssl, llvm-19, bolt-19).
+    /// profile-guided optimisation, trained on the bench's load (needs two
+    /// CPUs; installs the bench's Debian packages when missing: nginx,
+    /// wrk, h2load, haproxy, openssl).
     Dist {
         /// A plain `cargo build --release` instead.
         #[arg(long)]

@@ -41,7 +41,7 @@ pub(crate) fn build_instrumented(root: &Path) -> Result<PathBuf> {
     step(&format!(
         "PGO: building an instrumented weft (-Cprofile-generate) into {GENERATE_DIR}"
     ));
-    let binary = build(root, GENERATE_DIR, "-Cprofile-generate", &raw, None)?;
+    let binary = build(root, GENERATE_DIR, "-Cprofile-generate", &raw)?;
     match std::fs::remove_dir_all(&raw) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -96,33 +96,15 @@ pub(crate) fn build_optimised(root: &Path) -> Result<PathBuf> {
     step(&format!(
         "PGO: building weft with the profile (-Cprofile-use) into {USE_DIR}"
     ));
-    // Linked with its relocations, which `crate::bolt` needs.
-    build(
-        root,
-        USE_DIR,
-        "-Cprofile-use",
-        &profile,
-        Some(crate::bolt::LINK_FLAG),
-    )
+    build(root, USE_DIR, "-Cprofile-use", &profile)
 }
 
 /// `cargo build --release -p weft-cli` into `target_dir` with `flag=path`
-/// (and `extra`) as the only extra rustc flags; returns the binary.
-fn build(
-    root: &Path,
-    target_dir: &str,
-    flag: &str,
-    path: &Path,
-    extra: Option<&str>,
-) -> Result<PathBuf> {
+/// as the only extra rustc flag; returns the binary.
+fn build(root: &Path, target_dir: &str, flag: &str, path: &Path) -> Result<PathBuf> {
     let mut flags = OsString::from(flag);
     flags.push("=");
     flags.push(path);
-    if let Some(extra) = extra {
-        // CARGO_ENCODED_RUSTFLAGS separates flags with 0x1f.
-        flags.push("\x1f");
-        flags.push(extra);
-    }
     run(cargo()
         .current_dir(root)
         .args([
