@@ -22,7 +22,7 @@ use weft_proxy::Proxy;
 // global allocator: Rust's default allocator then calls its plain
 // `malloc` for every block of the usual alignments, where the crate's
 // `GlobalAlloc` would take `mi_malloc_aligned`'s longer path for all of
-// them. C code in the process (TLS, libc) gets mimalloc too.
+// them. libc's own allocations go to mimalloc too.
 extern crate mimalloc;
 
 #[derive(Parser)]
