@@ -72,6 +72,7 @@ fn runtime(allocator: Allocator, cache: &Path) -> Runtime {
     Runtime::with_options(&RuntimeOptions {
         module_cache: Some(cache.to_path_buf()),
         allocator,
+        perf_map: false,
     })
     .unwrap()
 }

@@ -17,6 +17,7 @@ fn runtime(allocator: Allocator, cache: Option<&std::path::Path>) -> Runtime {
     Runtime::with_options(&RuntimeOptions {
         module_cache: cache.map(|d| d.to_path_buf()),
         allocator,
+        perf_map: false,
     })
     .unwrap()
 }

@@ -79,6 +79,13 @@ pub struct RuntimeOptions {
     /// pooling allocator (too little address space) falls back to on-demand
     /// allocation with a warning; [`Runtime::allocator`] tells which runs.
     pub allocator: Allocator,
+    /// Name the compiled guest functions for `perf`: each module's code is
+    /// listed in `/tmp/perf-<pid>.map` (function names from the module's
+    /// name section) as it is loaded, so that `perf record`/`perf report`
+    /// and flame graphs show where a filter spends its time instead of
+    /// bare addresses. For profiling: the file only grows, a line per
+    /// function of every module loaded.
+    pub perf_map: bool,
 }
 
 /// What the module cache did since the runtime started.
@@ -116,15 +123,17 @@ impl Runtime {
         let cache = options.module_cache.as_deref().and_then(open_cache);
         let mut allocator = options.allocator;
         let engine = match allocator {
-            Allocator::OnDemand => engine(cache.clone(), None),
-            Allocator::Pooling { max_vms } => engine(cache.clone(), Some(max_vms)).or_else(|e| {
-                tracing::warn!(
-                    "cannot reserve memory for {max_vms} pooled VMs ({e:#}); \
-                     VMs are allocated on demand instead"
-                );
-                allocator = Allocator::OnDemand;
-                engine(cache.clone(), None)
-            }),
+            Allocator::OnDemand => engine(cache.clone(), None, options.perf_map),
+            Allocator::Pooling { max_vms } => {
+                engine(cache.clone(), Some(max_vms), options.perf_map).or_else(|e| {
+                    tracing::warn!(
+                        "cannot reserve memory for {max_vms} pooled VMs ({e:#}); \
+                         VMs are allocated on demand instead"
+                    );
+                    allocator = Allocator::OnDemand;
+                    engine(cache.clone(), None, options.perf_map)
+                })
+            }
         }
         .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let (linker, registry) =
@@ -176,10 +185,13 @@ impl Runtime {
 }
 
 /// The engine: epoch deadlines, symbolised backtraces, optimised code,
-/// `cache`, and a pool for `pooled` VMs if given.
-fn engine(cache: Option<Cache>, pooled: Option<u32>) -> wasmtime::Result<Engine> {
+/// `cache`, a pool for `pooled` VMs if given, and a perf map if asked.
+fn engine(cache: Option<Cache>, pooled: Option<u32>, perf_map: bool) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    if perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.cache(cache);

@@ -31,6 +31,7 @@ fn cached(dir: &Path) -> Runtime {
     Runtime::with_options(&RuntimeOptions {
         module_cache: Some(dir.to_path_buf()),
         allocator: Allocator::OnDemand,
+        perf_map: false,
     })
     .unwrap()
 }
@@ -174,6 +175,7 @@ fn pooled_vms_start_up_to_the_pool_size_and_reuse_freed_slots() {
     let runtime = Runtime::with_options(&RuntimeOptions {
         module_cache: None,
         allocator: Allocator::Pooling { max_vms: 2 },
+        perf_map: false,
     })
     .unwrap();
     assert_eq!(runtime.allocator(), Allocator::Pooling { max_vms: 2 });
@@ -203,9 +205,42 @@ fn a_pool_that_cannot_be_reserved_falls_back_to_on_demand_allocation() {
     let runtime = Runtime::with_options(&RuntimeOptions {
         module_cache: None,
         allocator: Allocator::Pooling { max_vms: 1_000_000 },
+        perf_map: false,
     })
     .unwrap();
     assert_eq!(runtime.allocator(), Allocator::OnDemand);
     let mut vm = Vm::new(plugin(load(&runtime))).unwrap();
     assert_eq!(request(&mut vm, 1).unwrap(), Action::Continue);
+}
+
+#[test]
+fn a_perf_map_names_the_guest_functions_of_every_module_loaded() {
+    let runtime = Runtime::with_options(&RuntimeOptions {
+        module_cache: None,
+        allocator: Allocator::OnDemand,
+        perf_map: true,
+    })
+    .unwrap();
+    // A function name no other test's module has.
+    let wat = WAT.replace(
+        "(func $boom",
+        "(func $perf_map_probe_7f3a unreachable)\n  (func $boom",
+    );
+    let module = PluginModule::from_bytes(&runtime, "perf.wat", wat.as_bytes()).unwrap();
+    let mut vm = Vm::new(plugin(module)).unwrap();
+    assert_eq!(request(&mut vm, 1).unwrap(), Action::Continue);
+    let map = format!("/tmp/perf-{}.map", std::process::id());
+    let listed = std::fs::read_to_string(&map).unwrap();
+    // `START SIZE NAME` per line, in hex (`0x`-prefixed).
+    let probe = listed
+        .lines()
+        .find(|line| line.ends_with("perf_map_probe_7f3a"))
+        .unwrap_or_else(|| panic!("{map} does not name the probe function:\n{listed}"));
+    let fields: Vec<&str> = probe.splitn(3, ' ').collect();
+    let hex = |field: &str| u64::from_str_radix(field.trim_start_matches("0x"), 16).unwrap();
+    assert!(hex(fields[0]) > 0 && hex(fields[1]) > 0, "{probe}");
+    assert!(
+        listed.lines().any(|line| line.ends_with("]::function[5]")),
+        "functions without a name are listed by index:\n{listed}"
+    );
 }

@@ -79,6 +79,9 @@ pub struct WasmRuntime {
     pub max_vms: Option<u32>,
     /// Compiled modules kept on disk.
     pub module_cache: ModuleCacheConfig,
+    /// List every compiled guest function in `/tmp/perf-<pid>.map`, so
+    /// that `perf` names filter code. Default false: for profiling.
+    pub perf_map: bool,
 }
 
 impl WasmRuntime {

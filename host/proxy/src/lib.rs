@@ -149,6 +149,7 @@ pub fn runtime_options(config: &ProxyConfig) -> weft_abi::RuntimeOptions {
     weft_abi::RuntimeOptions {
         module_cache,
         allocator,
+        perf_map: settings.perf_map,
     }
 }
 
