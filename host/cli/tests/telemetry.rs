@@ -41,7 +41,20 @@ plugins:
 
     let seen = up.seen.lock().unwrap().clone();
     let parent = seen[0].headers["traceparent"].to_str().unwrap();
-    assert_eq!(parent.len(), 55, "the filter started a trace: {parent}");
+    // The filter started a trace: version 00, a 32-digit trace id, a
+    // 16-digit parent id (lowercase hex, not all zeros), sampled.
+    let fields: Vec<&str> = parent.split('-').collect();
+    assert_eq!(parent.len(), 55, "{parent}");
+    assert_eq!(fields.len(), 4, "{parent}");
+    assert_eq!((fields[0], fields[3]), ("00", "01"), "{parent}");
+    for (id, digits) in [(fields[1], 32), (fields[2], 16)] {
+        assert_eq!(id.len(), digits, "{parent}");
+        assert!(
+            id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "{parent}"
+        );
+        assert!(id.bytes().any(|b| b != b'0'), "{parent}");
+    }
 
     // on_log runs when each response is done; give the last one a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
