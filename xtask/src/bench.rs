@@ -18,8 +18,10 @@
 //!    weft measured is built with that profile (Debian's `llvm-19` merges
 //!    it when no other `llvm-profdata` can).
 //! 2. Starts, on loopback and each on a free port: an upstream nginx
-//!    answering `return 200 "ok"`, and the targets, one worker each and
-//!    pinned to CPU 1 (the load runs on CPU 0):
+//!    answering `return 200 "ok"`, pinned to CPU 0 with the load, and the
+//!    targets, one worker each and pinned to CPU 1, which is theirs alone
+//!    (an upstream left free to move runs on the target's CPU at times,
+//!    and takes that time from the target):
 //!    - HTTP/1.1: nginx `proxy_pass`, haproxy, Pingora, the minimal hyper
 //!      proxy, weft without filters (and, with PGO, the plain build
 //!      without filters too), with the hello-rust filter, and with the
@@ -502,7 +504,7 @@ fn bench(args: Args) -> Result<PathBuf> {
     let upstream_port = *upstream_port;
 
     step(&format!(
-        "starting the upstream: nginx `return 200 \"ok\"` on 127.0.0.1:{upstream_port}, one worker, not pinned"
+        "starting the upstream: nginx `return 200 \"ok\"` on 127.0.0.1:{upstream_port}, one worker, pinned to CPU {LOAD_CPU} with the load"
     ));
     let conf = write_nginx_conf(
         &dir,
@@ -515,7 +517,10 @@ fn bench(args: Args) -> Result<PathBuf> {
     )?;
     // The training's larger response.
     write(&dir.join("large"), &"x".repeat(LARGE_BYTES))?;
-    let upstream = processes.spawn("upstream", nginx_command(None, &dir, &conf))?;
+    // On the load's CPU: left free, the scheduler puts it on the target's
+    // CPU at times (woken by the target's writes), where it takes CPU from
+    // the target and caps its requests/s.
+    let upstream = processes.spawn("upstream", nginx_command(LOAD_CPU, &dir, &conf))?;
     let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream_port));
     processes.wait_answering(upstream, upstream_addr, None)?;
 
@@ -571,7 +576,7 @@ fn bench(args: Args) -> Result<PathBuf> {
                     case.slug(),
                     &nginx_proxy(port, upstream_port, case.proto, cert.as_ref()),
                 )?;
-                nginx_command(Some(TARGET_CPU), &dir, &conf)
+                nginx_command(TARGET_CPU, &dir, &conf)
             }
             Server::Haproxy => {
                 let conf = dir.join("haproxy.cfg");
@@ -1067,16 +1072,10 @@ fn wait_ready(
     }
 }
 
-/// `nginx -p DIR -c CONF -e LOG`, pinned to `cpu` if given.
-fn nginx_command(cpu: Option<&str>, dir: &Path, conf: &Path) -> Command {
-    let mut command = match cpu {
-        Some(cpu) => {
-            let mut taskset = Command::new("taskset");
-            taskset.args(["-c", cpu, NGINX]);
-            taskset
-        }
-        None => Command::new(NGINX),
-    };
+/// `nginx -p DIR -c CONF -e LOG`, pinned to `cpu`.
+fn nginx_command(cpu: &str, dir: &Path, conf: &Path) -> Command {
+    let mut command = Command::new("taskset");
+    command.args(["-c", cpu, NGINX]);
     let error_log = conf.with_extension("error.log");
     command
         .arg("-p")
@@ -1723,7 +1722,8 @@ fn report(r: &Results) -> String {
     let _ = writeln!(
         out,
         "- Upstream: nginx `return 200 \"ok\"`, one worker, keep-alive \
-         (`keepalive_requests 1000000`), not pinned.
+         (`keepalive_requests 1000000`), pinned to CPU {LOAD_CPU} with the load, so that the target's \
+         CPU is its own.
 - Targets, one worker each, pinned to CPU {TARGET_CPU} (`taskset -c {TARGET_CPU}`): nginx \
   `proxy_pass` (`keepalive 64`, `proxy_http_version 1.1`, empty `Connection`, \
   `keepalive_requests 1000000` on both sides); haproxy (`nbthread 1`, `http-reuse always`); \
