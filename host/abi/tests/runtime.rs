@@ -243,4 +243,6 @@ fn a_perf_map_names_the_guest_functions_of_every_module_loaded() {
         listed.lines().any(|line| line.ends_with("]::function[5]")),
         "functions without a name are listed by index:\n{listed}"
     );
+    // The map is this test process's alone (no other test asks for one).
+    std::fs::remove_file(&map).unwrap();
 }
