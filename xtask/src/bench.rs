@@ -484,15 +484,7 @@ fn bench(args: Args) -> Result<PathBuf> {
 
     // A weft target's configuration, written as `DIR/NAME.yaml`.
     let weft_config = |case: Case, port: u16, upstream: u16, name: &str| -> Result<PathBuf> {
-        let plugins = match case.server {
-            Server::WeftHello => vec![(
-                "hello".to_string(),
-                hello.clone(),
-                serde_json::json!({"header": "x-hello", "value": "world"}),
-            )],
-            Server::WeftChain => chain.clone(),
-            _ => Vec::new(),
-        };
+        let plugins = weft_plugins(case.server, &hello, &chain);
         let tls = cert.as_ref().filter(|_| case.proto == Proto::Tls);
         let conf = dir.join(format!("{name}.yaml"));
         write(&conf, &weft_conf(port, upstream, &plugins, tls)?)?;
@@ -896,8 +888,8 @@ fn negotiated(addr: SocketAddr) -> String {
 /// The five filters of the canary example, in its listener's order, with
 /// their modules in target/filters/ and a configuration that lets every
 /// request through.
-fn chain_plugins(root: &Path) -> Result<Vec<(String, PathBuf, serde_json::Value)>> {
-    let example = weft_config::load_proxy_config(Path::new(CHAIN_EXAMPLE))
+fn chain_plugins(root: &Path) -> Result<Vec<Plugin>> {
+    let example = weft_config::load_proxy_config(&root.join(CHAIN_EXAMPLE))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let order = example
         .listeners
@@ -1110,15 +1102,27 @@ backend up
     )
 }
 
+/// The plugins a weft target runs, in order: hello-rust (`hello`), the
+/// chain, or none.
+fn weft_plugins(server: Server, hello: &Path, chain: &[Plugin]) -> Vec<Plugin> {
+    match server {
+        Server::WeftHello => vec![(
+            "hello".to_string(),
+            hello.to_path_buf(),
+            serde_json::json!({"header": "x-hello", "value": "world"}),
+        )],
+        Server::WeftChain => chain.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// A plugin of a weft target: its name, module and configuration.
+type Plugin = (String, PathBuf, serde_json::Value);
+
 /// A weft configuration: one worker, one route to the upstream (the
 /// router's cluster header honoured), the given plugins in order, TLS
 /// with `tls`.
-fn weft_conf(
-    port: u16,
-    upstream: u16,
-    plugins: &[(String, PathBuf, serde_json::Value)],
-    tls: Option<&Cert>,
-) -> Result<String> {
+fn weft_conf(port: u16, upstream: u16, plugins: &[Plugin], tls: Option<&Cert>) -> Result<String> {
     let names: Vec<&str> = plugins.iter().map(|(name, _, _)| name.as_str()).collect();
     let tls = match tls {
         Some(cert) => format!(
@@ -2222,5 +2226,43 @@ req/s           :    1400.00     1420.00     1410.00        5.00    60.00%
         slugs.sort_unstable();
         slugs.dedup();
         assert_eq!(slugs.len(), CASES.len());
+    }
+
+    /// The weft configurations a run writes load as weft itself loads them
+    /// (schema, references, module and certificate files), so a change to
+    /// the configuration or to the canary example shows here rather than
+    /// half-way through a run. Needs the filters built (`cargo xtask test`
+    /// builds them first).
+    #[test]
+    fn every_weft_configuration_the_bench_writes_loads() -> Result<()> {
+        let root = crate::workspace_root();
+        let chain = chain_plugins(&root)?;
+        let names: Vec<&str> = chain.iter().map(|(name, _, _)| name.as_str()).collect();
+        assert_eq!(names, ["auth", "ratelimit", "router", "fault", "telemetry"]);
+        let hello = root.join(FILTERS_DIR).join("hello_rust.wasm");
+        let dir = tempfile::tempdir()?;
+        let cert = Cert {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        write(&cert.cert, "")?;
+        write(&cert.key, "")?;
+        let weft_cases: Vec<Case> = CASES.iter().copied().filter(|c| c.is_weft()).collect();
+        assert_eq!(weft_cases.len(), 6);
+        for case in weft_cases {
+            let plugins = weft_plugins(case.server, &hello, &chain);
+            let tls = Some(&cert).filter(|_| case.proto == Proto::Tls);
+            let path = dir.path().join(format!("{}.yaml", case.slug()));
+            write(&path, &weft_conf(18091, 18090, &plugins, tls)?)?;
+            let config = weft_config::load_proxy_config(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", case.label()))?;
+            let listener = &config.listeners[0];
+            assert_eq!(listener.filters.len(), plugins.len(), "{}", case.label());
+            assert_eq!(listener.tls.is_some(), tls.is_some(), "{}", case.label());
+            let modules: Vec<&Path> = config.plugins.iter().map(|p| p.module.as_path()).collect();
+            let want: Vec<&Path> = plugins.iter().map(|(_, m, _)| m.as_path()).collect();
+            assert_eq!(modules, want, "{}", case.label());
+        }
+        Ok(())
     }
 }
