@@ -643,11 +643,11 @@ impl SpecFunction {
 const LIMITS: &[(&str, &str)] = &[
     (
         "proxy_get_buffer_bytes",
-        "configuration, HTTP bodies, the call-out response body and the gRPC message being delivered; TCP buffers answer NOT_FOUND",
+        "configuration, HTTP bodies, a TCP connection's downstream and upstream data, the call-out response body and the gRPC message being delivered",
     ),
     (
         "proxy_set_buffer_bytes",
-        "HTTP bodies; configuration is read-only (BAD_ARGUMENT)",
+        "HTTP bodies and a TCP connection's data; configuration is read-only (BAD_ARGUMENT)",
     ),
     (
         "proxy_on_request_body",
