@@ -752,8 +752,16 @@ impl Filter {
         if has_trailers {
             steps.push(Step::RequestTrailers(request.trailers.len()));
         }
+        // Failing open, the request goes on without the filter, as in a
+        // proxy: to the upstream as the filter left it, and no more of its
+        // callbacks.
+        let fail_open = self.vm.plugin().failure_policy == FailurePolicy::FailOpen;
+        let mut failed = false;
         if let Some(end) = self.run_steps(context, &mut stream, &steps, &request, &mut mocks)? {
-            return self.finish(context, stream, end, None);
+            if end != Outcome::Failed || !fail_open {
+                return self.finish(context, stream, end, None);
+            }
+            failed = true;
         }
         let upstream = {
             let s = mock(&mut stream);
@@ -786,9 +794,12 @@ impl Filter {
         if has_trailers {
             steps.push(Step::ResponseTrailers(request.upstream.trailers.len()));
         }
-        let end = self
-            .run_steps(context, &mut stream, &steps, &request, &mut mocks)?
-            .unwrap_or(Outcome::Forwarded);
+        let end = if failed {
+            Outcome::Failed
+        } else {
+            self.run_steps(context, &mut stream, &steps, &request, &mut mocks)?
+                .unwrap_or(Outcome::Forwarded)
+        };
         self.finish(context, stream, end, Some(upstream))
     }
 
@@ -963,6 +974,12 @@ impl Filter {
         upstream: Option<UpstreamRequest>,
     ) -> Result<Exchange, Error> {
         let local = mock(&mut stream).local.take();
+        // Failing open past the upstream, the client gets its answer as far
+        // as the filter had changed it.
+        let answered = outcome == Outcome::Forwarded
+            || (outcome == Outcome::Failed
+                && upstream.is_some()
+                && self.vm.plugin().failure_policy == FailurePolicy::FailOpen);
         let response = match (&outcome, local) {
             (_, Some(local)) => Response {
                 status: u16::try_from(local.status).unwrap_or(500),
@@ -970,7 +987,7 @@ impl Filter {
                 body: local.body,
                 trailers: Vec::new(),
             },
-            (Outcome::Forwarded, None) => {
+            (_, None) if answered => {
                 let s = mock(&mut stream);
                 let headers = s.response_headers.clone().unwrap_or_default();
                 let status = headers
@@ -988,10 +1005,7 @@ impl Filter {
                     trailers: text_pairs(&s.response_trailers.clone().unwrap_or_default()),
                 }
             }
-            (Outcome::Failed, None) => match self.vm.plugin().failure_policy {
-                FailurePolicy::FailClosed => Response::new(503),
-                FailurePolicy::FailOpen => Response::new(200),
-            },
+            (Outcome::Failed, None) => Response::new(503),
             (Outcome::StillPaused, None) => Response::new(500),
             (_, None) => Response::new(0),
         };

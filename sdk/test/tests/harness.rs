@@ -142,9 +142,25 @@ fn a_trap_fails_the_request_as_the_failure_policy_says() {
         .fail_open(true)
         .start()
         .unwrap();
-    let exchange = open.send(Request::get("/").header("x-panic", "1")).unwrap();
+    let exchange = open
+        .send(
+            Request::get("/")
+                .header("x-panic", "1")
+                .upstream(Response::new(201).with_body("from-upstream")),
+        )
+        .unwrap();
     assert_eq!(exchange.outcome, Outcome::Failed);
-    assert_eq!(exchange.response.status, 200);
+    // As in a proxy, the request goes on without the filter: the upstream
+    // gets it and the client gets the upstream's answer.
+    let upstream = exchange.upstream.expect("the request reached the upstream");
+    assert!(
+        upstream
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-panic" && v == "1")
+    );
+    assert_eq!(exchange.response.status, 201);
+    assert_eq!(exchange.response.body, b"from-upstream");
 }
 
 #[test]
