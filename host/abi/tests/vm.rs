@@ -7,89 +7,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_abi::{
-    Action, Capabilities, FailurePolicy, HttpStream, LocalResponse, MapType, Plugin, PluginLimits,
-    PluginModule, Runtime, Status, Vm, VmError,
+    Action, Capabilities, FailurePolicy, HttpStream, Plugin, PluginLimits, PluginModule, Runtime,
+    Vm, VmError,
 };
 
-type Map = Vec<(Vec<u8>, Vec<u8>)>;
+#[path = "support/list_stream.rs"]
+mod list_stream;
 
-/// A header-map stream for tests: request and response maps as lists.
-#[derive(Default)]
-struct TestStream {
-    request: Map,
-    response: Option<Map>,
-    local: Option<LocalResponse>,
-}
-
-impl TestStream {
-    fn map(&self, map: MapType) -> Result<&Map, Status> {
-        match map {
-            MapType::HttpRequestHeaders => Ok(&self.request),
-            MapType::HttpResponseHeaders => self.response.as_ref().ok_or(Status::NotFound),
-            _ => Err(Status::NotFound),
-        }
-    }
-    fn map_mut(&mut self, map: MapType) -> Result<&mut Map, Status> {
-        match map {
-            MapType::HttpRequestHeaders => Ok(&mut self.request),
-            MapType::HttpResponseHeaders => self.response.as_mut().ok_or(Status::BadArgument),
-            _ => Err(Status::BadArgument),
-        }
-    }
-}
-
-impl HttpStream for TestStream {
-    fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
-        for (k, v) in self.map(map)? {
-            visit(k, v);
-        }
-        Ok(())
-    }
-    fn map_value(&self, map: MapType, key: &[u8]) -> Result<Option<&[u8]>, Status> {
-        Ok(self
-            .map(map)?
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice()))
-    }
-    fn add_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
-        self.map_mut(map)?.push((key.to_vec(), value.to_vec()));
-        Ok(())
-    }
-    fn replace_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
-        self.remove_map_value(map, key)?;
-        self.add_map_value(map, key, value)
-    }
-    fn remove_map_value(&mut self, map: MapType, key: &[u8]) -> Result<(), Status> {
-        self.map_mut(map)?.retain(|(k, _)| k != key);
-        Ok(())
-    }
-    fn set_map_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Result<(), Status> {
-        *self.map_mut(map)? = pairs
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        Ok(())
-    }
-    fn send_local_response(&mut self, response: LocalResponse) -> Result<(), Status> {
-        self.local = Some(response);
-        Ok(())
-    }
-}
+use list_stream::ListStream;
 
 fn stream(request: &[(&str, &str)]) -> Box<dyn HttpStream> {
-    Box::new(TestStream {
+    Box::new(ListStream {
         request: request
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect(),
-        ..TestStream::default()
+        ..ListStream::default()
     })
 }
 
-fn inspect(stream: &mut Box<dyn HttpStream>) -> &mut TestStream {
+fn inspect(stream: &mut Box<dyn HttpStream>) -> &mut ListStream {
     let any: &mut dyn std::any::Any = stream.as_mut();
-    any.downcast_mut::<TestStream>().unwrap()
+    any.downcast_mut::<ListStream>().unwrap()
 }
 
 fn header(stream: &mut Box<dyn HttpStream>, key: &str) -> Option<String> {

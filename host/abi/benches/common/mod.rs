@@ -6,74 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_abi::{
-    FailurePolicy, HttpStream, LocalResponse, MapType, Plugin, PluginLimits, PluginModule, Runtime,
-    Status,
-};
+use weft_abi::{FailurePolicy, HttpStream, Plugin, PluginLimits, PluginModule, Runtime};
 
-pub type Map = Vec<(Vec<u8>, Vec<u8>)>;
+#[path = "../../tests/support/list_stream.rs"]
+mod list_stream;
 
-/// Request and response header maps as lists.
-#[derive(Default)]
-pub struct BenchStream {
-    pub request: Map,
-    pub response: Option<Map>,
-}
-
-impl BenchStream {
-    fn map(&self, map: MapType) -> Result<&Map, Status> {
-        match map {
-            MapType::HttpRequestHeaders => Ok(&self.request),
-            MapType::HttpResponseHeaders => self.response.as_ref().ok_or(Status::NotFound),
-            _ => Err(Status::NotFound),
-        }
-    }
-    fn map_mut(&mut self, map: MapType) -> Result<&mut Map, Status> {
-        match map {
-            MapType::HttpRequestHeaders => Ok(&mut self.request),
-            MapType::HttpResponseHeaders => self.response.as_mut().ok_or(Status::BadArgument),
-            _ => Err(Status::BadArgument),
-        }
-    }
-}
-
-impl HttpStream for BenchStream {
-    fn visit_map(&self, map: MapType, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Status> {
-        for (k, v) in self.map(map)? {
-            visit(k, v);
-        }
-        Ok(())
-    }
-    fn map_value(&self, map: MapType, key: &[u8]) -> Result<Option<&[u8]>, Status> {
-        Ok(self
-            .map(map)?
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice()))
-    }
-    fn add_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
-        self.map_mut(map)?.push((key.to_vec(), value.to_vec()));
-        Ok(())
-    }
-    fn replace_map_value(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Result<(), Status> {
-        self.remove_map_value(map, key)?;
-        self.add_map_value(map, key, value)
-    }
-    fn remove_map_value(&mut self, map: MapType, key: &[u8]) -> Result<(), Status> {
-        self.map_mut(map)?.retain(|(k, _)| k != key);
-        Ok(())
-    }
-    fn set_map_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Result<(), Status> {
-        *self.map_mut(map)? = pairs
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        Ok(())
-    }
-    fn send_local_response(&mut self, _: LocalResponse) -> Result<(), Status> {
-        Ok(())
-    }
-}
+pub use list_stream::{ListStream, Map};
 
 /// The ten request headers the benchmarks' requests carry.
 pub const REQUEST_HEADERS: [(&str, &str); 10] = [
@@ -97,9 +35,10 @@ pub fn stream() -> Box<dyn HttpStream> {
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
     };
-    Box::new(BenchStream {
+    Box::new(ListStream {
         request: pairs(&REQUEST_HEADERS),
         response: Some(pairs(&[(":status", "200"), ("content-length", "2")])),
+        ..ListStream::default()
     })
 }
 
