@@ -447,10 +447,11 @@ pub struct ListenerTls {
     /// PEM file of CA certificates client certificates must chain to (mTLS).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-    /// With `client_ca`: refuse clients without a certificate (default
-    /// true); false lets them in without an identity.
-    #[serde(default = "yes")]
-    pub require_client_certificate: bool,
+    /// With `client_ca`: refuse clients without a certificate (the
+    /// default, true); false lets them in without an identity. Refused
+    /// without `client_ca`, where it would mean nothing.
+    #[serde(default)]
+    pub require_client_certificate: Option<bool>,
     /// How often the certificate and key files are looked at for changes,
     /// in milliseconds; changed files are loaded without a restart (and if
     /// they do not load, the old ones stay). Default 2000.

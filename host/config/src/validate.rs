@@ -2,6 +2,7 @@
 //! values are in range, patterns compile.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
@@ -52,6 +53,7 @@ impl Check<'_> {
         self.unique_names(config.listeners.iter().map(|l| &l.name), "listeners")?;
         self.unique_names(config.clusters.iter().map(|c| &c.name), "clusters")?;
         self.unique_names(config.plugins.iter().map(|p| &p.name), "plugins")?;
+        self.distinct_addresses()?;
         if let Some(file) = &config.dns.hosts_file {
             self.file("dns.hosts_file", file)?;
         }
@@ -140,6 +142,15 @@ impl Check<'_> {
             )?;
             for (j, cluster) in plugin.allowed_clusters.iter().flatten().enumerate() {
                 self.cluster_ref(&format!("plugins[{i}].allowed_clusters[{j}]"), cluster)?;
+            }
+            if plugin.module.is_dir() {
+                return Err(self.fail(
+                    format!("plugins[{i}].module"),
+                    format!(
+                        "{} is a directory: name the module's .wasm or .wat file",
+                        plugin.module.display()
+                    ),
+                ));
             }
             if !plugin.module.is_file() {
                 return Err(self.fail(
@@ -384,8 +395,15 @@ impl Check<'_> {
                 self.file(&format!("{at}.certificates[{i}].cert"), &files.cert)?;
                 self.file(&format!("{at}.certificates[{i}].key"), &files.key)?;
             }
-            if let Some(ca) = &tls.client_ca {
-                self.file(&format!("{at}.client_ca"), ca)?;
+            match (&tls.client_ca, tls.require_client_certificate) {
+                (Some(ca), _) => self.file(&format!("{at}.client_ca"), ca)?,
+                (None, Some(_)) => {
+                    return Err(self.fail(
+                        format!("{at}.require_client_certificate"),
+                        "means something only with `client_ca` (the CAs client certificates must chain to): set `client_ca`, or remove it",
+                    ));
+                }
+                (None, None) => {}
             }
             self.range(
                 &at,
@@ -644,9 +662,56 @@ impl Check<'_> {
         Ok(())
     }
 
+    /// No two listeners, nor a listener and the admin endpoint, on one
+    /// address: with `SO_REUSEPORT` both would bind, and the kernel would
+    /// share the connections between them. Port 0 (a free port each) is
+    /// never a clash; a wildcard address clashes with any on its port.
+    fn distinct_addresses(&self) -> Checked {
+        let config = self.config;
+        let mut taken: Vec<(String, SocketAddr)> = Vec::new();
+        let wanted = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("listeners[{i}].address"), l.address))
+            .chain(
+                config
+                    .admin
+                    .iter()
+                    .map(|a| ("admin.address".to_string(), a.address)),
+            );
+        for (field, address) in wanted {
+            if address.port() == 0 {
+                continue;
+            }
+            let clash = taken.iter().find(|(_, other)| {
+                other.port() == address.port()
+                    && (other.ip() == address.ip()
+                        || other.ip().is_unspecified()
+                        || address.ip().is_unspecified())
+            });
+            if let Some((other_field, other)) = clash {
+                return Err(self.fail(
+                    field,
+                    format!(
+                        "{address} overlaps {other_field} ({other}): each listener, and the admin endpoint, needs an address of its own"
+                    ),
+                ));
+            }
+            taken.push((field, address));
+        }
+        Ok(())
+    }
+
     fn file(&self, field: &str, file: &Path) -> Checked {
         if file.is_file() {
             return Ok(());
+        }
+        if file.is_dir() {
+            return Err(self.fail(
+                field,
+                format!("{} is a directory, not a file", file.display()),
+            ));
         }
         Err(self.fail(
             field,

@@ -597,3 +597,132 @@ fn max_vms_too_few_for_the_plugins() {
         ]],
     );
 }
+
+#[test]
+fn two_listeners_on_one_address_are_refused() {
+    check_load(
+        "
+listeners:
+  - {name: a, address: 127.0.0.1:18080, cluster: backend}
+  - {name: b, address: 127.0.0.1:18080, cluster: backend}
+clusters:
+  - {name: backend, endpoints: [127.0.0.1:9000]}
+",
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[1].address`: 127.0.0.1:18080 overlaps listeners[0].address (127.0.0.1:18080): each listener, and the admin endpoint, needs an address of its own"#
+        ]],
+    );
+    // A wildcard address overlaps every address on its port.
+    check_load(
+        "
+listeners:
+  - {name: a, address: 0.0.0.0:18080, cluster: backend}
+  - {name: b, address: 127.0.0.1:18080, cluster: backend}
+clusters:
+  - {name: backend, endpoints: [127.0.0.1:9000]}
+",
+        expect![[
+            r#"$DIR/weft.yaml: field `listeners[1].address`: 127.0.0.1:18080 overlaps listeners[0].address (0.0.0.0:18080): each listener, and the admin endpoint, needs an address of its own"#
+        ]],
+    );
+    // The admin endpoint needs its own address too.
+    check_load(
+        "
+admin: {address: 127.0.0.1:18080}
+listeners:
+  - {name: a, address: 127.0.0.1:18080, cluster: backend}
+clusters:
+  - {name: backend, endpoints: [127.0.0.1:9000]}
+",
+        expect![[
+            r#"$DIR/weft.yaml: field `admin.address`: 127.0.0.1:18080 overlaps listeners[0].address (127.0.0.1:18080): each listener, and the admin endpoint, needs an address of its own"#
+        ]],
+    );
+}
+
+#[test]
+fn port_zero_and_other_ports_are_no_clash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(
+        &path,
+        "
+admin: {address: 127.0.0.1:0}
+listeners:
+  - {name: a, address: 127.0.0.1:0, cluster: backend}
+  - {name: b, address: 127.0.0.1:0, cluster: backend}
+  - {name: c, address: 127.0.0.1:18080, cluster: backend}
+  - {name: d, address: 127.0.0.2:18080, cluster: backend}
+  - {name: e, address: 0.0.0.0:18081, cluster: backend}
+clusters:
+  - {name: backend, endpoints: [127.0.0.1:9000]}
+",
+    )
+    .unwrap();
+    load_proxy_config(&path).unwrap();
+}
+
+#[test]
+fn requiring_client_certificates_without_a_client_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::write(dir.path().join(file), "").unwrap();
+    }
+    let path = dir.path().join("weft.yaml");
+    let config = |extra: &str| {
+        format!(
+            "
+listeners:
+  - name: a
+    address: 127.0.0.1:0
+    cluster: backend
+    tls:
+      certificates: [{{cert: cert.pem, key: key.pem}}]
+{extra}clusters:
+  - {{name: backend, endpoints: [127.0.0.1:9000]}}
+"
+        )
+    };
+    // Without client_ca, no client is asked for a certificate: a
+    // requirement there would be silently ignored.
+    std::fs::write(&path, config("      require_client_certificate: true\n")).unwrap();
+    let err = load_proxy_config(&path).unwrap_err().to_string();
+    expect![[r#"$DIR/weft.yaml: field `listeners[0].tls.require_client_certificate`: means something only with `client_ca` (the CAs client certificates must chain to): set `client_ca`, or remove it"#]].assert_eq(&err.replace(&dir.path().display().to_string(), "$DIR"));
+    std::fs::write(&path, config("")).unwrap();
+    let loaded = load_proxy_config(&path).unwrap();
+    assert_eq!(
+        loaded.listeners[0]
+            .tls
+            .as_ref()
+            .unwrap()
+            .require_client_certificate,
+        None
+    );
+}
+
+#[test]
+fn a_directory_where_a_file_goes_is_named_as_one() {
+    check_load(
+        "
+listeners:
+  - {name: a, address: 127.0.0.1:0, cluster: backend, filters: [p]}
+clusters:
+  - {name: backend, endpoints: [127.0.0.1:9000]}
+plugins:
+  - {name: p, module: .}
+",
+        expect![[
+            r#"$DIR/weft.yaml: field `plugins[0].module`: $DIR/. is a directory: name the module's .wasm or .wat file"#
+        ]],
+    );
+    check_load(
+        "
+dns: {hosts_file: .}
+listeners:
+  - {name: a, address: 127.0.0.1:0, cluster: backend}
+clusters:
+  - {name: backend, endpoints: [127.0.0.1:9000]}
+",
+        expect![[r#"$DIR/weft.yaml: field `dns.hosts_file`: $DIR/. is a directory, not a file"#]],
+    );
+}

@@ -216,7 +216,7 @@ impl ServerTls {
                 let roots = load_roots(&format!("{at}.client_ca"), ca)?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-                let verifier = if tls.require_client_certificate {
+                let verifier = if tls.require_client_certificate.unwrap_or(true) {
                     verifier
                 } else {
                     verifier.allow_unauthenticated()
