@@ -410,11 +410,10 @@ fn sha256_of_module(plugin: &weft_config::Plugin) -> Result<&str, BundleError> {
 
 fn validate(manifest: &Manifest) -> Result<(), BundleError> {
     let invalid = |m: String| Err(BundleError::Invalid(m));
-    if manifest.name.trim().is_empty() {
-        return invalid("`name` is empty".into());
-    }
-    if manifest.version.trim().is_empty() {
-        return invalid("`version` is empty".into());
+    for (field, value) in [("name", &manifest.name), ("version", &manifest.version)] {
+        if let Some(problem) = label_problem(value) {
+            return invalid(format!("`{field}` {problem}"));
+        }
     }
     if manifest.plugins.is_empty() && manifest.listeners.is_empty() {
         return invalid(
@@ -460,6 +459,26 @@ fn validate(manifest: &Manifest) -> Result<(), BundleError> {
         }
     }
     Ok(())
+}
+
+/// Why `value` cannot be a bundle's name or version, if it cannot. They
+/// name files (`NAME-VERSION.bundle.tar.gz`) and appear in URLs, logs and
+/// metrics: letters, digits, `.`, `_`, `-` and `+`, not starting with `.`
+/// (so never `..`), at most 128 characters.
+fn label_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        return Some("is empty".into());
+    }
+    if value.len() > 128 {
+        return Some(format!("is {} characters long: at most 128", value.len()));
+    }
+    if value.starts_with('.') {
+        return Some(format!("`{value}` starts with `.`"));
+    }
+    value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')))
+        .map(|c| format!("`{value}` has `{c}`: use letters, digits, `.`, `_`, `-` and `+` only"))
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, BundleError> {

@@ -230,3 +230,35 @@ fn bad_source_directories_name_the_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn names_and_versions_that_cannot_name_a_file_are_refused() {
+    let dir = source_dir();
+    let manifest = dir.path().join("bundle.yaml");
+    // The CLI writes NAME-VERSION.bundle.tar.gz: neither may climb out of
+    // the directory or name another.
+    for (name, version, problem) in [
+        ("../escaped", "1", "`name` `../escaped` starts with `.`"),
+        ("bad/name", "1", "`name` `bad/name` has `/`"),
+        ("ok", "../../etc", "`version` `../../etc` starts with `.`"),
+        ("ok", "1/2", "`version` `1/2` has `/`"),
+        ("two words", "1", "`name` `two words` has ` `"),
+        ("", "1", "`name` is empty"),
+    ] {
+        std::fs::write(
+            &manifest,
+            format!(
+                "name: '{name}'\nversion: '{version}'\nplugins:\n  - {{name: a, module: a.wasm}}\n"
+            ),
+        )
+        .unwrap();
+        let err = Bundle::from_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(problem), "{name} {version}: {err}");
+    }
+    std::fs::write(
+        &manifest,
+        "name: shop_policy-2\nversion: 1.4.0-rc.1+build.7\nplugins:\n  - {name: a, module: a.wasm}\n",
+    )
+    .unwrap();
+    Bundle::from_dir(dir.path()).unwrap();
+}
