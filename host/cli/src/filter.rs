@@ -58,6 +58,20 @@ pub(crate) fn run(command: FilterCommand) -> ExitCode {
             }
         }
     }
+    // A misspelt `--only` would otherwise pass with nothing tested.
+    if let Some(only) = &only
+        && all.iter().all(|(_, results)| results.is_empty())
+    {
+        eprintln!(
+            "error: --only `{only}`: no test's name contains it in {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::from(UNUSABLE);
+    }
     if json {
         let files: Vec<serde_json::Value> = all
             .iter()

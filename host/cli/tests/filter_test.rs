@@ -144,4 +144,31 @@ fn unusable_files_and_modules_exit_with_2() {
     let (code, _, stderr) = weft(&["filter", "test", "/nonexistent/t.test.yaml"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/t.test.yaml"), "{stderr}");
+
+    // An outcome that does not exist is a mistake in the file, not a
+    // failed test.
+    let dir = suite(
+        "  - name: t
+    expect: {outcome: forwardd}
+",
+    );
+    let (code, _, stderr) = run(&dir, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("field `tests[0].expect.outcome`")
+            && stderr.contains("unknown variant `forwardd`, expected one of `forwarded`"),
+        "{stderr}"
+    );
+
+    // A misspelt --only would pass with nothing tested.
+    let dir = suite(
+        "  - name: passes
+",
+    );
+    let (code, stdout, stderr) = run(&dir, &["--only", "zzz"]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains("--only `zzz`: no test's name contains it in $DIR/t.test.yaml"),
+        "{stderr}"
+    );
 }

@@ -243,11 +243,12 @@ fn run_test(case: &Case, test: &TestSpec, target: SocketAddr, shared: &Shared) -
         relayed: None,
     };
     let expect = Expect {
-        outcome: test
-            .expect
-            .outcome
-            .clone()
-            .filter(|o| ["forwarded", "local_reply", "closed"].contains(&o.as_str())),
+        outcome: test.expect.outcome.clone().filter(|o| {
+            matches!(
+                o,
+                Outcome::Forwarded | Outcome::LocalReply | Outcome::Closed
+            )
+        }),
         upstream: test.expect.upstream.clone(),
         response: test.expect.response.clone(),
         ..Expect::default()

@@ -602,7 +602,7 @@ impl UpstreamRequest {
 }
 
 /// How the request ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It reached the upstream and the answer went back to the client.

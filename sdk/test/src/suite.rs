@@ -234,7 +234,7 @@ pub struct CalloutSpec {
 pub struct Expect {
     /// `forwarded`, `local_reply`, `closed`, `still_paused` or `failed`.
     #[serde(default)]
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     /// The request as the upstream got it.
     #[serde(default)]
     pub upstream: Option<Seen>,
@@ -569,11 +569,14 @@ impl Expect {
         metric: &dyn Fn(&str) -> Option<i64>,
     ) -> Vec<String> {
         let mut failures = Vec::new();
-        if let Some(outcome) = &self.outcome {
-            let got = outcome_name(&exchange.outcome);
-            if &got != outcome {
-                failures.push(format!("outcome: expected {outcome}, got {got}"));
-            }
+        if let Some(outcome) = &self.outcome
+            && *outcome != exchange.outcome
+        {
+            failures.push(format!(
+                "outcome: expected {}, got {}",
+                outcome_name(outcome),
+                outcome_name(&exchange.outcome)
+            ));
         }
         if let Some(want) = &self.relayed {
             let got = exchange.relayed.clone().unwrap_or_default();
