@@ -194,7 +194,8 @@ impl Bundle {
             path: path.clone(),
             source,
         })?;
-        let de = serde_yaml::Deserializer::from_str(&text);
+        // A byte-order mark some editors write would hide the first key.
+        let de = serde_yaml::Deserializer::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text));
         let mut manifest: Manifest =
             serde_path_to_error::deserialize(de).map_err(|err| BundleError::Manifest {
                 path: path.clone(),

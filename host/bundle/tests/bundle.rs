@@ -262,3 +262,13 @@ fn names_and_versions_that_cannot_name_a_file_are_refused() {
     .unwrap();
     Bundle::from_dir(dir.path()).unwrap();
 }
+
+#[test]
+fn a_manifest_with_a_byte_order_mark_reads_whole() {
+    let dir = source_dir();
+    let manifest = dir.path().join("bundle.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("\u{feff}{}", text.trim_start())).unwrap();
+    let bundle = Bundle::from_dir(dir.path()).unwrap();
+    assert_eq!(bundle.manifest.name, "shop-policy");
+}

@@ -726,3 +726,13 @@ clusters:
         expect![[r#"$DIR/weft.yaml: field `dns.hosts_file`: $DIR/. is a directory, not a file"#]],
     );
 }
+
+#[test]
+fn a_byte_order_mark_before_the_first_key_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(&path, format!("\u{feff}{}", VALID.trim_start())).unwrap();
+    let config = load_proxy_config(&path).unwrap();
+    assert_eq!(config.listeners[0].name, "ingress");
+    assert_eq!(config.clusters[0].name, "backend");
+}
