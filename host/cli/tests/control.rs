@@ -359,6 +359,29 @@ fn the_api_refuses_what_it_must() {
     let out = remote(dir, &url, ADMIN, &["rollback", "nothing", "1"]);
     assert!(text(&out).contains("404"), "{}", text(&out));
 
+    // A proxy's malformed query is refused, not read as something else.
+    let auth = format!("Bearer {PROXY}");
+    for (query, problem) in [
+        (
+            "wait=abc",
+            "query `wait`: `abc` is not a whole number of seconds",
+        ),
+        (
+            "labels=envprod",
+            "query `labels`: `envprod` is not KEY=VALUE",
+        ),
+    ] {
+        let got = send(
+            control.addr,
+            "GET",
+            &format!("/v1/proxies/p1/desired?{query}"),
+            &[("authorization", auth.as_str())],
+            "",
+        );
+        assert_eq!(got.status, 400, "{query}: {}", got.body);
+        assert!(got.body.contains(problem), "{query}: {}", got.body);
+    }
+
     // Unreachable: exit status 3.
     let out = remote(dir, "http://127.0.0.1:1", ADMIN, &["status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));

@@ -92,7 +92,7 @@ pub fn document() -> Value {
                     {"name": "labels", "in": "query", "schema": {"type": "string"}, "description": "k=v,k2=v2"},
                     {"name": "known", "in": "query", "schema": {"type": "string"}, "description": "the digest it runs"},
                     {"name": "wait", "in": "query", "schema": {"type": "integer"}, "description": "seconds, at most 60"}],
-                "responses": {"200": schema("Desired"), "204": {"description": "nothing new"}, "401": error, "403": error}}},
+                "responses": {"200": schema("Desired"), "204": {"description": "nothing new"}, "400": error, "401": error, "403": error}}},
             "/v1/proxies/{id}/report": {"post": {
                 "summary": "ACK (applied on every worker) or NACK (refused, with the reason) a bundle",
                 "description": "Role: proxy.", "security": [{"bearer": []}],

@@ -552,19 +552,27 @@ fn status(shared: &Arc<Shared>) -> Answer {
     )
 }
 
-/// The labels a proxy gives as `labels=k=v,k2=v2`.
-fn query_labels(query: &str) -> Labels {
+/// The labels a proxy gives as `labels=k=v,k2=v2`. A pair without `=`
+/// is refused: dropping it would record (and match) other labels than
+/// the proxy has.
+fn query_labels(query: &str) -> Result<Labels, String> {
     // Split first, then decode: a key or value may hold an encoded `,` or `=`.
-    let raw = query
+    let Some(all) = query
         .split('&')
-        .find_map(|pair| pair.strip_prefix("labels="));
-    raw.map(|all| {
-        all.split(',')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(k, v)| (percent_decode(k), percent_decode(v)))
-            .collect()
-    })
-    .unwrap_or_default()
+        .find_map(|pair| pair.strip_prefix("labels="))
+    else {
+        return Ok(Labels::default());
+    };
+    all.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((percent_decode(k), percent_decode(v))),
+            _ => Err(format!(
+                "query `labels`: `{}` is not KEY=VALUE",
+                percent_decode(pair)
+            )),
+        })
+        .collect()
 }
 
 fn query_value(query: &str, name: &str) -> Option<String> {
@@ -607,12 +615,18 @@ async fn desired(
 ) -> Result<Answer, Refusal> {
     authenticate(shared, &request, &[Role::Proxy])?;
     let query = request.uri().query().unwrap_or_default();
-    let labels = query_labels(query);
+    let labels = query_labels(query).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let known = query_value(query, "known").unwrap_or_default();
-    let wait = query_value(query, "wait")
-        .and_then(|w| w.parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs)
-        .min(MAX_WAIT);
+    let wait = match query_value(query, "wait") {
+        None => Duration::ZERO,
+        Some(w) => w.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("query `wait`: `{w}` is not a whole number of seconds"),
+            )
+        })?,
+    }
+    .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = shared.changed.subscribe();
     loop {
@@ -715,7 +729,7 @@ mod tests {
 
     #[test]
     fn labels_survive_the_query_string() {
-        let labels = query_labels("known=x&labels=env=prod,team=a%2Cb,k%3D1=v&wait=5");
+        let labels = query_labels("known=x&labels=env=prod,team=a%2Cb,k%3D1=v&wait=5").unwrap();
         assert_eq!(labels["env"], "prod");
         assert_eq!(labels["team"], "a,b");
         assert_eq!(labels["k=1"], "v");
@@ -723,5 +737,13 @@ mod tests {
             query_value("known=sha256%3Aab&wait=5", "known").as_deref(),
             Some("sha256:ab")
         );
+        assert!(query_labels("labels=").unwrap().is_empty());
+        assert!(query_labels("wait=5").unwrap().is_empty());
+        // A pair without `=` is refused, not dropped.
+        assert_eq!(
+            query_labels("labels=env=prod,envprod").unwrap_err(),
+            "query `labels`: `envprod` is not KEY=VALUE"
+        );
+        assert!(query_labels("labels==x").is_err());
     }
 }
