@@ -534,6 +534,14 @@ impl SigningKey {
     }
 }
 
+/// The message of a key error without its variant's prefix.
+fn key_problem(error: BundleError) -> String {
+    match error {
+        BundleError::Key(problem) => problem,
+        other => other.to_string(),
+    }
+}
+
 /// An ed25519 public key that bundles may be signed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey([u8; 32]);
@@ -551,6 +559,28 @@ impl PublicKey {
             ))
         })?;
         Ok(PublicKey(key))
+    }
+
+    /// A key given as a `.pub` file or as its base64 text, as config
+    /// files and command lines give trusted keys. A file that cannot be
+    /// read is named as such, and so is text that is neither base64 nor
+    /// an existing file.
+    pub fn read(given: &str) -> Result<PublicKey, BundleError> {
+        let path = Path::new(given);
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|source| BundleError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            return PublicKey::parse(&text)
+                .map_err(|e| BundleError::Key(format!("{given}: {}", key_problem(e))));
+        }
+        PublicKey::parse(given).map_err(|e| {
+            BundleError::Key(format!(
+                "`{given}` is neither a file (none by that name) nor a base64 public key ({})",
+                key_problem(e)
+            ))
+        })
     }
 
     /// Base64 of its 32 bytes.

@@ -272,3 +272,31 @@ fn a_manifest_with_a_byte_order_mark_reads_whole() {
     let bundle = Bundle::from_dir(dir.path()).unwrap();
     assert_eq!(bundle.manifest.name, "shop-policy");
 }
+
+#[test]
+fn a_trusted_key_is_read_from_a_file_or_its_text_and_a_missing_file_says_so() {
+    let (_, stored) = SigningKey::generate().unwrap();
+    let public = SigningKey::parse(&stored).unwrap().public_key();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.pub");
+    std::fs::write(&file, format!("{}\n", public.encode())).unwrap();
+    assert_eq!(PublicKey::read(file.to_str().unwrap()).unwrap(), public);
+    assert_eq!(PublicKey::read(&public.encode()).unwrap(), public);
+
+    let missing = dir.path().join("none.pub");
+    let err = PublicKey::read(missing.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is neither a file (none by that name) nor a base64 public key"),
+        "{err}"
+    );
+    std::fs::write(&file, "not a key").unwrap();
+    let err = PublicKey::read(file.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("release.pub: public key is not base64"),
+        "{err}"
+    );
+}

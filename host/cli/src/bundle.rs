@@ -247,13 +247,7 @@ fn read_key(path: &Path) -> Result<SigningKey, String> {
 
 /// A public key given as a file or as its base64 text.
 pub(crate) fn read_public_key(given: &str) -> Result<PublicKey, String> {
-    let path = Path::new(given);
-    let text = if path.exists() {
-        std::fs::read_to_string(path).map_err(|e| format!("{given}: {e}"))?
-    } else {
-        given.to_string()
-    };
-    PublicKey::parse(&text).map_err(|e| format!("{given}: {e}"))
+    PublicKey::read(given).map_err(|e| e.to_string())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {

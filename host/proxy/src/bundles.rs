@@ -38,14 +38,7 @@ impl Source {
                     field: format!("trusted_keys[{index}]"),
                     problem,
                 };
-                let path = Path::new(given);
-                let text = if path.is_file() {
-                    std::fs::read_to_string(path)
-                        .map_err(|e| fail(format!("{}: {e}", path.display())))?
-                } else {
-                    given.clone()
-                };
-                PublicKey::parse(&text).map_err(|e| fail(e.to_string()))
+                PublicKey::read(given).map_err(|e| fail(e.to_string()))
             })
             .collect::<Result<_, _>>()?;
         Ok(Source {
