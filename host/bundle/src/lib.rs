@@ -458,6 +458,13 @@ fn validate(manifest: &Manifest) -> Result<(), BundleError> {
                 plugin.name
             ));
         }
+        // Every proxy would refuse it: say so when it is built.
+        if plugin.allowed_host_functions.is_some() || plugin.allowed_clusters.is_some() {
+            return invalid(format!(
+                "plugins[{i}] (`{}`): `allowed_host_functions` and `allowed_clusters` are granted by the proxy's own config, not by bundles",
+                plugin.name
+            ));
+        }
     }
     Ok(())
 }

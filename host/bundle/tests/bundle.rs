@@ -224,6 +224,24 @@ fn bad_source_directories_name_the_problem() {
     let err = Bundle::from_dir(dir.path()).unwrap_err();
     assert!(err.to_string().contains("used twice"), "{err}");
 
+    // Capabilities are the proxy's to grant: a bundle asking for them is
+    // refused when it is built, as every proxy would refuse it.
+    for grant in [
+        "allowed_clusters: [c]",
+        "allowed_host_functions: [proxy_log]",
+    ] {
+        std::fs::write(
+            &manifest,
+            format!("name: x\nversion: '1'\nplugins:\n  - {{name: a, module: a.wasm, {grant}}}\n"),
+        )
+        .unwrap();
+        let err = Bundle::from_dir(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("plugins[0] (`a`): `allowed_host_functions` and `allowed_clusters` are granted by the proxy's own config"),
+            "{err}"
+        );
+    }
+
     let err = Bundle::from_dir(Path::new("/nonexistent")).unwrap_err();
     assert!(
         err.to_string().contains("/nonexistent/bundle.yaml"),
