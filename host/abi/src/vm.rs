@@ -383,6 +383,9 @@ impl Vm {
             plugin: name.clone(),
             message,
         };
+        if let Some(message) = memory_over_limit(module.pre.module(), &store.data().plugin) {
+            return Err(instantiate(message));
+        }
         let instance = module
             .pre
             .instantiate(&mut store)
@@ -405,25 +408,34 @@ impl Vm {
             ($name:literal) => {
                 match instance.get_func(&mut store, $name) {
                     None => None,
-                    Some(f) => Some(
-                        f.typed(&store)
-                            .map_err(|e| instantiate(format!("export {}: {e:#}", $name)))?,
-                    ),
+                    Some(f) => Some(f.typed(&store).map_err(|_| {
+                        instantiate(format!(
+                            "export {} is {}, not the ABI's signature for it (docs/abi-coverage.md)",
+                            $name,
+                            signature(&f.ty(&store))
+                        ))
+                    })?),
                 }
             };
         }
-        let headers =
-            |store: &mut Store<HostState>, name: &str| -> Result<Option<HeadersFn>, VmError> {
-                let Some(f) = instance.get_func(&mut *store, name) else {
-                    return Ok(None);
-                };
-                if let Ok(f) = f.typed::<(i32, i32, i32), i32>(&*store) {
-                    return Ok(Some(HeadersFn::V2(f)));
-                }
-                f.typed::<(i32, i32), i32>(&*store)
-                    .map(|f| Some(HeadersFn::V1(f)))
-                    .map_err(|e| instantiate(format!("export {name}: {e:#}")))
+        let headers = |store: &mut Store<HostState>,
+                       name: &str|
+         -> Result<Option<HeadersFn>, VmError> {
+            let Some(f) = instance.get_func(&mut *store, name) else {
+                return Ok(None);
             };
+            if let Ok(f) = f.typed::<(i32, i32, i32), i32>(&*store) {
+                return Ok(Some(HeadersFn::V2(f)));
+            }
+            f.typed::<(i32, i32), i32>(&*store)
+                    .map(|f| Some(HeadersFn::V1(f)))
+                    .map_err(|_| {
+                        instantiate(format!(
+                            "export {name} is {}, not the ABI's signature for it (docs/abi-coverage.md)",
+                            signature(&f.ty(&*store))
+                        ))
+                    })
+        };
         let exports = Exports {
             on_context_create: instance
                 .get_typed_func(&mut store, "proxy_on_context_create")
@@ -1241,6 +1253,40 @@ pub(crate) enum Swapped {
 
 /// The most contexts a VM keeps waiting for `proxy_done`.
 const MAX_DEFERRED: usize = 1024;
+
+/// Why the module's memory cannot start within the plugin's memory limit,
+/// if it cannot: said before instantiating, where wasmtime would only
+/// report a failed grow.
+fn memory_over_limit(module: &wasmtime::Module, plugin: &Plugin) -> Option<String> {
+    let limit = plugin.limits.memory_bytes as u64;
+    module.exports().find_map(|export| {
+        let wasmtime::ExternType::Memory(memory) = export.ty() else {
+            return None;
+        };
+        let start = memory.minimum().saturating_mul(memory.page_size());
+        (start > limit).then(|| {
+            format!(
+                "its memory `{}` starts at {} pages ({} MiB), over the plugin's memory limit of {} MiB (limits.memory_mb)",
+                export.name(),
+                memory.minimum(),
+                start >> 20,
+                limit >> 20
+            )
+        })
+    })
+}
+
+/// A function type as the ABI tables write it: `(i32,i32) -> i32`.
+fn signature(ty: &wasmtime::FuncType) -> String {
+    let list = |types: &mut dyn Iterator<Item = wasmtime::ValType>| {
+        types.map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let params = list(&mut ty.params());
+    match list(&mut ty.results()).as_str() {
+        "" => format!("({params}) -> ()"),
+        results => format!("({params}) -> {results}"),
+    }
+}
 
 /// Epoch ticks for a deadline, rounded up, plus one because the current tick
 /// may end at any moment. In 64-bit nanoseconds (saturating, some 584

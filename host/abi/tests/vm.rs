@@ -711,3 +711,48 @@ fn abi_0_1_0_calls_imported_with_a_status_result_link_and_work() {
     let _ = vm.take_lent_streams();
     assert_eq!(vm.take_stream_actions().len(), 1);
 }
+
+#[test]
+fn a_module_whose_memory_starts_over_the_limit_is_refused_saying_so() {
+    let runtime = Runtime::new().unwrap();
+    let wat = module("0_2_1", BUMP, "").replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 2000)",
+    );
+    let limits = PluginLimits {
+        memory_bytes: 64 << 20,
+        ..PluginLimits::default()
+    };
+    let message = match Vm::new(plugin(&runtime, &wat, "c", limits)) {
+        Err(err @ VmError::Instantiate { .. }) => err.to_string(),
+        other => panic!("expected an instantiation error, got {:?}", other.err()),
+    };
+    assert!(
+        message.contains(
+            "its memory `memory` starts at 2000 pages (125 MiB), over the plugin's memory limit of 64 MiB (limits.memory_mb)"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_export_with_the_wrong_signature_is_named_with_its_type() {
+    let runtime = Runtime::new().unwrap();
+    for (funcs, want) in [
+        (
+            r#"(func (export "proxy_on_vm_start") (param i64) (result i32) (i32.const 1))"#,
+            "export proxy_on_vm_start is (i64) -> i32, not the ABI's signature for it",
+        ),
+        (
+            r#"(func (export "proxy_on_request_headers") (param i32) (result i32) (i32.const 0))"#,
+            "export proxy_on_request_headers is (i32) -> i32, not the ABI's signature for it",
+        ),
+    ] {
+        let wat = module("0_2_1", BUMP, funcs);
+        let message = match Vm::new(plugin(&runtime, &wat, "c", PluginLimits::default())) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("{funcs} must not start"),
+        };
+        assert!(message.contains(want), "{message}");
+    }
+}
