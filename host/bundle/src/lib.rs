@@ -194,10 +194,8 @@ impl Bundle {
             path: path.clone(),
             source,
         })?;
-        // A byte-order mark some editors write would hide the first key.
-        let de = serde_yaml::Deserializer::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text));
         let mut manifest: Manifest =
-            serde_path_to_error::deserialize(de).map_err(|err| BundleError::Manifest {
+            weft_config::from_yaml(&text).map_err(|err| BundleError::Manifest {
                 path: path.clone(),
                 field: err.path().to_string(),
                 message: err.inner().to_string(),

@@ -22,6 +22,17 @@ pub use proxy::{
     PluginConfiguration, PluginLimits, ProxyConfig, REQUEST_VMS_PER_WORKER, RetryBudget,
     UpstreamTls, WasmRuntime, load_proxy_config, parse_proxy_config, split_host_port,
 };
+/// Deserializes YAML `text` into `T`; an error carries the path of the
+/// field it is about (`plugins[0].module`). A byte-order mark some editors
+/// write is skipped: left in, it would hide the first key. Every YAML file
+/// weft reads goes through here.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, serde_path_to_error::Error<serde_yaml::Error>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+}
+
 pub use route::{
     DEFAULT_IDLE_TIMEOUT_MS, DirectResponse, Forward, HeaderMutation, HeaderValueConfig, Mirror,
     Redirect, RetryOn, RetryPolicy, Route, RouteMatch, ValueMatch, VirtualHost, WeightedCluster,

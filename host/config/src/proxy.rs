@@ -948,9 +948,7 @@ pub fn load_proxy_config(path: &Path) -> Result<ProxyConfig, ConfigError> {
 /// Parses configuration text; `path` is only used in error messages.
 /// Does not validate: see [`ProxyConfig::validate`].
 pub fn parse_proxy_config(path: &Path, text: &str) -> Result<ProxyConfig, ConfigError> {
-    // A byte-order mark some editors write would hide the first key.
-    let de = serde_yaml::Deserializer::from_str(text.strip_prefix('\u{feff}').unwrap_or(text));
-    serde_path_to_error::deserialize(de)
+    crate::from_yaml(text)
         .map_err(|err| ConfigError::parse(path.to_path_buf(), err.path().to_string(), err.inner()))
 }
 

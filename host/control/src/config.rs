@@ -98,9 +98,7 @@ pub fn load(path: &Path) -> Result<ControlConfig, ConfigError> {
         field,
         message,
     };
-    // A byte-order mark some editors write would hide the first key.
-    let de = serde_yaml::Deserializer::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text));
-    let mut config: ControlConfig = serde_path_to_error::deserialize(de)
+    let mut config: ControlConfig = weft_config::from_yaml(&text)
         .map_err(|err| invalid(err.path().to_string(), err.inner().to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     if config.data_dir.is_relative() {

@@ -143,10 +143,7 @@ impl Cases {
         for path in files {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-            // A byte-order mark some editors write would hide the first key.
-            let de =
-                serde_yaml::Deserializer::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text));
-            let file: CaseFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            let file: CaseFile = weft_config::from_yaml(&text).map_err(|e| {
                 fail(format!(
                     "{}: field `{}`: {}",
                     path.display(),

@@ -333,9 +333,7 @@ impl Suite {
     pub fn read(path: &Path) -> Result<Suite, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Suite(format!("{}: {e}", path.display())))?;
-        // A byte-order mark some editors write would hide the first key.
-        let de = serde_yaml::Deserializer::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text));
-        let mut suite: Suite = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut suite: Suite = weft_config::from_yaml(&text).map_err(|e| {
             Error::Suite(format!(
                 "{}: field `{}`: {}",
                 path.display(),
