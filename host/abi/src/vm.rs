@@ -383,13 +383,13 @@ impl Vm {
             plugin: name.clone(),
             message,
         };
-        if let Some(message) = memory_over_limit(module.pre.module(), &store.data().plugin) {
-            return Err(instantiate(message));
-        }
-        let instance = module
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| instantiate(format!("{e:#}")))?;
+        let instance = module.pre.instantiate(&mut store).map_err(|e| {
+            // Explained only when it failed: no work on a VM that starts.
+            instantiate(
+                memory_over_limit(module.pre.module(), &store.data().plugin)
+                    .unwrap_or_else(|| format!("{e:#}")),
+            )
+        })?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| instantiate("no exported memory".into()))?;
@@ -408,34 +408,25 @@ impl Vm {
             ($name:literal) => {
                 match instance.get_func(&mut store, $name) {
                     None => None,
-                    Some(f) => Some(f.typed(&store).map_err(|_| {
-                        instantiate(format!(
-                            "export {} is {}, not the ABI's signature for it (docs/abi-coverage.md)",
-                            $name,
-                            signature(&f.ty(&store))
-                        ))
-                    })?),
+                    Some(f) => Some(
+                        f.typed(&store)
+                            .map_err(|_| instantiate(wrong_signature($name, &f.ty(&store))))?,
+                    ),
                 }
             };
         }
-        let headers = |store: &mut Store<HostState>,
-                       name: &str|
-         -> Result<Option<HeadersFn>, VmError> {
-            let Some(f) = instance.get_func(&mut *store, name) else {
-                return Ok(None);
-            };
-            if let Ok(f) = f.typed::<(i32, i32, i32), i32>(&*store) {
-                return Ok(Some(HeadersFn::V2(f)));
-            }
-            f.typed::<(i32, i32), i32>(&*store)
+        let headers =
+            |store: &mut Store<HostState>, name: &str| -> Result<Option<HeadersFn>, VmError> {
+                let Some(f) = instance.get_func(&mut *store, name) else {
+                    return Ok(None);
+                };
+                if let Ok(f) = f.typed::<(i32, i32, i32), i32>(&*store) {
+                    return Ok(Some(HeadersFn::V2(f)));
+                }
+                f.typed::<(i32, i32), i32>(&*store)
                     .map(|f| Some(HeadersFn::V1(f)))
-                    .map_err(|_| {
-                        instantiate(format!(
-                            "export {name} is {}, not the ABI's signature for it (docs/abi-coverage.md)",
-                            signature(&f.ty(&*store))
-                        ))
-                    })
-        };
+                    .map_err(|_| instantiate(wrong_signature(name, &f.ty(&*store))))
+            };
         let exports = Exports {
             on_context_create: instance
                 .get_typed_func(&mut store, "proxy_on_context_create")
@@ -1255,8 +1246,7 @@ pub(crate) enum Swapped {
 const MAX_DEFERRED: usize = 1024;
 
 /// Why the module's memory cannot start within the plugin's memory limit,
-/// if it cannot: said before instantiating, where wasmtime would only
-/// report a failed grow.
+/// if it cannot: wasmtime only reports a failed grow.
 fn memory_over_limit(module: &wasmtime::Module, plugin: &Plugin) -> Option<String> {
     let limit = plugin.limits.memory_bytes as u64;
     module.exports().find_map(|export| {
@@ -1276,16 +1266,20 @@ fn memory_over_limit(module: &wasmtime::Module, plugin: &Plugin) -> Option<Strin
     })
 }
 
-/// A function type as the ABI tables write it: `(i32,i32) -> i32`.
-fn signature(ty: &wasmtime::FuncType) -> String {
+/// Why export `name` of type `ty` cannot be the ABI's callback: its type,
+/// written as the ABI tables write them (`(i32,i32) -> i32`).
+fn wrong_signature(name: &str, ty: &wasmtime::FuncType) -> String {
     let list = |types: &mut dyn Iterator<Item = wasmtime::ValType>| {
         types.map(|t| t.to_string()).collect::<Vec<_>>().join(",")
     };
     let params = list(&mut ty.params());
-    match list(&mut ty.results()).as_str() {
-        "" => format!("({params}) -> ()"),
-        results => format!("({params}) -> {results}"),
-    }
+    let results = match list(&mut ty.results()) {
+        results if results.is_empty() => "()".to_string(),
+        results => results,
+    };
+    format!(
+        "export {name} is ({params}) -> {results}, not the ABI's signature for it (docs/abi-coverage.md)"
+    )
 }
 
 /// Epoch ticks for a deadline, rounded up, plus one because the current tick
